@@ -1,0 +1,20 @@
+"""The window: the contract between ingest and engines (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Window:
+    camera: str
+    start: float  # seconds on the source clock (rebased to 0 at the first timestamp)
+    end: float
+    video: np.ndarray  # uint8 [T, H, W, 3] RGB
+    audio: np.ndarray  # float32 [S] mono 16 kHz in [-1, 1]
+    video_mask: float  # 0.0 when video is absent or stalled
+    audio_mask: float  # 0.0 when audio is absent or stalled
+    arrival: float  # time.monotonic() when the last input of the window arrived
+    decode_s: float = 0.0  # decode time spent on this window's inputs
