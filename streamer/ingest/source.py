@@ -1,0 +1,158 @@
+"""Opening and decoding one source (RTSP URL or file) with PyAV into windows."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import av
+import av.error
+import numpy as np
+
+from streamer.errors import SourceError, SourceTimeout, redact
+from streamer.ingest.windower import Geometry, Windower
+from streamer.window import Window
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceOptions:
+    open_timeout: float = 10.0
+    read_timeout: float = 10.0
+    realtime: bool = False  # pace a file as if it were live
+    loop: bool = False  # replay a file forever (demo)
+    decoder_threads: int = 0  # 0 = FFmpeg's choice
+
+
+@dataclass
+class SourceStats:
+    frames_decoded: int = 0
+    audio_frames_decoded: int = 0
+    windows: int = 0
+    errors: int = 0
+    codecs: dict[str, str] = field(default_factory=dict)
+
+
+def is_stream_url(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer:
+    """av.open with RTSP over TCP and timeouts; errors name the (redacted) URL."""
+    options = {}
+    if url.startswith(("rtsp://", "rtsps://")):
+        options["rtsp_transport"] = "tcp"
+    try:
+        return av.open(url, mode="r", options=options, timeout=(opts.open_timeout, opts.read_timeout))
+    except av.error.FileNotFoundError as e:
+        raise SourceError(f"source {redact(url)}: no such file") from e
+    except (TimeoutError, av.error.ExitError) as e:
+        raise SourceTimeout(f"source {redact(url)}: no answer within {opts.open_timeout:g} s (open_timeout)") from e
+    except (av.error.FFmpegError, OSError) as e:
+        raise SourceError(f"source {redact(url)}: cannot open: {e.__class__.__name__}: {e.strerror if hasattr(e, 'strerror') else e}") from e
+
+
+class SourceReader:
+    """Decodes a source into windows. One instance per source; not thread-safe."""
+
+    def __init__(self, url: str, camera: str, geo: Geometry, opts: SourceOptions | None = None) -> None:
+        self.url = url
+        self.camera = camera
+        self.geo = geo
+        self.opts = opts or SourceOptions()
+        self.stats = SourceStats()
+
+    def _convert(self, frame: av.VideoFrame) -> np.ndarray:
+        return frame.to_ndarray(width=self.geo.width, height=self.geo.height, format="rgb24")
+
+    def windows(self) -> Iterator[Window]:
+        offset = 0.0  # source time added per loop iteration so windows keep increasing
+        wall0 = time.monotonic()
+        windower: Windower | None = None
+        while True:
+            end_t, windower = yield from self._play(offset, wall0, windower)
+            if not self.opts.loop:
+                yield from windower.flush()
+                return
+            offset = end_t
+
+    def _play(self, offset: float, wall0: float, windower: Windower | None):
+        container = open_container(self.url, self.opts)
+        try:
+            vs = container.streams.video[0] if container.streams.video else None
+            aus = container.streams.audio[0] if container.streams.audio else None
+            if vs is None and aus is None:
+                raise SourceError(f"source {redact(self.url)}: no video or audio stream")
+            if windower is None:
+                windower = Windower(self.camera, self.geo, self._convert, has_video=vs is not None, has_audio=aus is not None)
+            streams = []
+            if vs is not None:
+                vs.thread_type = "AUTO"
+                if self.opts.decoder_threads:
+                    vs.codec_context.thread_count = self.opts.decoder_threads
+                self.stats.codecs["video"] = vs.codec_context.name
+                streams.append(vs)
+            resampler = None
+            if aus is not None:
+                self.stats.codecs["audio"] = aus.codec_context.name
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=self.geo.sample_rate)
+                streams.append(aus)
+            t0: float | None = None
+            last_t = {"video": None, "audio": None}
+            end_t = offset
+            try:
+                for packet in container.demux(streams):
+                    kind = packet.stream.type
+                    t_dec = time.perf_counter()
+                    try:
+                        frames = packet.decode()
+                    except av.error.InvalidDataError:
+                        self.stats.errors += 1
+                        continue
+                    if packet.dts is None and not frames:
+                        continue  # flush packet with nothing left
+                    for frame in frames:
+                        t = frame.time
+                        if t is None:  # no PTS (first RTSP frames often): continue from the last one
+                            prev = last_t[kind]
+                            t = (prev + (1 / float(vs.average_rate or 25) if kind == "video" else 0.0)) if prev is not None else (t0 or 0.0)
+                        if t0 is None:
+                            t0 = t
+                        last_t[kind] = t
+                        rt = t - t0 + offset
+                        if self.opts.realtime:
+                            delay = wall0 + rt - time.monotonic()
+                            if delay > 0:
+                                time.sleep(delay)
+                        if kind == "video":
+                            self.stats.frames_decoded += 1
+                            windower.add_video(rt, frame, time.perf_counter() - t_dec)
+                            end_t = max(end_t, rt + windower._frame_dt)
+                        else:
+                            self.stats.audio_frames_decoded += 1
+                            for out in resampler.resample(frame):
+                                pcm = out.to_ndarray().reshape(-1)
+                                windower.add_audio(rt, pcm, time.perf_counter() - t_dec)
+                                end_t = max(end_t, rt + len(pcm) / self.geo.sample_rate)
+                                rt += len(pcm) / self.geo.sample_rate
+                        t_dec = time.perf_counter()
+                    for w in windower.ready():
+                        self.stats.windows += 1
+                        yield w
+            except av.error.EOFError:
+                pass
+            except TimeoutError as e:
+                raise SourceTimeout(f"source {redact(self.url)}: no data within {self.opts.read_timeout:g} s (read_timeout)") from e
+            except av.error.FFmpegError as e:
+                raise SourceError(f"source {redact(self.url)}: read failed: {e}") from e
+            return end_t, windower
+        finally:
+            container.close()
+
+
+def probe_geometry(spec, hop: float) -> Geometry:
+    """Window geometry for a model spec (engines.spec.ModelSpec) and a hop."""
+    return Geometry(spec.frames, spec.height, spec.width, spec.window_seconds, hop, spec.sample_rate)

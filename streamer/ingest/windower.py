@@ -1,0 +1,230 @@
+"""Turns timestamped frames and audio into fixed windows (the contract in streamer/window.py).
+
+Video: window k covers [k*hop, k*hop + seconds); its T frames are the decoded frames nearest to
+T evenly spaced sample times. Only frames that some window samples are converted (and resized)
+by swscale, each at most once, however many windows share it.
+Audio: mono float32 at the model's rate, placed by timestamp; a gap is filled with silence and
+an overlap is dropped when they exceed `resync_s`.
+A modality that falls more than `max_lag_s` behind the other is treated as stalled: the window is
+emitted with that modality's mask at 0 rather than held back.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from streamer.window import Window
+
+Convert = Callable[[Any], np.ndarray]  # decoded frame -> uint8 [H, W, 3]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    frames: int
+    height: int
+    width: int
+    seconds: float
+    hop: float
+    sample_rate: int
+
+    @property
+    def samples(self) -> int:
+        return int(round(self.seconds * self.sample_rate))
+
+
+def _key(t: float) -> int:
+    return int(round(t * 1e6))
+
+
+class Windower:
+    def __init__(
+        self,
+        camera: str,
+        geo: Geometry,
+        convert: Convert,
+        *,
+        has_video: bool,
+        has_audio: bool,
+        max_lag_s: float = 2.0,
+        resync_s: float = 0.05,
+    ) -> None:
+        if not (has_video or has_audio):
+            raise ValueError(f"camera {camera!r}: a source needs video or audio")
+        self.camera = camera
+        self.geo = geo
+        self._convert = convert
+        self.has_video = has_video
+        self.has_audio = has_audio
+        self.max_lag_s = max_lag_s
+        self.resync_s = resync_s
+        self._k = 0  # next window to emit
+        self._scheduled = 0  # windows whose sample times are in the heap
+        self._heap: list[int] = []  # pending sample-time keys
+        self._picked: dict[int, np.ndarray] = {}
+        self._prev: tuple[float, Any] | None = None
+        self._prev_rgb: np.ndarray | None = None
+        self._video_t = -1e9  # time of the newest frame
+        self._frame_dt = 0.04
+        self._audio = np.zeros(0, np.float32)
+        self._audio_t0: float | None = None  # source time of self._audio[0]
+        self._arrival = time.monotonic()
+        self._decode_s = 0.0
+        self._blank_video = np.zeros((geo.frames, geo.height, geo.width, 3), np.uint8)
+        self.frames_converted = 0
+
+    # ---- sample times -------------------------------------------------------------------
+    def _sample_times(self, k: int) -> list[float]:
+        g = self.geo
+        return [k * g.hop + (i + 0.5) * g.seconds / g.frames for i in range(g.frames)]
+
+    def _schedule_until(self, t: float) -> None:
+        while self._scheduled * self.geo.hop <= t:
+            for s in self._sample_times(self._scheduled):
+                key = _key(s)
+                if key not in self._picked and key not in self._heap:
+                    heapq.heappush(self._heap, key)
+            self._scheduled += 1
+
+    # ---- inputs -------------------------------------------------------------------------
+    def add_video(self, t: float, frame: Any, decode_s: float = 0.0) -> None:
+        """A decoded frame at source time t (seconds, rebased)."""
+        if self._prev is not None:
+            dt = t - self._prev[0]
+            if dt <= 0:  # duplicate or out-of-order timestamp: keep the first
+                return
+            self._frame_dt = 0.9 * self._frame_dt + 0.1 * min(dt, 1.0)
+        self._schedule_until(t + self.geo.seconds)
+        cur_rgb: np.ndarray | None = None
+        while self._heap and self._heap[0] <= _key(t):
+            key = heapq.heappop(self._heap)
+            s = key / 1e6
+            if self._prev is not None and (s - self._prev[0]) < (t - s):
+                if self._prev_rgb is None:
+                    self._prev_rgb = self._conv(self._prev[1])
+                self._picked[key] = self._prev_rgb
+            else:
+                if cur_rgb is None:
+                    cur_rgb = self._conv(frame)
+                self._picked[key] = cur_rgb
+        self._prev, self._prev_rgb = (t, frame), cur_rgb
+        self._video_t = t
+        self._arrival = time.monotonic()
+        self._decode_s += decode_s
+
+    def add_audio(self, t: float, samples: np.ndarray, decode_s: float = 0.0) -> None:
+        """Mono float32 samples at the model rate whose first sample is at source time t."""
+        sr = self.geo.sample_rate
+        if self._audio_t0 is None:
+            self._audio_t0 = t
+            self._audio = samples.astype(np.float32, copy=True)
+        else:
+            expected = self._audio_t0 + len(self._audio) / sr
+            drift = t - expected
+            if drift > self.resync_s:  # gap: silence
+                pad = np.zeros(int(round(drift * sr)), np.float32)
+                self._audio = np.concatenate([self._audio, pad, samples])
+            elif drift < -self.resync_s:  # overlap: drop what is already placed
+                skip = int(round(-drift * sr))
+                self._audio = np.concatenate([self._audio, samples[skip:]])
+            else:
+                self._audio = np.concatenate([self._audio, samples])
+        self._arrival = time.monotonic()
+        self._decode_s += decode_s
+
+    def _conv(self, frame: Any) -> np.ndarray:
+        self.frames_converted += 1
+        return self._convert(frame)
+
+    # ---- outputs ------------------------------------------------------------------------
+    @property
+    def _audio_end(self) -> float:
+        if self._audio_t0 is None:
+            return -1e9
+        return self._audio_t0 + len(self._audio) / self.geo.sample_rate
+
+    def _video_done(self, k: int) -> bool:
+        return self._video_t >= self._sample_times(k)[-1]
+
+    def ready(self) -> Iterator[Window]:
+        """Windows whose inputs have all arrived (or whose missing modality is stalled)."""
+        while True:
+            start = self._k * self.geo.hop
+            end = start + self.geo.seconds
+            v_ok = not self.has_video or self._video_done(self._k)
+            a_ok = not self.has_audio or self._audio_end >= end
+            if v_ok and a_ok:
+                yield self._emit(self._k, video=self.has_video, audio=self.has_audio)
+            elif v_ok and self._video_t - max(self._audio_end, start) > self.max_lag_s:
+                yield self._emit(self._k, video=True, audio=False)
+            elif a_ok and self._audio_end - max(self._video_t, start) > self.max_lag_s:
+                yield self._emit(self._k, video=False, audio=True)
+            else:
+                return
+
+    def flush(self) -> Iterator[Window]:
+        """At end of input: the windows the content covers (at least one), padding the tail."""
+        content_end = max(self._video_t + self._frame_dt, self._audio_end)
+        if self._prev is not None:
+            self._schedule_until(content_end)
+            while self._heap:  # sample times past the last frame take the last frame
+                key = heapq.heappop(self._heap)
+                if self._prev_rgb is None:
+                    self._prev_rgb = self._conv(self._prev[1])
+                self._picked[key] = self._prev_rgb
+            self._video_t = 1e18
+        while True:
+            start = self._k * self.geo.hop
+            if self._k > 0 and start + self.geo.seconds > content_end + self.geo.hop / 2 + 1e-6:
+                return
+            if self._k > 0 and start >= content_end:
+                return
+            has_audio = self.has_audio and self._audio_t0 is not None and self._audio_t0 < start + self.geo.seconds
+            yield self._emit(self._k, video=self.has_video and self._prev is not None, audio=has_audio)
+
+    def _emit(self, k: int, *, video: bool, audio: bool) -> Window:
+        g = self.geo
+        start, end = k * g.hop, k * g.hop + g.seconds
+        keys = [_key(s) for s in self._sample_times(k)]
+        if video and all(key in self._picked for key in keys):
+            clip = np.stack([self._picked[key] for key in keys])
+        else:
+            video, clip = False, self._blank_video
+        pcm = np.zeros(g.samples, np.float32)
+        if audio and self._audio_t0 is not None:
+            i0 = int(round((start - self._audio_t0) * g.sample_rate))
+            lo, hi = max(i0, 0), min(i0 + g.samples, len(self._audio))
+            if hi > lo:
+                pcm[lo - i0 : hi - i0] = self._audio[lo:hi]
+            else:
+                audio = False
+        window = Window(
+            camera=self.camera,
+            start=start,
+            end=end,
+            video=clip,
+            audio=pcm,
+            video_mask=1.0 if video else 0.0,
+            audio_mask=1.0 if audio else 0.0,
+            arrival=self._arrival,
+            decode_s=self._decode_s,
+        )
+        self._decode_s = 0.0
+        self._k += 1
+        self._forget(self._k * g.hop)
+        return window
+
+    def _forget(self, before: float) -> None:
+        """Drop inputs no later window needs."""
+        limit = _key(before)
+        for key in [key for key in self._picked if key < limit]:
+            del self._picked[key]
+        if self._audio_t0 is not None:
+            cut = int((before - self._audio_t0) * self.geo.sample_rate)
+            if cut > 0:
+                self._audio = self._audio[cut:]
+                self._audio_t0 += cut / self.geo.sample_rate
