@@ -1,0 +1,185 @@
+"""`streamer` command line: check, run, demo, alerts, train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEMO_CLIP = ASSETS / "demo.mp4"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from streamer.config import load_config
+    from streamer.errors import ConfigError
+
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok ({len(cfg.cameras)} camera(s))")
+    return 0
+
+
+def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float) -> int:
+    from streamer.outputs import metrics
+    from streamer.pipeline import Pipeline
+
+    def on_alert(alert: dict) -> None:
+        if print_alerts:
+            print(json.dumps(alert), flush=True)
+
+    pipe = Pipeline(cfg, on_alert=on_alert)
+    if cfg.metrics.port:
+        port = metrics.serve(cfg.metrics.host, cfg.metrics.port)
+        print(f"[streamer] metrics on http://{cfg.metrics.host}:{port}/metrics", file=sys.stderr)
+    print(f"[streamer] alerts: Redis {pipe.redis_url} stream {cfg.redis.stream}, channels {cfg.redis.channel_prefix}:<camera>; "
+          f"engine {pipe.runtime.backend} model {pipe.spec.name} v{pipe.spec.version}", file=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
+    try:
+        pipe.run(duration=duration, summary_every=summary_every, summary=lambda s: print(s, file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        print("[streamer] interrupted, stopping", file=sys.stderr)
+    finally:
+        pipe.close()
+        metrics.cleanup()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from streamer.config import load_config
+    from streamer.errors import ConfigError
+
+    try:
+        cfg = load_config(args.file)
+        return _run(cfg, args.duration, print_alerts=args.print_alerts, summary_every=args.summary_every)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streamer.config import parse_config
+    from streamer.errors import ConfigError
+
+    data = {
+        "cameras": [{"id": "demo", "url": str(args.clip), "realtime": True, "loop": True}],
+        "metrics": {"host": "127.0.0.1", "port": args.metrics_port},
+    }
+    if args.redis:
+        data["redis"] = {"url": args.redis}
+    try:
+        cfg = parse_config(data, "demo")
+        return _run(cfg, args.duration, print_alerts=True, summary_every=5.0)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    import redis
+
+    from streamer.errors import redact
+    from streamer.outputs.alerts import connect, default_url, read_stream
+
+    url = args.redis or default_url()
+    client = connect(url)
+    try:
+        if args.follow:
+            ps = client.pubsub(ignore_subscribe_messages=True)
+            ps.psubscribe(f"{args.channel_prefix}:{args.camera or '*'}")
+            deadline = time.monotonic() + args.duration if args.duration else None
+            while deadline is None or time.monotonic() < deadline:
+                msg = ps.get_message(timeout=0.5)
+                if msg and msg["type"] == "pmessage":
+                    print(msg["data"].decode(), flush=True)
+        else:
+            for alert in read_stream(client, args.stream, args.last):
+                if args.camera and alert["camera"] != args.camera:
+                    continue
+                print(json.dumps(alert), flush=True)
+    except redis.ConnectionError as e:
+        print(f"cannot reach Redis at {redact(url)}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from engines.train.__main__ import main as train_main
+    except ImportError as e:
+        print(f"training needs the train extra: pip install 'streamer[train]' ({e})", file=sys.stderr)
+        return 1
+    return int(train_main(args.rest) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streamer", description="Real-time audio-visual event detection for camera fleets.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("check", help="validate a config file (exit 0 ok, 1 invalid)")
+    s.add_argument("file")
+    s.set_defaults(fn=cmd_check)
+
+    s = sub.add_parser("run", help="run the pipeline from a config file")
+    s.add_argument("file")
+    s.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    s.add_argument("--print-alerts", action="store_true", help="also print alerts as JSON lines on stdout")
+    s.add_argument("--summary-every", type=float, default=10.0, help="seconds between summary lines on stderr (0 = off)")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("demo", help="a bundled clip played as a live camera, embedded Redis, metrics on 127.0.0.1")
+    s.add_argument("--duration", type=float, default=None, help="stop after N seconds (exit 0)")
+    s.add_argument("--clip", default=str(DEMO_CLIP), help="clip to play in a loop")
+    s.add_argument("--redis", default=None, help="Redis URL (default: embedded)")
+    s.add_argument("--metrics-port", type=int, default=9108)
+    s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("alerts", help="print alerts from Redis")
+    s.add_argument("--redis", default=None, help="Redis URL (default: $STREAMER_REDIS_URL, a running demo, or localhost)")
+    s.add_argument("--follow", action="store_true", help="follow live alerts (pub/sub) instead of reading the stream")
+    s.add_argument("--camera", default=None, help="only this camera")
+    s.add_argument("--last", type=int, default=100, help="how many alerts to read from the stream")
+    s.add_argument("--stream", default="streamer:alerts")
+    s.add_argument("--channel-prefix", default="streamer:alerts")
+    s.add_argument("--duration", type=float, default=None, help="with --follow: stop after N seconds")
+    s.set_defaults(fn=cmd_alerts)
+
+    s = sub.add_parser("train", help="train the default fusion model (needs the train extra)", add_help=False)
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd in ("run", "demo"):
+        # Before prometheus_client is imported: metrics are shared by the whole process tree.
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            import tempfile
+
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="streamer-metrics-")
+    _setup_logging(args.verbose)
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

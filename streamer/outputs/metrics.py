@@ -1,0 +1,63 @@
+"""Prometheus metrics, recorded in the process that measures them.
+
+Processes share them through prometheus-client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR must be
+set before prometheus_client is first imported (the CLI does it first thing); children inherit it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+FRAMES_DECODED = Counter("streamer_frames_decoded_total", "Video frames decoded.", ["camera"])
+WINDOWS = Counter("streamer_windows_total", "Windows produced by ingest.", ["camera"])
+WINDOWS_DROPPED = Counter("streamer_windows_dropped_total", "Windows dropped, by reason.", ["camera", "reason"])
+DECODE_ERRORS = Counter("streamer_decode_errors_total", "Packets the decoder rejected.", ["camera"])
+RECONNECTS = Counter("streamer_reconnects_total", "Times a source was reopened.", ["camera"])
+SOURCE_UP = Gauge("streamer_source_up", "1 while the source delivers data.", ["camera"], multiprocess_mode="livemax")
+STAGE_LATENCY = Histogram("streamer_stage_latency_seconds", "Latency of one pipeline stage.", ["stage"], buckets=LATENCY_BUCKETS)
+E2E_LATENCY = Histogram(
+    "streamer_end_to_end_latency_seconds",
+    "From the arrival of a window's last input to its result being published.",
+    ["camera"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram("streamer_engine_batch_size", "Windows per engine call.", buckets=(1, 2, 4, 8, 16, 32, 64))
+ALERTS = Counter("streamer_alerts_total", "Alerts published, by event.", ["camera", "event"])
+ENGINE_INFO = Gauge("streamer_engine_info", "The engine in use (value 1).", ["backend", "precision", "model"], multiprocess_mode="max")
+
+
+def serve(host: str, port: int) -> int:
+    """Start the /metrics endpoint aggregating every process; returns the bound port."""
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.MultiProcessCollector(registry)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server.server_address[1]
+
+
+def collect_samples() -> list:
+    """Every sample of every process, as the endpoint would serve them."""
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY as registry  # noqa: N811
+    return [s for metric in registry.collect() for s in metric.samples]
+
+
+def process_exited(pid: int) -> None:
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)
+
+
+def cleanup() -> None:
+    path = os.environ.get(MULTIPROC_ENV, "")
+    if path and os.path.basename(path).startswith("streamer-metrics-"):
+        shutil.rmtree(path, ignore_errors=True)

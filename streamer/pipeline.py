@@ -1,0 +1,264 @@
+"""The process tree: one ingest process per source, the engine loop and alerts in the main process.
+
+Ingest processes put windows on a bounded queue per camera; when it is full the oldest window is
+dropped and counted, so latency and memory stay flat when the engine falls behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from engines import spec as espec
+from streamer.config import CameraConfig, Config
+from streamer.detect.events import EventTracker, Transition
+from streamer.errors import ConfigError, SourceError, redact
+from streamer.ingest.source import SourceOptions, SourceReader, is_stream_url, probe_geometry
+from streamer.ingest.windower import Geometry
+from streamer.outputs import alerts as alerts_mod
+from streamer.outputs import metrics as m
+from streamer.window import Window
+
+log = logging.getLogger(__name__)
+
+END = "end"  # sentinel an ingest process sends when its source is finished for good
+MAX_BACKOFF_S = 30.0
+
+
+def put_drop_oldest(q: Any, item: Any, camera: str) -> None:
+    """Put without blocking; if the queue is full, drop its oldest item and count the drop."""
+    while True:
+        try:
+            q.put_nowait(item)
+            return
+        except queue.Full:
+            try:
+                q.get_nowait()
+                m.WINDOWS_DROPPED.labels(camera, "queue_full").inc()
+            except queue.Empty:
+                pass
+
+
+def ingest_main(cam: CameraConfig, geo: Geometry, out: Any, stop: Any) -> None:
+    """Entry point of one ingest process: decode, window, reconnect with capped exponential backoff."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+    stream = is_stream_url(cam.url)
+    opts = SourceOptions(cam.open_timeout, cam.read_timeout, realtime=cam.realtime and not stream, loop=cam.loop and not stream)
+    backoff = 0.5
+    try:
+        while not stop.is_set():
+            reader = SourceReader(cam.url, cam.id, geo, opts)
+            frames = 0
+            try:
+                for w in reader.windows():
+                    m.SOURCE_UP.labels(cam.id).set(1)
+                    m.FRAMES_DECODED.labels(cam.id).inc(reader.stats.frames_decoded - frames)
+                    frames = reader.stats.frames_decoded
+                    m.WINDOWS.labels(cam.id).inc()
+                    put_drop_oldest(out, w, cam.id)
+                    backoff = 0.5
+                    if stop.is_set():
+                        return
+                if not stream:
+                    return  # a file that ended
+                raise SourceError(f"source {redact(cam.url)}: stream ended")
+            except SourceError as e:
+                m.SOURCE_UP.labels(cam.id).set(0)
+                if not stream:
+                    log.error("camera %s: %s (file sources are not retried)", cam.id, e)
+                    return
+                jitter = backoff * 0.2 * np.random.random()
+                log.warning("camera %s: %s; reconnecting in %.1f s", cam.id, e, backoff + jitter)
+                if stop.wait(backoff + jitter):
+                    return
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                m.RECONNECTS.labels(cam.id).inc()
+    finally:
+        m.SOURCE_UP.labels(cam.id).set(0)
+        put_drop_oldest(out, END, cam.id)
+
+
+@dataclass
+class Stats:
+    """Figures for the one-line summary (main process only)."""
+
+    started: float = field(default_factory=time.monotonic)
+    windows: int = 0
+    alerts: int = 0
+    latencies: deque = field(default_factory=lambda: deque(maxlen=2000))
+
+    def summary(self, dropped: float) -> str:
+        el = time.monotonic() - self.started
+        lat = np.array(self.latencies) * 1000 if self.latencies else np.zeros(1)
+        return (
+            f"[streamer] {el:6.1f} s  windows {self.windows} ({self.windows / max(el, 1e-9):.1f}/s)  "
+            f"dropped {int(dropped)}  alerts {self.alerts}  "
+            f"latency p50 {np.percentile(lat, 50):.0f} ms p99 {np.percentile(lat, 99):.0f} ms"
+        )
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, on_alert: Callable[[dict], None] | None = None) -> None:
+        from engines.runtime.select import open_runtime  # lazy: the runtime loads the model
+
+        self.cfg = cfg
+        self.on_alert = on_alert
+        model_path = cfg.engine.model or str(espec.DEFAULT_MODEL)
+        self.runtime = open_runtime(model_path, backend=cfg.engine.backend, threads=cfg.engine.threads)
+        self.spec = self.runtime.spec
+        if abs(cfg.window.seconds - self.spec.window_seconds) > 1e-9:
+            raise ConfigError(f"window.seconds: {cfg.window.seconds:g} does not match the model's window of {self.spec.window_seconds:g} s ({model_path})")
+        self.geo = probe_geometry(self.spec, cfg.window.hop)
+        self.model = alerts_mod.ModelInfo(self.spec.name, self.spec.version, self.runtime.backend)
+        m.ENGINE_INFO.labels(self.runtime.backend, getattr(self.runtime, "precision", "fp32"), self.spec.name).set(1)
+        thresholds = {**self.spec.thresholds, **cfg.detect.thresholds}
+        unknown = sorted(set(cfg.detect.thresholds) - set(self.spec.classes))
+        if unknown:
+            raise ConfigError(f"detect.thresholds: unknown classes {unknown}; the model has {list(self.spec.classes)}")
+        self.tracker = EventTracker(thresholds, cfg.detect.min_windows, cfg.detect.cooldown,
+                                    {c.id: dict(c.thresholds) for c in cfg.cameras})
+        self.stats = Stats()
+        self._embedded: alerts_mod.EmbeddedRedis | None = None
+        self.redis_url = cfg.redis.url
+        if self.redis_url is None:
+            self._embedded = alerts_mod.EmbeddedRedis()
+            self.redis_url = self._embedded.url
+        self.sink = alerts_mod.AlertSink(alerts_mod.connect(self.redis_url), cfg.redis.stream, cfg.redis.maxlen, cfg.redis.channel_prefix)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, duration: float | None = None, summary_every: float = 0.0, summary: Callable[[str], None] | None = None) -> None:
+        ctx = mp.get_context("spawn")
+        stop = ctx.Event()
+        queues = {c.id: ctx.Queue(maxsize=self.cfg.window.queue) for c in self.cfg.cameras}
+        procs = [
+            ctx.Process(target=ingest_main, args=(c, self.geo, queues[c.id], stop), name=f"streamer:ingest:{c.id}", daemon=True)
+            for c in self.cfg.cameras
+        ]
+        batchq: queue.Queue = queue.Queue(maxsize=self.cfg.window.queue * len(procs))
+        live = set(queues)
+        collectors = [threading.Thread(target=self._collect, args=(cid, q, batchq), name=f"streamer:collect:{cid}", daemon=True)
+                      for cid, q in queues.items()]
+        for p in procs:
+            p.start()
+        for t in collectors:
+            t.start()
+        deadline = time.monotonic() + duration if duration else None
+        next_summary = time.monotonic() + summary_every if summary_every else None
+        try:
+            while live and not self._stop.is_set():
+                if deadline and time.monotonic() >= deadline:
+                    break
+                batch = self._next_batch(batchq, live)
+                if batch:
+                    self._infer_and_publish(batch)
+                if next_summary and summary and time.monotonic() >= next_summary:
+                    summary(self.stats.summary(_dropped_total()))
+                    next_summary += summary_every
+        finally:
+            stop.set()
+            for t in self.tracker.close_all():
+                self._publish(t, {})
+            for p in procs:
+                p.join(timeout=5)
+                if p.is_alive():
+                    p.terminate()
+                    p.join(timeout=2)
+                m.process_exited(p.pid)
+            if summary:
+                summary(self.stats.summary(_dropped_total()))
+
+    def close(self) -> None:
+        self.runtime.close()
+        self.sink.client.close()
+        if self._embedded:
+            self._embedded.close()
+
+    # ---- main-process stages ----------------------------------------------------------------
+    def _collect(self, camera: str, q: Any, batchq: queue.Queue) -> None:
+        while True:
+            item = q.get()
+            put_drop_oldest(batchq, (camera, item), camera)
+            if item == END:
+                return
+
+    def _next_batch(self, batchq: queue.Queue, live: set[str]) -> list[Window]:
+        batch: list[Window] = []
+        try:
+            first = batchq.get(timeout=0.1)
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + self.cfg.engine.max_wait_ms / 1000
+        item: Any = first
+        while True:
+            camera, w = item
+            if isinstance(w, str):
+                live.discard(camera)
+                for t in self.tracker.close_all(camera):
+                    self._publish(t, {})
+            else:
+                batch.append(w)
+            if len(batch) >= self.cfg.engine.max_batch:
+                return batch
+            try:
+                item = batchq.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                return batch
+
+    def _infer_and_publish(self, batch: list[Window]) -> None:
+        t0 = time.monotonic()
+        feed = {
+            espec.INPUT_VIDEO: np.stack([w.video for w in batch]),
+            espec.INPUT_AUDIO: np.stack([w.audio for w in batch]),
+            espec.INPUT_VIDEO_MASK: np.array([w.video_mask for w in batch], np.float32),
+            espec.INPUT_AUDIO_MASK: np.array([w.audio_mask for w in batch], np.float32),
+        }
+        logits = self.runtime.infer(feed)[espec.OUTPUT_LOGITS]
+        t1 = time.monotonic()
+        m.STAGE_LATENCY.labels("infer").observe(t1 - t0)
+        m.BATCH_SIZE.observe(len(batch))
+        scores = 1 / (1 + np.exp(-logits.astype(np.float64)))
+        for w, row in zip(batch, scores):
+            m.STAGE_LATENCY.labels("decode").observe(w.decode_s)
+            m.STAGE_LATENCY.labels("queue").observe(max(t0 - w.arrival, 0))
+            lat = {"decode": w.decode_s * 1000, "queue": (t0 - w.arrival) * 1000, "infer": (t1 - t0) * 1000}
+            transitions = self.tracker.update(w.camera, w.start, w.end, dict(zip(self.spec.classes, row.tolist())))
+            for t in transitions:
+                self._publish(t, lat, w.arrival)
+            done = time.monotonic()
+            m.E2E_LATENCY.labels(w.camera).observe(done - w.arrival)
+            self.stats.windows += 1
+            self.stats.latencies.append(done - w.arrival)
+
+    def _publish(self, t: Transition, latency_ms: dict[str, float], arrival: float | None = None) -> None:
+        extra: dict[str, Any] = {}
+        if t.state == "end":
+            extra["duration_s"] = round(t.duration, 3)
+        t_pub = time.monotonic()
+        if arrival is not None:
+            latency_ms = {**latency_ms, "end_to_end": (t_pub - arrival) * 1000}
+        alert = alerts_mod.make_alert(camera=t.camera, event=t.event, state=t.state, score=t.score, start=t.start,
+                                      end=t.end, latency_ms=latency_ms, model=self.model, **extra)
+        self.sink.publish(alert)
+        m.STAGE_LATENCY.labels("publish").observe(time.monotonic() - t_pub)
+        m.ALERTS.labels(t.camera, t.event).inc()
+        self.stats.alerts += 1
+        if self.on_alert:
+            self.on_alert(alert)
+
+
+def _dropped_total() -> float:
+    """Drops counted by every process (ingest processes drop too)."""
+    return sum(s.value for s in m.collect_samples() if s.name == "streamer_windows_dropped_total")
