@@ -19,6 +19,7 @@ class Transition:
 @dataclass
 class _Track:
     above: int = 0  # consecutive windows over threshold
+    first_above: float = 0.0  # start of the first of them
     open: bool = False
     start: float = 0.0
     last_above: float = 0.0  # end of the last window over threshold
@@ -41,13 +42,15 @@ class EventTracker:
         for event, score in scores.items():
             tr = self._tracks.setdefault((camera, event), _Track())
             if score >= self.threshold(camera, event):
+                if tr.above == 0:
+                    tr.first_above = start
                 tr.above += 1
                 tr.last_above = end
                 if tr.open:
                     tr.peak = max(tr.peak, score)
                 elif tr.above >= self.min_windows:
-                    tr.open, tr.start, tr.peak = True, start, score
-                    out.append(Transition(camera, event, "start", score, start, end))
+                    tr.open, tr.start, tr.peak = True, tr.first_above, score
+                    out.append(Transition(camera, event, "start", score, tr.start, end))
             else:
                 tr.above = 0
                 if tr.open and end - tr.last_above >= self.cooldown:
