@@ -1,0 +1,164 @@
+"""Export the fusion network to ONNX (dynamic batch) and check that ONNX Runtime agrees with PyTorch.
+
+Exporter: the TorchScript-based `torch.onnx.export(..., dynamo=False)`. It is deterministic, needs no
+extra packages at run time, produces a plain opset-17 graph with a symbolic batch dimension, and the
+graph it makes for this model contains only Conv/BatchNorm-folded Conv, Relu, Gemm, Reduce*, Log, Mul,
+Add, Sub, Abs, Cast, Reshape, Transpose, Slice, Concat and Unsqueeze: all parsed by TensorRT.
+(The dynamo exporter also works on this model; pass `dynamo=True` to use it.)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engines.errors import ExportError
+from engines.spec import (
+    INPUT_AUDIO,
+    INPUT_AUDIO_MASK,
+    INPUT_NAMES,
+    INPUT_VIDEO,
+    INPUT_VIDEO_MASK,
+    OUTPUT_LOGITS,
+    OUTPUT_NAMES,
+    ModelSpec,
+    save_spec,
+)
+
+if TYPE_CHECKING:
+    from engines.model import FusionNet
+
+log = logging.getLogger(__name__)
+
+# Ops the exported graph may contain: a subset of what TensorRT's ONNX parser supports.
+ALLOWED_OPS = frozenset(
+    {
+        "Abs", "Add", "BatchNormalization", "Cast", "Concat", "Constant", "Conv", "Div", "Flatten",
+        "Gather", "Gemm", "Identity", "Log", "MatMul", "Max", "Mul", "ReduceMax", "ReduceMean", "Relu",
+        "Reshape", "Shape", "Slice", "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze",
+    }
+)
+
+
+def random_feed(spec: ModelSpec, batch: int, seed: int = 0, masks: bool = True) -> dict[str, np.ndarray]:
+    """A valid random feed: uint8 video, audio in [-1, 1], masks of ones (or random 0/1)."""
+    rng = np.random.default_rng(seed)
+    feed = {
+        INPUT_VIDEO: rng.integers(0, 256, (batch, spec.frames, spec.height, spec.width, 3), dtype=np.uint8),
+        INPUT_AUDIO: rng.uniform(-1, 1, (batch, spec.samples)).astype(np.float32),
+        INPUT_VIDEO_MASK: np.ones(batch, np.float32),
+        INPUT_AUDIO_MASK: np.ones(batch, np.float32),
+    }
+    if not masks:
+        feed[INPUT_VIDEO_MASK] = rng.integers(0, 2, batch).astype(np.float32)
+        feed[INPUT_AUDIO_MASK] = rng.integers(0, 2, batch).astype(np.float32)
+    return feed
+
+
+def export_onnx(
+    model: "FusionNet",
+    spec: ModelSpec,
+    path: str | Path,
+    opset: int = 17,
+    dynamo: bool = False,
+) -> Path:
+    """Write `path` (ONNX, dynamic batch axis, names from engines.spec) and its `<name>.json` sidecar."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    feed = random_feed(spec, batch=2)
+    args = tuple(torch.from_numpy(feed[n]) for n in INPUT_NAMES)
+    try:
+        if dynamo:
+            batch = torch.export.Dim("batch", min=1, max=1024)
+            shapes = {n: {0: batch} for n in INPUT_NAMES}
+            prog = torch.onnx.export(
+                model, args, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                opset_version=opset, dynamo=True, dynamic_shapes=shapes, optimize=True,
+            )
+            prog.save(str(path))
+        else:
+            axes = {n: {0: "batch"} for n in (*INPUT_NAMES, *OUTPUT_NAMES)}
+            with torch.no_grad():
+                torch.onnx.export(
+                    model, args, str(path), input_names=list(INPUT_NAMES),
+                    output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=opset,
+                    do_constant_folding=True, dynamo=False,
+                )
+    except Exception as e:  # the exporters raise many unrelated types
+        raise ExportError(f"ONNX export to {path} failed: {e}") from e
+    ops = graph_ops(path)
+    bad = sorted(ops - ALLOWED_OPS)
+    if bad:
+        raise ExportError(f"exported graph uses ops outside the TensorRT-safe set: {bad}")
+    save_spec(spec, path)
+    log.info("exported %s (opset %d, %d ops: %s)", path, opset, len(ops), ", ".join(sorted(ops)))
+    return path
+
+
+def graph_ops(path: str | Path) -> set[str]:
+    import onnx
+
+    m = onnx.load(str(path))
+    return {n.op_type for n in m.graph.node}
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    batch: int
+    max_abs_diff_logits: float
+    max_abs_diff_embedding: float
+
+
+def check_parity(
+    model: "FusionNet",
+    onnx_path: str | Path,
+    spec: ModelSpec,
+    batches: tuple[int, ...] = (1, 3),
+    atol: float = 1e-4,
+    seed: int = 0,
+) -> list[ParityReport]:
+    """Run random windows through PyTorch and ONNX Runtime (CPU); raise ExportError if logits differ
+    by more than `atol`. Returns one report per batch size."""
+    import onnxruntime as ort
+    import torch
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    model = model.eval()
+    reports = []
+    for i, b in enumerate(batches):
+        feed = random_feed(spec, b, seed=seed + i, masks=i % 2 == 0)
+        with torch.no_grad():
+            t_logits, t_emb = model(*(torch.from_numpy(feed[n]) for n in INPUT_NAMES))
+        o_logits, o_emb = sess.run(list(OUTPUT_NAMES), feed)
+        r = ParityReport(
+            b,
+            float(np.abs(t_logits.numpy() - o_logits).max()),
+            float(np.abs(t_emb.numpy() - o_emb).max()),
+        )
+        if o_logits.shape != (b, len(spec.classes)):
+            raise ExportError(f"ONNX {OUTPUT_LOGITS} has shape {o_logits.shape}, expected {(b, len(spec.classes))}")
+        if not r.max_abs_diff_logits <= atol:
+            raise ExportError(
+                f"ONNX Runtime and PyTorch disagree at batch {b}: max |diff| of logits "
+                f"{r.max_abs_diff_logits:.3g} > {atol}"
+            )
+        reports.append(r)
+    return reports
+
+
+def save_torch_weights(model: "FusionNet", onnx_path: str | Path) -> Path:
+    """`<name>.pt` beside the ONNX file: {"arch": dict, "state_dict": ...} for the torch backend."""
+    import torch
+
+    p = Path(onnx_path).with_suffix(".pt")
+    torch.save({"arch": model.arch.to_dict(), "state_dict": model.state_dict()}, p)
+    return p

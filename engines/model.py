@@ -1,0 +1,269 @@
+"""The fusion network: one audio-visual model that takes a window as it is and classifies events.
+
+Preprocessing lives inside the graph so every backend (and the GPU path) gets the same numbers from
+the same uint8 video and float32 audio: video is cast, scaled and normalised; audio becomes a log-mel
+spectrogram through a fixed-basis Conv1d (a windowed DFT as cos/sin kernels) and a fixed mel matrix
+(a 1x1 Conv1d), so the exported graph holds only Conv, Mul, Add, Log, Reduce*, Reshape, Transpose,
+Cast, Concat, Gemm/MatMul and Relu: no STFT/DFT op, no data-dependent shape.
+
+Shapes: video uint8 [B, T, H, W, 3], audio float32 [B, S], masks float32 [B]
+-> event_logits [B, K], embedding [B, D].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engines.spec import ModelSpec
+
+# ImageNet statistics: a sensible fixed normalisation for RGB frames.
+_RGB_MEAN = (0.485, 0.456, 0.406)
+_RGB_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Architecture hyper-parameters; saved with the weights so a checkpoint rebuilds its own model."""
+
+    video_channels: tuple[int, ...] = (16, 32, 64, 128, 128)  # stem, then one DS block each
+    video_strides: tuple[int, ...] = (2, 2, 2, 2, 1)
+    audio_channels: tuple[int, ...] = (16, 32, 64, 128)
+    audio_strides: tuple[int, ...] = (2, 2, 2, 2)
+    n_fft: int = 400  # 25 ms at 16 kHz
+    hop: int = 160  # 10 ms
+    n_mels: int = 64
+    f_min: float = 50.0
+    f_max: float = 8000.0
+    hidden: int = 256
+    dropout: float = 0.2
+    log_eps: float = 1e-6
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("video_channels", "video_strides", "audio_channels", "audio_strides"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Arch":
+        d = dict(d)
+        for k in ("video_channels", "video_strides", "audio_channels", "audio_strides"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + f / 700.0)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+def mel_matrix(n_fft: int, sample_rate: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+    """HTK-style triangular mel filterbank, [n_mels, n_fft // 2 + 1], area-normalised (Slaney)."""
+    n_freqs = n_fft // 2 + 1
+    f_max = min(f_max, sample_rate / 2)
+    fft_freqs = np.linspace(0.0, sample_rate / 2, n_freqs)
+    mel_pts = np.linspace(_hz_to_mel(np.array(f_min)), _hz_to_mel(np.array(f_max)), n_mels + 2)
+    hz_pts = _mel_to_hz(mel_pts)
+    fb = np.zeros((n_mels, n_freqs), dtype=np.float64)
+    for m in range(n_mels):
+        lo, ce, hi = hz_pts[m], hz_pts[m + 1], hz_pts[m + 2]
+        up = (fft_freqs - lo) / max(ce - lo, 1e-9)
+        down = (hi - fft_freqs) / max(hi - ce, 1e-9)
+        fb[m] = np.maximum(0.0, np.minimum(up, down))
+        fb[m] *= 2.0 / (hi - lo)
+    return fb.astype(np.float32)
+
+
+def dft_kernels(n_fft: int) -> np.ndarray:
+    """Hann-windowed DFT basis as Conv1d weights [2 * (n_fft // 2 + 1), 1, n_fft]: cos rows, then sin."""
+    n = np.arange(n_fft)
+    k = np.arange(n_fft // 2 + 1)[:, None]
+    window = 0.5 - 0.5 * np.cos(2.0 * math.pi * n / n_fft)  # periodic Hann
+    ang = 2.0 * math.pi * k * n / n_fft
+    cos = np.cos(ang) * window
+    sin = -np.sin(ang) * window
+    return np.concatenate([cos, sin], axis=0)[:, None, :].astype(np.float32)
+
+
+class LogMel(nn.Module):
+    """[B, S] float audio -> [B, n_mels, N] log-mel, N = 1 + (S - n_fft) // hop (no padding)."""
+
+    def __init__(self, arch: Arch, sample_rate: int) -> None:
+        super().__init__()
+        self.hop = arch.hop
+        self.eps = arch.log_eps
+        self.register_buffer("dft", torch.from_numpy(dft_kernels(arch.n_fft)))
+        mel = mel_matrix(arch.n_fft, sample_rate, arch.n_mels, arch.f_min, arch.f_max)
+        # power = re^2 + im^2, so mel @ power == [mel, mel] @ [re^2; im^2]: one 1x1 conv, no slicing.
+        self.register_buffer("mel", torch.from_numpy(np.concatenate([mel, mel], axis=1))[:, :, None])
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        spec = nn.functional.conv1d(audio.unsqueeze(1), self.dft, stride=self.hop)  # [B, 2F, N]
+        power = spec * spec
+        mel = nn.functional.conv1d(power, self.mel)  # [B, M, N]
+        return torch.log(mel + self.eps)
+
+
+def _conv_bn(cin: int, cout: int, k: int, stride: int, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DSBlock(nn.Sequential):
+    """Depthwise-separable conv: depthwise 3x3 (strided) + pointwise 1x1, each BN + ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__(_conv_bn(cin, cin, 3, stride, groups=cin), _conv_bn(cin, cout, 1, 1))
+
+
+def _cnn(cin: int, channels: tuple[int, ...], strides: tuple[int, ...]) -> nn.Sequential:
+    layers: list[nn.Module] = [_conv_bn(cin, channels[0], 3, strides[0])]
+    for i in range(1, len(channels)):
+        layers.append(DSBlock(channels[i - 1], channels[i], strides[i]))
+    return nn.Sequential(*layers)
+
+
+class FusionNet(nn.Module):
+    """Video branch (per-frame 2D CNN, pooled over time) + audio branch (2D CNN on log-mel), fused
+    with the modality masks by an MLP into an embedding and per-class logits (independent sigmoids)."""
+
+    def __init__(self, spec: ModelSpec, arch: Arch | None = None) -> None:
+        super().__init__()
+        if not spec.classes:
+            raise ValueError("ModelSpec.classes is empty: the model needs at least one class")
+        if spec.embedding_dim <= 0:
+            raise ValueError("ModelSpec.embedding_dim must be > 0")
+        self.spec = spec
+        self.arch = arch = arch or Arch()
+        if spec.samples < arch.n_fft:
+            raise ValueError(f"window has {spec.samples} samples, fewer than n_fft={arch.n_fft}")
+        a = torch.tensor([1.0 / (255.0 * s) for s in _RGB_STD]).view(1, 3, 1, 1)
+        b = torch.tensor([-m / s for m, s in zip(_RGB_MEAN, _RGB_STD)]).view(1, 3, 1, 1)
+        self.register_buffer("rgb_scale", a)
+        self.register_buffer("rgb_shift", b)
+        self.video_cnn = _cnn(3, arch.video_channels, arch.video_strides)
+        self.logmel = LogMel(arch, spec.sample_rate)
+        self.mel_norm = nn.BatchNorm1d(arch.n_mels)  # per-mel-bin standardisation, learned statistics
+        self.audio_cnn = _cnn(1, arch.audio_channels, arch.audio_strides)
+        cv, ca = arch.video_channels[-1], arch.audio_channels[-1]
+        self.video_dim, self.audio_dim = 3 * cv, 2 * ca
+        self.fuse = nn.Sequential(
+            nn.Linear(self.video_dim + self.audio_dim + 2, arch.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(arch.dropout),
+            nn.Linear(arch.hidden, spec.embedding_dim),
+            nn.ReLU(inplace=True),
+        )
+        self.head = nn.Sequential(nn.Dropout(arch.dropout), nn.Linear(spec.embedding_dim, len(spec.classes)))
+
+    # -- branches -----------------------------------------------------------------------------------
+    def video_embed(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, H, W, 3] -> [B, 3C]: mean, max and mean |frame-to-frame change| over time."""
+        t, h, w = self.spec.frames, self.spec.height, self.spec.width
+        x = video.reshape(-1, h, w, 3).permute(0, 3, 1, 2).to(torch.float32)
+        x = x * self.rgb_scale + self.rgb_shift
+        f = self.video_cnn(x).mean(dim=(2, 3))  # [B*T, C]
+        f = f.reshape(-1, t, f.shape[-1])
+        parts = [f.mean(dim=1), f.amax(dim=1)]
+        if t > 1:
+            parts.append((f[:, 1:] - f[:, :-1]).abs().mean(dim=1))  # motion, at feature level
+        else:
+            parts.append(torch.zeros_like(parts[0]))
+        return torch.cat(parts, dim=1)
+
+    def audio_embed(self, audio: torch.Tensor) -> torch.Tensor:
+        """float32 [B, S] -> [B, 2C]: mean and max over time of the frequency-averaged feature map."""
+        m = self.mel_norm(self.logmel(audio)).unsqueeze(1)  # [B, 1, M, N]
+        f = self.audio_cnn(m).mean(dim=2)  # [B, C, N']
+        return torch.cat([f.mean(dim=2), f.amax(dim=2)], dim=1)
+
+    def _masked_branch(self, fn, x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+        if self.training:
+            # Train only on rows that carry the modality, so BatchNorm statistics never see the zero
+            # placeholders of absent inputs (inference always runs the full, static-shape path).
+            out = x.new_zeros((x.shape[0], dim), dtype=torch.float32)
+            idx = torch.nonzero(mask > 0, as_tuple=False).flatten()
+            if idx.numel() > 0:
+                out = out.index_copy(0, idx, fn(x.index_select(0, idx)))
+            return out
+        return fn(x)
+
+    def forward(
+        self,
+        video: torch.Tensor,
+        audio: torch.Tensor,
+        video_mask: torch.Tensor,
+        audio_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        vm = video_mask.reshape(-1, 1)
+        am = audio_mask.reshape(-1, 1)
+        v = self._masked_branch(self.video_embed, video, video_mask, self.video_dim) * vm
+        a = self._masked_branch(self.audio_embed, audio, audio_mask, self.audio_dim) * am
+        emb = self.fuse(torch.cat([v, a, vm, am], dim=1))
+        return self.head(emb), emb
+
+
+def build_model(spec: ModelSpec, arch: Arch | None = None) -> FusionNet:
+    return FusionNet(spec, arch)
+
+
+def example_inputs(spec: ModelSpec, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random but valid inputs: uint8 video, audio in [-1, 1], masks of ones."""
+    g = torch.Generator().manual_seed(seed)
+    video = torch.randint(0, 256, (batch, spec.frames, spec.height, spec.width, 3), generator=g)
+    audio = torch.rand((batch, spec.samples), generator=g) * 2 - 1
+    ones = torch.ones(batch)
+    return video.to(torch.uint8), audio.to(torch.float32), ones, ones.clone()
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: FusionNet, spec: ModelSpec) -> int:
+    """Multiply-accumulates of one window (batch 1): Conv, Conv1d and Linear layers, counted by hooks."""
+    macs = 0
+
+    def conv_hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+        nonlocal macs
+        w = mod.weight
+        macs += out.numel() * (w.shape[1] * int(np.prod(w.shape[2:])))
+
+    def lin_hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+        nonlocal macs
+        macs += out.numel() * mod.in_features
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(lin_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(*example_inputs(spec, batch=1))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    # the two fixed-basis Conv1d of the log-mel front end (functional calls, so no hooks)
+    arch = model.arch
+    n = 1 + (spec.samples - arch.n_fft) // arch.hop
+    n_bins = arch.n_fft // 2 + 1
+    macs += 2 * n_bins * arch.n_fft * n + arch.n_mels * 2 * n_bins * n
+    return int(macs)
