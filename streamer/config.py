@@ -23,7 +23,7 @@ class Strict(BaseModel):
 class CameraConfig(Strict):
     id: str = Field(description="Camera id: used in alert channels, metric labels and logs.", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url: str = Field(description="rtsp://[user:pass@]host[:port]/path, or a path to a video/audio file.")
-    realtime: bool = Field(True, description="Files only: play at the pace of their timestamps, as a live camera would.")
+    realtime: bool = Field(True, description="Files only: play at the pace of their timestamps, as a live camera would (windows may be dropped under overload); false = as fast as it decodes, nothing dropped.")
     loop: bool = Field(False, description="Files only: replay forever.")
     open_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the source to open.")
     read_timeout: float = Field(10.0, gt=0, description="Seconds without data before the source counts as lost.")

@@ -1,7 +1,8 @@
 """The process tree: one ingest process per source, the engine loop and alerts in the main process.
 
-Ingest processes put windows on a bounded queue per camera; when it is full the oldest window is
-dropped and counted, so latency and memory stay flat when the engine falls behind.
+Ingest processes put windows on a bounded queue per camera; for a live source (a stream, or a file
+paced in real time) a full queue drops its oldest window and counts it, so latency and memory stay
+flat when the engine falls behind. A file read as fast as it decodes waits instead (nothing dropped).
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ def put_drop_oldest(q: Any, item: Any, camera: str) -> None:
                 pass
 
 
+def _put_blocking(q: Any, item: Any, stop: Any) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            pass
+    return False
+
+
 def ingest_main(cam: CameraConfig, geo: Geometry, out: Any, stop: Any) -> None:
     """Entry point of one ingest process: decode, window, reconnect with capped exponential backoff."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
@@ -65,7 +76,10 @@ def ingest_main(cam: CameraConfig, geo: Geometry, out: Any, stop: Any) -> None:
                     m.FRAMES_DECODED.labels(cam.id).inc(reader.stats.frames_decoded - frames)
                     frames = reader.stats.frames_decoded
                     m.WINDOWS.labels(cam.id).inc()
-                    put_drop_oldest(out, w, cam.id)
+                    if opts.realtime or stream:
+                        put_drop_oldest(out, w, cam.id)
+                    elif not _put_blocking(out, w, stop):  # a file read as fast as it decodes: backpressure
+                        return
                     backoff = 0.5
                     if stop.is_set():
                         return
@@ -190,7 +204,7 @@ class Pipeline:
     def _collect(self, camera: str, q: Any, batchq: queue.Queue) -> None:
         while True:
             item = q.get()
-            put_drop_oldest(batchq, (camera, item), camera)
+            batchq.put((camera, item))  # blocks: drops happen once, on the per-camera queue
             if item == END:
                 return
 

