@@ -1,0 +1,106 @@
+"""Ingest on real media made with PyAV: windows, masks, alignment, determinism, clear errors."""
+
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from engines.spec import ModelSpec
+from streamer.errors import SourceError
+from streamer.ingest.clip import clip_windows
+from streamer.ingest.source import SourceOptions, SourceReader, probe_geometry
+
+SPEC = ModelSpec(frames=8, height=64, width=64)
+
+
+@pytest.mark.parametrize("name", ["h264_aac.mp4", "h264_opus.mkv"])
+def test_file_gives_windows_with_both_modalities(media_dir, name):
+    ws = clip_windows(media_dir / name, SPEC)
+    assert len(ws) == 15  # 8 s, 1 s windows every 0.5 s
+    assert [w.start for w in ws[:3]] == [0.0, 0.5, 1.0]
+    for w in ws:
+        assert w.video.shape == (8, 64, 64, 3) and w.video.dtype == np.uint8
+        assert w.audio.shape == (16000,) and w.audio.dtype == np.float32
+        assert w.video_mask == 1.0 and w.audio_mask == 1.0
+        assert np.abs(w.audio).max() <= 1.0
+
+
+def test_same_windows_on_every_run(media_dir):
+    a = clip_windows(media_dir / "h264_aac.mp4", SPEC)
+    b = clip_windows(media_dir / "h264_aac.mp4", SPEC)
+    assert all(np.array_equal(x.video, y.video) and np.array_equal(x.audio, y.audio) for x, y in zip(a, b))
+
+
+def test_video_only_has_audio_mask_zero(media_dir):
+    ws = clip_windows(media_dir / "video_only.mp4", SPEC)
+    assert ws and all(w.audio_mask == 0 and w.video_mask == 1 and not w.audio.any() for w in ws)
+
+
+def test_audio_only_has_video_mask_zero(media_dir):
+    ws = clip_windows(media_dir / "audio_only.mkv", SPEC)
+    assert ws and all(w.video_mask == 0 and w.audio_mask == 1 and not w.video.any() for w in ws)
+
+
+def test_flash_and_click_land_where_they_belong(tmp_path):
+    from tests.media import make_clip
+
+    path = tmp_path / "sync.mp4"
+    make_clip(path, seconds=4.0, fps=25, video_codec="h264", audio_codec="aac", flash_at=[2.0], click_at=[2.0])
+    ws = clip_windows(path, ModelSpec(frames=25, height=32, width=32))
+    w = next(w for w in ws if w.start == 1.5)  # [1.5, 2.5): sample i at 1.5 + (i + 0.5) / 25
+    bright = [i for i in range(25) if w.video[i].mean() > 240]
+    assert bright, "the white frame must be sampled"
+    assert abs(1.5 + (bright[0] + 0.5) / 25 - 2.0) <= 1 / 25 + 1e-6
+    onset = int(np.argmax(np.abs(w.audio) > 0.5))
+    assert abs(1.5 + onset / 16000 - 2.0) <= 0.02 + 1 / 25  # AAC priming is trimmed by the decoder
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    reader = SourceReader(str(tmp_path / "nope.mp4"), "cam", probe_geometry(SPEC, 0.5))
+    with pytest.raises(SourceError, match="no such file"):
+        list(reader.windows())
+
+
+def test_refused_rtsp_is_a_clear_error_with_redacted_password():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here after the socket closes
+    url = f"rtsp://admin:hunter2@127.0.0.1:{port}/cam"
+    reader = SourceReader(url, "cam", probe_geometry(SPEC, 0.5), SourceOptions(open_timeout=3, read_timeout=3))
+    t = time.monotonic()
+    with pytest.raises(SourceError) as e:
+        list(reader.windows())
+    assert time.monotonic() - t < 5
+    assert "hunter2" not in str(e.value) and "admin:***@127.0.0.1" in str(e.value)
+
+
+def test_silent_rtsp_server_times_out_instead_of_hanging():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    held = []
+    threading.Thread(target=lambda: held.append(srv.accept()), daemon=True).start()  # accepts, never answers
+    url = f"rtsp://127.0.0.1:{srv.getsockname()[1]}/cam"
+    reader = SourceReader(url, "cam", probe_geometry(SPEC, 0.5), SourceOptions(open_timeout=2, read_timeout=2))
+    t = time.monotonic()
+    with pytest.raises(SourceError):
+        list(reader.windows())
+    assert time.monotonic() - t < 2 + 3
+    srv.close()
+
+
+def test_rtsp_streams_give_windows(rtsp_server, media_dir):
+    for name in ("h264_aac.mp4", "h264_opus.mkv"):
+        server = rtsp_server(media_dir / name)
+        reader = SourceReader(server.url, "cam", probe_geometry(SPEC, 0.5), SourceOptions(open_timeout=5, read_timeout=5))
+        ws = []
+        for w in reader.windows():
+            ws.append(w)
+            if len(ws) == 4:
+                break
+        assert [w.start for w in ws] == [0.0, 0.5, 1.0, 1.5]
+        assert all(w.video_mask == 1 and w.audio_mask == 1 for w in ws), name
+        assert reader.stats.codecs["video"] == "h264"
+        server.stop()

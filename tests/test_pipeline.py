@@ -1,0 +1,92 @@
+"""End to end: sources (file and RTSP) -> windows -> default model on ONNX Runtime -> alerts in a real Redis."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import redis
+
+from streamer.config import parse_config
+from streamer.outputs.alerts import read_stream
+from streamer.pipeline import Pipeline
+
+ALERT_KEYS = {"schema_version", "id", "camera", "event", "state", "score", "start", "end", "time", "latency_ms", "model"}
+
+
+def test_file_and_rtsp_cameras_alert_into_redis(redis_server, rtsp_server, media_dir):
+    aac = rtsp_server(media_dir / "h264_aac.mp4")
+    opus = rtsp_server(media_dir / "h264_opus.mkv")
+    cfg = parse_config({
+        "cameras": [
+            {"id": "file", "url": str(media_dir / "h264_aac.mp4"), "realtime": False},
+            {"id": "rtsp-aac", "url": aac.url},
+            {"id": "rtsp-opus", "url": opus.url},
+        ],
+        "redis": {"url": redis_server.url},
+        "metrics": {"port": 0},
+        "detect": {"thresholds": {"fight": 0.0}},  # every window is over threshold: one start alert per camera
+    })
+    client = redis.Redis.from_url(redis_server.url)
+    live = client.pubsub(ignore_subscribe_messages=True)
+    live.psubscribe("streamer:alerts:*")
+    seen = []
+    pipe = Pipeline(cfg, on_alert=seen.append)
+    try:
+        pipe.run(duration=12)
+    finally:
+        pipe.close()
+    alerts = read_stream(client, "streamer:alerts")
+    starts = {a["camera"] for a in alerts if a["event"] == "fight" and a["state"] == "start"}
+    assert starts == {"file", "rtsp-aac", "rtsp-opus"}
+    assert [a["id"] for a in alerts] == [a["id"] for a in seen]  # every accepted alert is in the stream, in order
+    for a in alerts:
+        assert ALERT_KEYS <= set(a) and a["model"]["backend"] == "onnxruntime"
+    start = next(a for a in alerts if a["state"] == "start")
+    assert {"decode", "queue", "infer", "end_to_end"} <= set(start["latency_ms"])
+    published = []
+    while (msg := live.get_message(timeout=0.5)) is not None:
+        if msg["type"] == "pmessage":
+            published.append(json.loads(msg["data"]))
+    assert [a["id"] for a in published] == [a["id"] for a in alerts]
+    assert pipe.stats.windows >= 15  # the file alone gives 15
+
+
+def test_demo_exits_by_itself_and_serves_metrics(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "demo", "--duration", "12", "--metrics-port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    body = {}
+
+    def scrape():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "text" not in body:
+            time.sleep(0.5)
+            try:
+                body["text"] = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                pass
+
+    threading.Thread(target=scrape, daemon=True).start()
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err[-2000:]
+    assert "windows" in err and "latency p50" in err
+    assert "streamer_frames_decoded_total" in body.get("text", ""), "metrics endpoint did not answer"
+    for line in out.splitlines():
+        alert = json.loads(line)
+        assert alert["camera"] == "demo" and ALERT_KEYS <= set(alert)
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
