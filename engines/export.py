@@ -10,6 +10,7 @@ Add, Sub, Abs, Cast, Reshape, Transpose, Slice, Concat and Unsqueeze: all parsed
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,7 +86,9 @@ def export_onnx(
             prog.save(str(path))
         else:
             axes = {n: {0: "batch"} for n in (*INPUT_NAMES, *OUTPUT_NAMES)}
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # torch >= 2.9 marks this exporter deprecated; it is kept here on purpose (module doc)
+                warnings.simplefilter("ignore", DeprecationWarning)
                 torch.onnx.export(
                     model, args, str(path), input_names=list(INPUT_NAMES),
                     output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=opset,

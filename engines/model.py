@@ -167,6 +167,9 @@ class FusionNet(nn.Module):
             nn.Linear(arch.hidden, spec.embedding_dim),
             nn.ReLU(inplace=True),
         )
+        # Evaluation speed-up (training code only): skip a branch for rows whose mask is 0. Never set
+        # when exporting: the exported graph always runs both branches with static shapes.
+        self.skip_absent = False
         self.head = nn.Sequential(nn.Dropout(arch.dropout), nn.Linear(spec.embedding_dim, len(spec.classes)))
 
     # -- branches -----------------------------------------------------------------------------------
@@ -176,7 +179,7 @@ class FusionNet(nn.Module):
         x = video.reshape(-1, h, w, 3).permute(0, 3, 1, 2).to(torch.float32)
         x = x * self.rgb_scale + self.rgb_shift
         f = self.video_cnn(x).mean(dim=(2, 3))  # [B*T, C]
-        f = f.reshape(-1, t, f.shape[-1])
+        f = f.reshape(-1, t, self.arch.video_channels[-1])
         parts = [f.mean(dim=1), f.amax(dim=1)]
         if t > 1:
             parts.append((f[:, 1:] - f[:, :-1]).abs().mean(dim=1))  # motion, at feature level
@@ -191,7 +194,7 @@ class FusionNet(nn.Module):
         return torch.cat([f.mean(dim=2), f.amax(dim=2)], dim=1)
 
     def _masked_branch(self, fn, x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
-        if self.training:
+        if self.training or self.skip_absent:
             # Train only on rows that carry the modality, so BatchNorm statistics never see the zero
             # placeholders of absent inputs (inference always runs the full, static-shape path).
             out = x.new_zeros((x.shape[0], dim), dtype=torch.float32)

@@ -1,0 +1,1 @@
+"""Training of the default fusion model: `python -m engines.train` (see engines/train/cli.py)."""

@@ -1,0 +1,5 @@
+import sys
+
+from engines.train.cli import main
+
+sys.exit(main())

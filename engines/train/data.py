@@ -1,0 +1,222 @@
+"""Training data: the labelled folders of ../shared/data, decoded into windows by the live ingest code,
+split by source, cached as .npz.
+
+Decoding goes through `streamer.ingest.clip.clip_windows`, the same decode and windowing as live
+sources, so training sees exactly what the engine will see. The cache key covers the window geometry
+and the ingest source code, so a change to either re-decodes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import multiprocessing as mp
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engines.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+URBAN_CLASSES = (
+    "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
+    "engine_idling", "gun_shot", "jackhammer", "siren", "street_music",
+)
+CLASSES = URBAN_CLASSES + ("glass_break", "fight")
+# label in a dataset -> class name, or None for a negative (all-zero target)
+LABEL_MAP: dict[str, dict[str, str | None]] = {
+    "urbansound8k": {c: c for c in URBAN_CLASSES},
+    "glass_break": {"glass_break": "glass_break", "background": None},
+    "fight": {"fight": "fight", "no_fight": None},
+}
+DATASETS = tuple(LABEL_MAP)
+HOP_SECONDS = 0.5
+VAL_FRACTION = 0.2
+REPO = Path(__file__).resolve().parents[2]
+CACHE_DIR = REPO / ".cache" / "windows"
+
+
+@dataclass
+class Clip:
+    dataset: str
+    file: str  # relative to the dataset folder
+    label: str
+    source_id: str
+    split: str  # "train" | "val"
+
+
+@dataclass
+class WindowSet:
+    """All decoded windows of one dataset (arrays aligned on the first axis, video only where present)."""
+
+    dataset: str
+    clips: list[Clip]
+    clip: np.ndarray  # int32 [N], index into clips
+    start: np.ndarray  # float32 [N]
+    audio: np.ndarray  # float32 [N, S]
+    video_mask: np.ndarray  # float32 [N]
+    audio_mask: np.ndarray  # float32 [N]
+    video_row: np.ndarray  # int32 [N], row of `video` or -1
+    video: np.ndarray  # uint8 [Nv, T, H, W, 3]
+    failed: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.clip)
+
+    def targets(self, classes: tuple[str, ...] = CLASSES) -> np.ndarray:
+        """float32 [N, K] multi-label targets (negatives all zero)."""
+        idx = {c: i for i, c in enumerate(classes)}
+        per_clip = np.zeros((len(self.clips), len(classes)), np.float32)
+        for i, c in enumerate(self.clips):
+            name = LABEL_MAP[c.dataset][c.label]
+            if name is not None:
+                per_clip[i, idx[name]] = 1.0
+        return per_clip[self.clip]
+
+    def split_mask(self, split: str) -> np.ndarray:
+        s = np.array([c.split == split for c in self.clips], bool)
+        return s[self.clip]
+
+
+def _split_sources(rows: list[dict[str, str]], seed: int, frac: float = VAL_FRACTION) -> set[str]:
+    """Pick validation source_ids: shuffled (seeded), added until `frac` of the clips, and every label
+    of the dataset present on both sides."""
+    by_src: dict[str, list[str]] = {}
+    for r in rows:
+        by_src.setdefault(r["source_id"], []).append(r["label"])
+    labels = {r["label"] for r in rows}
+    srcs = sorted(by_src)
+    for attempt in range(100):
+        rng = np.random.default_rng(seed + attempt)
+        order = [srcs[i] for i in rng.permutation(len(srcs))]
+        val: set[str] = set()
+        n = 0
+        for s in order:
+            if n >= frac * len(rows):
+                break
+            val.add(s)
+            n += len(by_src[s])
+        val_labels = {lab for s in val for lab in by_src[s]}
+        train_labels = {lab for s in srcs if s not in val for lab in by_src[s]}
+        if val_labels == labels and train_labels == labels:
+            return val
+    raise ValueError("could not split sources with every label on both sides")
+
+
+def read_clips(data_dir: Path, dataset: str, seed: int = 0) -> list[Clip]:
+    """Rows of `<data_dir>/<dataset>/labels.csv` with a train/val split by source_id.
+
+    urbansound8k: fold 2 is validation, fold 1 training. Others: ~20% of source_ids, seeded.
+    """
+    path = data_dir / dataset / "labels.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    unknown = {r["label"] for r in rows} - set(LABEL_MAP[dataset])
+    if unknown:
+        raise ValueError(f"{path}: unknown labels {sorted(unknown)}")
+    if dataset == "urbansound8k":
+        splits = ["val" if r["fold"] == "2" else "train" for r in rows]
+    else:
+        val = _split_sources(rows, seed)
+        splits = ["val" if r["source_id"] in val else "train" for r in rows]
+    return [Clip(dataset, r["file"], r["label"], r["source_id"], s) for r, s in zip(rows, splits)]
+
+
+def _ingest_fingerprint() -> str:
+    import streamer.ingest
+
+    h = hashlib.sha256()
+    for p in sorted(Path(streamer.ingest.__file__).parent.glob("*.py")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    win = REPO / "streamer" / "window.py"
+    if win.is_file():
+        h.update(win.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cache_path(data_dir: Path, dataset: str, spec: ModelSpec, cache_dir: Path = CACHE_DIR) -> Path:
+    h = hashlib.sha256()
+    h.update(f"{spec.frames}x{spec.height}x{spec.width}|{spec.samples}|{spec.sample_rate}|{HOP_SECONDS}".encode())
+    h.update((data_dir / dataset / "labels.csv").read_bytes())
+    h.update(_ingest_fingerprint().encode())
+    return cache_dir / f"{dataset}-{h.hexdigest()[:16]}.npz"
+
+
+def _decode_one(args: tuple[int, str, ModelSpec]) -> tuple[int, list[tuple], str | None]:
+    from streamer.ingest.clip import clip_windows
+
+    i, path, spec = args
+    try:
+        wins = clip_windows(path, spec, camera="clip", hop=HOP_SECONDS)
+    except Exception as e:  # one bad clip must not stop a whole dataset; reported by the caller
+        return i, [], f"{path}: {type(e).__name__}: {e}"
+    out = []
+    for w in wins:
+        vm, am = float(w.video_mask), float(w.audio_mask)
+        out.append((w.start, np.asarray(w.audio, np.float32), vm, am, w.video if vm > 0 else None))
+    return i, out, None
+
+
+def decode_dataset(
+    data_dir: Path, dataset: str, spec: ModelSpec, workers: int = 2, seed: int = 0, cache_dir: Path = CACHE_DIR
+) -> WindowSet:
+    """Windows of one dataset, from the cache when it is current, else decoded (with a progress bar)."""
+    clips = read_clips(data_dir, dataset, seed)
+    cp = cache_path(data_dir, dataset, spec, cache_dir)
+    if cp.is_file():
+        with np.load(cp, allow_pickle=False) as z:
+            log.info("%s: %d windows from cache %s", dataset, len(z["clip"]), cp)
+            return WindowSet(
+                dataset, clips, z["clip"], z["start"], z["audio"], z["video_mask"], z["audio_mask"],
+                z["video_row"], z["video"], [str(s) for s in z["failed"]],
+            )
+    from tqdm import tqdm
+
+    jobs = [(i, str(data_dir / dataset / c.file), spec) for i, c in enumerate(clips)]
+    results: dict[int, list[tuple]] = {}
+    failed: list[str] = []
+    ctx = mp.get_context("spawn")  # never fork a process that may hold torch/OpenMP threads
+    with ctx.Pool(max(1, workers)) as pool:
+        for i, wins, err in tqdm(
+            pool.imap_unordered(_decode_one, jobs, chunksize=8), total=len(jobs), desc=f"decode {dataset}",
+            unit="clip",
+        ):
+            if err:
+                failed.append(err)
+                log.warning("skipping clip: %s", err)
+            results[i] = wins
+    clip_idx, starts, audio, vms, ams, vrows, videos = [], [], [], [], [], [], []
+    for i in range(len(clips)):
+        for start, a, vm, am, v in results.get(i, []):
+            clip_idx.append(i)
+            starts.append(start)
+            audio.append(a)
+            vms.append(vm)
+            ams.append(am)
+            if v is not None:
+                vrows.append(len(videos))
+                videos.append(v)
+            else:
+                vrows.append(-1)
+    video = (
+        np.stack(videos) if videos else np.zeros((0, spec.frames, spec.height, spec.width, 3), np.uint8)
+    )
+    ws = WindowSet(
+        dataset, clips, np.array(clip_idx, np.int32), np.array(starts, np.float32),
+        np.stack(audio).astype(np.float32), np.array(vms, np.float32), np.array(ams, np.float32),
+        np.array(vrows, np.int32), video, failed,
+    )
+    cp.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cp.with_name(cp.stem + ".tmp.npz")
+    np.savez(
+        tmp, clip=ws.clip, start=ws.start, audio=ws.audio, video_mask=ws.video_mask,
+        audio_mask=ws.audio_mask, video_row=ws.video_row, video=ws.video, failed=np.array(failed, str),
+    )
+    tmp.replace(cp)
+    log.info("%s: decoded %d clips into %d windows (%d failed), cached at %s",
+             dataset, len(clips), len(ws), len(failed), cp)
+    return ws

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from engines.errors import ExportError
+from engines.export import ALLOWED_OPS, check_parity, graph_ops, random_feed
+from engines.spec import INPUT_NAMES, OUTPUT_NAMES, load_spec
+
+
+def test_parity_dynamic_batch(tiny_model, tiny_onnx, tiny_spec):
+    reports = check_parity(tiny_model, tiny_onnx, tiny_spec, batches=(1, 3), atol=1e-4)
+    assert [r.batch for r in reports] == [1, 3]
+    assert all(r.max_abs_diff_logits <= 1e-4 for r in reports)
+
+
+def test_graph_names_ops_and_sidecar(tiny_onnx, tiny_spec):
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == list(INPUT_NAMES)
+    assert [o.name for o in sess.get_outputs()] == list(OUTPUT_NAMES)
+    assert all(isinstance(i.shape[0], str) for i in sess.get_inputs())  # symbolic batch axis
+    assert sess.get_inputs()[0].type == "tensor(uint8)"
+    ops = graph_ops(tiny_onnx)
+    assert ops <= ALLOWED_OPS
+    assert not ops & {"STFT", "DFT", "NonZero", "Loop", "If"}
+    assert load_spec(tiny_onnx) == tiny_spec
+
+
+def test_ort_batch_5_matches_torch_per_row(tiny_model, tiny_onnx, tiny_spec):
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    feed = random_feed(tiny_spec, 5, seed=7, masks=False)
+    logits, emb = sess.run(list(OUTPUT_NAMES), feed)
+    assert logits.shape == (5, 3) and emb.shape == (5, tiny_spec.embedding_dim)
+    for i in range(5):  # rows are independent: batch 1 gives the same row
+        one = {k: v[i : i + 1] for k, v in feed.items()}
+        np.testing.assert_allclose(sess.run([OUTPUT_NAMES[0]], one)[0][0], logits[i], atol=1e-5)
+    with torch.no_grad():
+        ref = tiny_model(*(torch.from_numpy(feed[n]) for n in INPUT_NAMES))[0].numpy()
+    assert np.abs(ref - logits).max() <= 1e-4
+
+
+def test_parity_failure_is_reported(tiny_model, tiny_onnx, tiny_spec, tiny_arch):
+    from engines.model import FusionNet
+
+    torch.manual_seed(123)
+    other = FusionNet(tiny_spec, tiny_arch).eval()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.5)
+    with pytest.raises(ExportError, match="disagree"):
+        check_parity(other, tiny_onnx, tiny_spec, batches=(2,))
