@@ -50,6 +50,13 @@ class RedisConfig(Strict):
     stream: str = Field("streamer:alerts", description="Stream every alert is XADDed to.")
     maxlen: int = Field(100_000, gt=0, description="Approximate cap of the alert stream (XADD MAXLEN ~).")
     channel_prefix: str = Field("streamer:alerts", description="Alerts are PUBLISHed on <channel_prefix>:<camera>.")
+    spool_dir: str = Field("~/.local/state/streamer/spool", description="Where alerts wait (on disk) while Redis is unreachable; replayed in order.")
+    spool_max_alerts: int = Field(100_000, ge=1, description="Spool capacity; alerts beyond it are dropped and counted.")
+    ssl_ca_certs: str | None = Field(None, description="rediss:// only: CA bundle that signed the server certificate.")
+    ssl_certfile: str | None = Field(None, description="rediss:// only: client certificate (mutual TLS).")
+    ssl_keyfile: str | None = Field(None, description="rediss:// only: client key (mutual TLS).")
+    stats_stream: str = Field("streamer:stats", description="Stream that periodic per-camera stats are XADDed to.")
+    stats_interval: float = Field(10.0, gt=0, description="Seconds between per-camera stats records.")
 
     @field_validator("url")
     @classmethod
@@ -57,6 +64,13 @@ class RedisConfig(Strict):
         if v is not None and urlsplit(v).scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"not a Redis URL: {redact(v)} (use redis://, rediss:// or unix://)")
         return v
+
+
+class EvidenceConfig(Strict):
+    enabled: bool = Field(True, description="Store a JPEG keyframe and the window's audio (WAV) with each start alert.")
+    ttl: int = Field(86400, ge=1, description="Seconds evidence keys live in Redis.")
+    jpeg_width: int = Field(320, ge=32, le=1920, description="Keyframe width in pixels (height keeps the aspect ratio).")
+    jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of the keyframe.")
 
 
 class MetricsConfig(Strict):
@@ -98,6 +112,7 @@ class Config(Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig, description="The fusion model and its runtime.")
     window: WindowConfig = Field(default_factory=WindowConfig, description="Window geometry.")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Turning scores into events.")
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="What is stored with an alert.")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Config":

@@ -13,8 +13,6 @@ import queue
 import signal
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -26,7 +24,12 @@ from streamer.errors import ConfigError, SourceError, redact
 from streamer.ingest.source import SourceOptions, SourceReader, is_stream_url, probe_geometry
 from streamer.ingest.windower import Geometry
 from streamer.outputs import alerts as alerts_mod
+from streamer.outputs import evidence
 from streamer.outputs import metrics as m
+from streamer.outputs import stats as stats_mod
+from streamer.outputs.sink import AlertSink
+from streamer.outputs.spool import Spool
+from streamer.outputs.stats import Stats
 from streamer.window import Window
 
 log = logging.getLogger(__name__)
@@ -59,12 +62,13 @@ def _put_blocking(q: Any, item: Any, stop: Any) -> bool:
     return False
 
 
-def ingest_main(cam: CameraConfig, geo: Geometry, out: Any, stop: Any) -> None:
+def ingest_main(cam: CameraConfig, geo: Geometry, out: Any, stop: Any, keyframe_width: int = 0) -> None:
     """Entry point of one ingest process: decode, window, reconnect with capped exponential backoff."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
     stream = is_stream_url(cam.url)
-    opts = SourceOptions(cam.open_timeout, cam.read_timeout, realtime=cam.realtime and not stream, loop=cam.loop and not stream)
+    opts = SourceOptions(cam.open_timeout, cam.read_timeout, realtime=cam.realtime and not stream,
+                         loop=cam.loop and not stream, keyframe_width=keyframe_width)
     backoff = 0.5
     try:
         while not stop.is_set():
@@ -102,25 +106,6 @@ def ingest_main(cam: CameraConfig, geo: Geometry, out: Any, stop: Any) -> None:
         put_drop_oldest(out, END, cam.id)
 
 
-@dataclass
-class Stats:
-    """Figures for the one-line summary (main process only)."""
-
-    started: float = field(default_factory=time.monotonic)
-    windows: int = 0
-    alerts: int = 0
-    latencies: deque = field(default_factory=lambda: deque(maxlen=2000))
-
-    def summary(self, dropped: float) -> str:
-        el = time.monotonic() - self.started
-        lat = np.array(self.latencies) * 1000 if self.latencies else np.zeros(1)
-        return (
-            f"[streamer] {el:6.1f} s  windows {self.windows} ({self.windows / max(el, 1e-9):.1f}/s)  "
-            f"dropped {int(dropped)}  alerts {self.alerts}  "
-            f"latency p50 {np.percentile(lat, 50):.0f} ms p99 {np.percentile(lat, 99):.0f} ms"
-        )
-
-
 class Pipeline:
     def __init__(self, cfg: Config, on_alert: Callable[[dict], None] | None = None) -> None:
         from engines.runtime.select import open_runtime  # lazy: the runtime loads the model
@@ -135,20 +120,23 @@ class Pipeline:
         self.geo = probe_geometry(self.spec, cfg.window.hop)
         self.model = alerts_mod.ModelInfo(self.spec.name, self.spec.version, self.runtime.backend)
         m.ENGINE_INFO.labels(self.runtime.backend, getattr(self.runtime, "precision", "fp32"), self.spec.name).set(1)
-        thresholds = {**self.spec.thresholds, **cfg.detect.thresholds}
         unknown = sorted(set(cfg.detect.thresholds) - set(self.spec.classes))
         if unknown:
             raise ConfigError(f"detect.thresholds: unknown classes {unknown}; the model has {list(self.spec.classes)}")
-        self.tracker = EventTracker(thresholds, cfg.detect.min_windows, cfg.detect.cooldown,
-                                    {c.id: dict(c.thresholds) for c in cfg.cameras})
+        self.tracker = EventTracker({**self.spec.thresholds, **cfg.detect.thresholds}, cfg.detect.min_windows,
+                                    cfg.detect.cooldown, {c.id: dict(c.thresholds) for c in cfg.cameras})
         self.stats = Stats()
         self._embedded: alerts_mod.EmbeddedRedis | None = None
         self.redis_url = cfg.redis.url
         if self.redis_url is None:
             self._embedded = alerts_mod.EmbeddedRedis()
             self.redis_url = self._embedded.url
-        self.sink = alerts_mod.AlertSink(alerts_mod.connect(self.redis_url), cfg.redis.stream, cfg.redis.maxlen, cfg.redis.channel_prefix)
+        r = cfg.redis
+        client = alerts_mod.connect(self.redis_url, ssl_ca_certs=r.ssl_ca_certs, ssl_certfile=r.ssl_certfile, ssl_keyfile=r.ssl_keyfile)
+        self.sink = AlertSink(client, self.redis_url, stream=r.stream, maxlen=r.maxlen, channel_prefix=r.channel_prefix,
+                              spool=Spool(r.spool_dir, r.spool_max_alerts), evidence_ttl=cfg.evidence.ttl)
         self._stop = threading.Event()
+        self._last_window: dict[str, Window] = {}  # per camera, for the evidence of start alerts
 
     def stop(self) -> None:
         self._stop.set()
@@ -157,8 +145,9 @@ class Pipeline:
         ctx = mp.get_context("spawn")
         stop = ctx.Event()
         queues = {c.id: ctx.Queue(maxsize=self.cfg.window.queue) for c in self.cfg.cameras}
+        kf = self.cfg.evidence.jpeg_width if self.cfg.evidence.enabled else 0
         procs = [
-            ctx.Process(target=ingest_main, args=(c, self.geo, queues[c.id], stop), name=f"streamer:ingest:{c.id}", daemon=True)
+            ctx.Process(target=ingest_main, args=(c, self.geo, queues[c.id], stop, kf), name=f"streamer:ingest:{c.id}", daemon=True)
             for c in self.cfg.cameras
         ]
         batchq: queue.Queue = queue.Queue(maxsize=self.cfg.window.queue * len(procs))
@@ -169,32 +158,41 @@ class Pipeline:
             p.start()
         for t in collectors:
             t.start()
-        deadline = time.monotonic() + duration if duration else None
-        next_summary = time.monotonic() + summary_every if summary_every else None
+        now = time.monotonic()
+        deadline = now + duration if duration else None
+        next_summary = now + summary_every if summary_every else None
+        next_stats = now + self.cfg.redis.stats_interval
         try:
             while live and not self._stop.is_set():
-                if deadline and time.monotonic() >= deadline:
+                now = time.monotonic()
+                if deadline and now >= deadline:
                     break
                 batch = self._next_batch(batchq, live)
                 if batch:
                     self._infer_and_publish(batch)
-                if next_summary and summary and time.monotonic() >= next_summary:
-                    summary(self.stats.summary(_dropped_total()))
+                if next_summary and summary and now >= next_summary:
+                    summary(self.stats.summary())
                     next_summary += summary_every
+                if now >= next_stats:
+                    self._publish_stats()
+                    next_stats = now + self.cfg.redis.stats_interval
         finally:
             stop.set()
             for t in self.tracker.close_all():
-                self._publish(t, {})
+                self._publish(t, None, {})
             for p in procs:
                 p.join(timeout=5)
                 if p.is_alive():
                     p.terminate()
                     p.join(timeout=2)
                 m.process_exited(p.pid)
+            self._publish_stats()
             if summary:
-                summary(self.stats.summary(_dropped_total()))
+                summary(self.stats.summary())
 
     def close(self) -> None:
+        self.sink.flush()
+        self.sink.close()
         self.runtime.close()
         self.sink.client.close()
         if self._embedded:
@@ -211,17 +209,16 @@ class Pipeline:
     def _next_batch(self, batchq: queue.Queue, live: set[str]) -> list[Window]:
         batch: list[Window] = []
         try:
-            first = batchq.get(timeout=0.1)
+            item = batchq.get(timeout=0.1)
         except queue.Empty:
             return batch
         deadline = time.monotonic() + self.cfg.engine.max_wait_ms / 1000
-        item: Any = first
         while True:
             camera, w = item
             if isinstance(w, str):
                 live.discard(camera)
                 for t in self.tracker.close_all(camera):
-                    self._publish(t, {})
+                    self._publish(t, None, {})
             else:
                 batch.append(w)
             if len(batch) >= self.cfg.engine.max_batch:
@@ -246,33 +243,44 @@ class Pipeline:
         scores = 1 / (1 + np.exp(-logits.astype(np.float64)))
         for w, row in zip(batch, scores):
             m.STAGE_LATENCY.labels("decode").observe(w.decode_s)
+            m.STAGE_LATENCY.labels("window").observe(w.window_s)
             m.STAGE_LATENCY.labels("queue").observe(max(t0 - w.arrival, 0))
-            lat = {"decode": w.decode_s * 1000, "queue": (t0 - w.arrival) * 1000, "infer": (t1 - t0) * 1000}
-            transitions = self.tracker.update(w.camera, w.start, w.end, dict(zip(self.spec.classes, row.tolist())))
-            for t in transitions:
-                self._publish(t, lat, w.arrival)
+            lat = {"decode": w.decode_s * 1000, "window": w.window_s * 1000, "queue": (t0 - w.arrival) * 1000, "infer": (t1 - t0) * 1000}
+            for t in self.tracker.update(w.camera, w.start, w.end, dict(zip(self.spec.classes, row.tolist()))):
+                self._publish(t, w, lat)
             done = time.monotonic()
             m.E2E_LATENCY.labels(w.camera).observe(done - w.arrival)
-            self.stats.windows += 1
-            self.stats.latencies.append(done - w.arrival)
+            self.stats.window(w.camera, done - w.arrival)
 
-    def _publish(self, t: Transition, latency_ms: dict[str, float], arrival: float | None = None) -> None:
-        extra: dict[str, Any] = {}
-        if t.state == "end":
-            extra["duration_s"] = round(t.duration, 3)
+    def _publish(self, t: Transition, w: Window | None, latency_ms: dict[str, float]) -> None:
+        """One alert: build it (with evidence for a start), hand it to the sink. Latency ends at the hand-off."""
         t_pub = time.monotonic()
-        if arrival is not None:
-            latency_ms = {**latency_ms, "end_to_end": (t_pub - arrival) * 1000}
-        alert = alerts_mod.make_alert(camera=t.camera, event=t.event, state=t.state, score=t.score, start=t.start,
-                                      end=t.end, latency_ms=latency_ms, model=self.model, **extra)
-        self.sink.publish(alert)
+        wall_end = time.time() - (t_pub - w.arrival) if w is not None else time.time()
+        alert = alerts_mod.make_alert(
+            camera=t.camera, event=t.event, state=t.state, score=t.score, start=t.start, end=t.end, wall_end=wall_end,
+            latency_ms=latency_ms, model=self.model, duration_s=t.duration if t.state == "end" else None,
+        )
+        files: dict[str, bytes] = {}
+        if t.state == "start" and w is not None and self.cfg.evidence.enabled:
+            keys = evidence.keys("streamer:evidence", alert["id"])
+            if w.keyframe is not None:
+                files[keys["keyframe"]] = evidence.jpeg(w.keyframe, self.cfg.evidence.jpeg_quality)
+            if w.audio_mask:
+                files[keys["audio"]] = evidence.wav(w.audio, self.spec.sample_rate)
+            alert["evidence"] = {name: key for name, key in keys.items() if key in files}
+        if w is not None:
+            done = time.monotonic()
+            alert["latency_ms"]["publish"] = round((done - t_pub) * 1000, 2)
+            alert["latency_ms"]["end_to_end"] = round((done - w.arrival) * 1000, 2)
+        self.sink.submit(alert, files)
         m.STAGE_LATENCY.labels("publish").observe(time.monotonic() - t_pub)
         m.ALERTS.labels(t.camera, t.event).inc()
-        self.stats.alerts += 1
+        self.stats.alert(t.camera)
         if self.on_alert:
             self.on_alert(alert)
 
-
-def _dropped_total() -> float:
-    """Drops counted by every process (ingest processes drop too)."""
-    return sum(s.value for s in m.collect_samples() if s.name == "streamer_windows_dropped_total")
+    def _publish_stats(self) -> None:
+        try:
+            stats_mod.publish(self.sink.client, self.cfg.redis.stats_stream, self.stats.records())
+        except Exception as e:  # stats are best effort; alerts are not
+            log.debug("stats not published: %s", e)

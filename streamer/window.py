@@ -18,3 +18,5 @@ class Window:
     audio_mask: float  # 0.0 when audio is absent or stalled
     arrival: float  # time.monotonic() when the last input of the window arrived
     decode_s: float = 0.0  # decode time spent on this window's inputs
+    window_s: float = 0.0  # time spent assembling the window (frame conversion, stacking)
+    keyframe: np.ndarray | None = None  # uint8 [h, w, 3] RGB evidence frame (the newest), when asked for

@@ -25,6 +25,7 @@ class SourceOptions:
     realtime: bool = False  # pace a file as if it were live
     loop: bool = False  # replay a file forever (demo)
     decoder_threads: int = 0  # 0 = FFmpeg's choice
+    keyframe_width: int = 0  # >0: each window carries its newest frame at this width (evidence)
 
 
 @dataclass
@@ -68,6 +69,11 @@ class SourceReader:
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
         return frame.to_ndarray(width=self.geo.width, height=self.geo.height, format="rgb24")
 
+    def _keyframe(self, frame: av.VideoFrame) -> np.ndarray:
+        w = self.opts.keyframe_width
+        h = max(2, int(round(w * frame.height / max(frame.width, 1) / 2)) * 2)
+        return frame.to_ndarray(width=w, height=h, format="rgb24")
+
     def windows(self) -> Iterator[Window]:
         offset = 0.0  # source time added per loop iteration so windows keep increasing
         wall0 = time.monotonic()
@@ -75,7 +81,9 @@ class SourceReader:
         while True:
             end_t, windower = yield from self._play(offset, wall0, windower)
             if not self.opts.loop:
-                yield from windower.flush()
+                for w in windower.flush():
+                    self.stats.windows += 1
+                    yield w
                 return
             offset = end_t
 
@@ -87,7 +95,8 @@ class SourceReader:
             if vs is None and aus is None:
                 raise SourceError(f"source {redact(self.url)}: no video or audio stream")
             if windower is None:
-                windower = Windower(self.camera, self.geo, self._convert, has_video=vs is not None, has_audio=aus is not None)
+                windower = Windower(self.camera, self.geo, self._convert, has_video=vs is not None, has_audio=aus is not None,
+                                    keyframe=self._keyframe if self.opts.keyframe_width else None)
             streams = []
             if vs is not None:
                 vs.thread_type = "AUTO"

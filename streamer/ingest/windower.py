@@ -52,12 +52,14 @@ class Windower:
         has_audio: bool,
         max_lag_s: float = 2.0,
         resync_s: float = 0.05,
+        keyframe: Convert | None = None,
     ) -> None:
         if not (has_video or has_audio):
             raise ValueError(f"camera {camera!r}: a source needs video or audio")
         self.camera = camera
         self.geo = geo
         self._convert = convert
+        self._keyframe = keyframe
         self.has_video = has_video
         self.has_audio = has_audio
         self.max_lag_s = max_lag_s
@@ -74,6 +76,7 @@ class Windower:
         self._audio_t0: float | None = None  # source time of self._audio[0]
         self._arrival = time.monotonic()
         self._decode_s = 0.0
+        self._window_s = 0.0  # conversion time since the last window
         self._blank_video = np.zeros((geo.frames, geo.height, geo.width, 3), np.uint8)
         self.frames_converted = 0
 
@@ -138,7 +141,10 @@ class Windower:
 
     def _conv(self, frame: Any) -> np.ndarray:
         self.frames_converted += 1
-        return self._convert(frame)
+        t0 = time.perf_counter()
+        out = self._convert(frame)
+        self._window_s += time.perf_counter() - t0
+        return out
 
     # ---- outputs ------------------------------------------------------------------------
     @property
@@ -187,6 +193,7 @@ class Windower:
             yield self._emit(self._k, video=self.has_video and self._prev is not None, audio=has_audio)
 
     def _emit(self, k: int, *, video: bool, audio: bool) -> Window:
+        t0 = time.perf_counter()
         g = self.geo
         start, end = k * g.hop, k * g.hop + g.seconds
         keys = [_key(s) for s in self._sample_times(k)]
@@ -213,6 +220,10 @@ class Windower:
             arrival=self._arrival,
             decode_s=self._decode_s,
         )
+        if video and self._keyframe is not None and self._prev is not None:
+            window.keyframe = self._keyframe(self._prev[1])
+        window.window_s = self._window_s + time.perf_counter() - t0
+        self._window_s = 0.0
         self._decode_s = 0.0
         self._k += 1
         self._forget(self._k * g.hop)

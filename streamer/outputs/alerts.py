@@ -16,7 +16,6 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from streamer.errors import redact
 
 log = logging.getLogger(__name__)
 
@@ -52,32 +51,47 @@ def make_alert(
     score: float,
     start: float,
     end: float,
+    wall_end: float,
     latency_ms: dict[str, float],
     model: ModelInfo,
-    **extra: Any,
+    anomaly_score: float | None = None,
+    evidence: dict[str, str] | None = None,
+    duration_s: float | None = None,
 ) -> dict[str, Any]:
-    now = time.time()
-    return {
+    """The alert document (schema: streamer/schemas/alert.v1.json). `wall_end` is the wall-clock time of `end`."""
+    doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "id": new_id(),
         "camera": camera,
         "event": event,
         "state": state,
         "score": round(float(score), 4),
+        "anomaly_score": None if anomaly_score is None else round(float(anomaly_score), 4),
         "start": round(start, 3),
         "end": round(end, 3),
-        "time": utc(now),
+        "start_utc": utc(wall_end - (end - start)),
+        "end_utc": utc(wall_end),
+        "time": utc(time.time()),
         "latency_ms": {k: round(v, 2) for k, v in latency_ms.items()},
         "model": {"name": model.name, "version": model.version, "backend": model.backend},
-        **extra,
+        "evidence": evidence or {},
     }
+    if duration_s is not None:
+        doc["duration_s"] = round(duration_s, 3)
+    return doc
 
 
-def connect(url: str, *, retries: int = 3) -> redis.Redis:
-    """A client with redis-py's retry policy on connection errors and timeouts."""
+def connect(url: str, *, retries: int = 3, **tls: str | None) -> redis.Redis:
+    """A client with redis-py's retry policy on connection errors and timeouts.
+
+    ACL user and password come in the URL (redis://user:pass@host); `rediss://` is TLS, with
+    `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile` passed through when given.
+    """
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
+    extra = {k: v for k, v in tls.items() if v is not None}
     return redis.Redis.from_url(
         url,
+        **extra,
         retry=retry,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError, socket.timeout],
         socket_connect_timeout=5,
@@ -148,35 +162,6 @@ def default_url() -> str:
             return f.read().strip()
     except FileNotFoundError:
         return "redis://127.0.0.1:6379/0"
-
-
-class AlertSink:
-    """XADDs each alert to the stream (MAXLEN ~) and PUBLISHes it on <prefix>:<camera>, in one transaction."""
-
-    def __init__(self, client: redis.Redis, stream: str, maxlen: int, channel_prefix: str) -> None:
-        self.client = client
-        self.stream = stream
-        self.maxlen = maxlen
-        self.channel_prefix = channel_prefix
-
-    def channel(self, camera: str) -> str:
-        return f"{self.channel_prefix}:{camera}"
-
-    def publish(self, alert: dict[str, Any]) -> None:
-        doc = json.dumps(alert, separators=(",", ":"))
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.stream, {"id": alert["id"], "camera": alert["camera"], "event": alert["event"], "json": doc},
-                  maxlen=self.maxlen, approximate=True)
-        pipe.publish(self.channel(alert["camera"]), doc)
-        try:
-            pipe.execute()
-        except redis.RedisError as e:
-            raise ConnectionError(f"alert {alert['id']} not delivered to {redact(self.client_url)}: {e}") from e
-
-    @property
-    def client_url(self) -> str:
-        kw = self.client.connection_pool.connection_kwargs
-        return f"redis://{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
 
 
 def read_stream(client: redis.Redis, stream: str, count: int = 100) -> list[dict[str, Any]]:
