@@ -1,4 +1,4 @@
-"""`streamer` command line: check, run, demo, alerts, train."""
+"""`streamer` command line: check, run, demo, alerts, stats, train."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -91,33 +90,70 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
 
 
+TABLE = "{time:24}  {camera:12}  {event:16}  {state:5}  {score:>6}  {e2e:>8}  {id}"
+
+
+def _print_alert(alert: dict, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(alert), flush=True)
+    else:
+        e2e = alert.get("latency_ms", {}).get("end_to_end")
+        print(TABLE.format(time=alert["time"], camera=alert["camera"], event=alert["event"], state=alert["state"],
+                           score=f"{alert['score']:.3f}", e2e=f"{e2e:.0f} ms" if e2e is not None else "-", id=alert["id"]), flush=True)
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     import redis
 
     from streamer.errors import redact
-    from streamer.outputs.alerts import connect, default_url, read_stream
+    from streamer.outputs import reader
+    from streamer.outputs.alerts import connect, default_url
 
     url = args.redis or default_url()
     client = connect(url)
+    if args.format == "table":
+        print(TABLE.format(time="time", camera="camera", event="event", state="state", score="score", e2e="e2e", id="id"))
     try:
         if args.follow:
-            ps = client.pubsub(ignore_subscribe_messages=True)
-            ps.psubscribe(f"{args.channel_prefix}:{args.camera or '*'}")
-            deadline = time.monotonic() + args.duration if args.duration else None
-            while deadline is None or time.monotonic() < deadline:
-                msg = ps.get_message(timeout=0.5)
-                if msg and msg["type"] == "pmessage":
-                    print(msg["data"].decode(), flush=True)
+            alerts = reader.follow(client, args.channel_prefix, args.camera, args.duration)
+        elif args.group:
+            alerts = reader.group(client, args.stream, args.group, args.consumer, duration=args.duration)
+        elif args.since is not None:
+            alerts = iter(reader.since(client, args.stream, args.since, args.last))
         else:
-            for alert in read_stream(client, args.stream, args.last):
-                if args.camera and alert["camera"] != args.camera:
-                    continue
-                print(json.dumps(alert), flush=True)
+            alerts = iter(reader.last(client, args.stream, args.last))
+        for alert in alerts:
+            if (args.camera and alert["camera"] != args.camera) or (args.event and alert["event"] != args.event):
+                continue
+            _print_alert(alert, args.format)
     except redis.ConnectionError as e:
         print(f"cannot reach Redis at {redact(url)}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    import redis
+
+    from streamer.errors import redact
+    from streamer.outputs import reader
+    from streamer.outputs.alerts import connect, default_url
+
+    url = args.redis or default_url()
+    try:
+        stats = reader.latest_stats(connect(url), args.stream)
+    except redis.ConnectionError as e:
+        print(f"cannot reach Redis at {redact(url)}: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(stats))
+        return 0
+    cols = ("fps", "windows_per_s", "latency_p50_ms", "latency_p99_ms", "dropped_windows", "alerts")
+    print(f"{'camera':16}" + "".join(f"{c:>16}" for c in cols))
+    for cam, rec in stats.items():
+        print(f"{cam:16}" + "".join(f"{rec.get(c, '-'):>16}" for c in cols))
     return 0
 
 
@@ -153,15 +189,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics-port", type=int, default=9108)
     s.set_defaults(fn=cmd_demo)
 
-    s = sub.add_parser("alerts", help="print alerts from Redis")
+    s = sub.add_parser("alerts", help="print alerts from Redis (the stream by default)")
     s.add_argument("--redis", default=None, help="Redis URL (default: $STREAMER_REDIS_URL, a running demo, or localhost)")
-    s.add_argument("--follow", action="store_true", help="follow live alerts (pub/sub) instead of reading the stream")
-    s.add_argument("--camera", default=None, help="only this camera")
+    how = s.add_mutually_exclusive_group()
+    how.add_argument("--follow", action="store_true", help="follow live alerts (pub/sub)")
+    how.add_argument("--since", default=None, metavar="ID", help="read the stream after this entry id (0 = from the start)")
+    how.add_argument("--group", default=None, help="read as a member of this consumer group, acknowledging each alert")
+    s.add_argument("--consumer", default="cli", help="consumer name within --group")
     s.add_argument("--last", type=int, default=100, help="how many alerts to read from the stream")
+    s.add_argument("--camera", default=None, help="only this camera")
+    s.add_argument("--event", default=None, help="only this event")
+    s.add_argument("--format", choices=("json", "table"), default="json")
     s.add_argument("--stream", default="streamer:alerts")
     s.add_argument("--channel-prefix", default="streamer:alerts")
-    s.add_argument("--duration", type=float, default=None, help="with --follow: stop after N seconds")
+    s.add_argument("--duration", type=float, default=None, help="with --follow or --group: stop after N seconds")
     s.set_defaults(fn=cmd_alerts)
+
+    s = sub.add_parser("stats", help="per-camera figures from the stats stream")
+    s.add_argument("--redis", default=None, help="Redis URL (default as for alerts)")
+    s.add_argument("--stream", default="streamer:stats")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_stats)
 
     s = sub.add_parser("train", help="train the default fusion model (needs the train extra)", add_help=False)
     s.add_argument("rest", nargs=argparse.REMAINDER)

@@ -11,7 +11,7 @@ import urllib.request
 import redis
 
 from streamer.config import parse_config
-from streamer.outputs.alerts import read_stream
+from streamer.outputs.reader import last as read_stream
 from streamer.pipeline import Pipeline
 
 ALERT_KEYS = {"schema_version", "id", "camera", "event", "state", "score", "start", "end", "time", "latency_ms", "model"}
@@ -39,7 +39,7 @@ def test_file_and_rtsp_cameras_alert_into_redis(redis_server, rtsp_server, media
         pipe.run(duration=12)
     finally:
         pipe.close()
-    alerts = read_stream(client, "streamer:alerts")
+    alerts = read_stream(client, "streamer:alerts", 1000)
     starts = {a["camera"] for a in alerts if a["event"] == "fight" and a["state"] == "start"}
     assert starts == {"file", "rtsp-aac", "rtsp-opus"}
     assert [a["id"] for a in alerts] == [a["id"] for a in seen]  # every accepted alert is in the stream, in order

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -162,9 +161,3 @@ def default_url() -> str:
             return f.read().strip()
     except FileNotFoundError:
         return "redis://127.0.0.1:6379/0"
-
-
-def read_stream(client: redis.Redis, stream: str, count: int = 100) -> list[dict[str, Any]]:
-    """The last `count` alerts of the stream, oldest first."""
-    rows = client.xrevrange(stream, count=count)
-    return [json.loads(fields[b"json"]) for _id, fields in reversed(rows)]
