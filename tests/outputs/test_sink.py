@@ -1,0 +1,130 @@
+"""Alert delivery against a real Redis server that goes away and comes back."""
+
+import json
+import time
+
+import jsonschema
+import numpy as np
+import pytest
+import redis
+
+from streamer.outputs import evidence
+from streamer.outputs import metrics as m
+from streamer.outputs.alerts import ModelInfo, connect, make_alert
+from streamer.outputs.reader import last
+from streamer.outputs.sink import AlertSink
+from streamer.outputs.spool import Spool
+from tests.outputs.schema import ALERT_SCHEMA
+
+MODEL = ModelInfo("fusion", "1", "onnxruntime")
+
+
+def alert(i, camera="cam"):
+    return make_alert(camera=camera, event="fight", state="start", score=0.9, start=float(i), end=i + 1.0,
+                      wall_end=time.time(), latency_ms={"infer": 1.0}, model=MODEL)
+
+
+def sink_for(url, spool_dir, **kw):
+    client = connect(url, retries=1)
+    client.connection_pool.connection_kwargs["socket_connect_timeout"] = 0.5
+    return AlertSink(client, url, stream="streamer:alerts", maxlen=1000, channel_prefix="streamer:alerts",
+                     spool=Spool(spool_dir, kw.pop("max_alerts", 1000)), retry_every=0.2, **kw)
+
+
+def wait_empty(sink, timeout=15):
+    deadline = time.monotonic() + timeout
+    while len(sink.spool) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not len(sink.spool)
+
+
+def stream_ids(url):
+    return [a["id"] for a in last(redis.Redis.from_url(url), "streamer:alerts", 1000)]
+
+
+def test_alerts_validate_against_the_schema():
+    jsonschema.validate(alert(0), ALERT_SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**alert(0), "state": "open"}, ALERT_SCHEMA)
+
+
+def test_redis_outage_every_alert_exactly_once_in_order(redis_server, tmp_path):
+    sink = sink_for(redis_server.url, tmp_path / "spool")
+    sent = [alert(i) for i in range(5)]
+    for a in sent:
+        assert sink.submit(a)
+    before = stream_ids(redis_server.url)  # the test server keeps no data across a restart
+    redis_server.stop()
+    more = [alert(i) for i in range(5, 12)]
+    for a in more:
+        assert sink.submit(a)  # accepted: spooled
+    assert len(sink.spool) == 7
+    redis_server.start()
+    assert wait_empty(sink), "spool was not replayed after Redis came back"
+    sink.close()
+    assert before + stream_ids(redis_server.url) == [a["id"] for a in sent + more]
+
+
+def test_spool_full_counts_the_excess_and_a_restart_replays_the_rest(redis_server, tmp_path):
+    sink = sink_for(redis_server.url, tmp_path / "spool", max_alerts=3)
+    redis_server.stop()
+    before = m.ALERTS_DROPPED.labels("cam", "spool_full")._value.get()
+    results = [sink.submit(alert(i)) for i in range(5)]
+    assert results == [True, True, True, False, False]
+    assert m.ALERTS_DROPPED.labels("cam", "spool_full")._value.get() - before == 2
+    sink.close()  # streamer stops with 3 alerts spooled
+    spooled = [json.loads(line)["id"] for line in (tmp_path / "spool" / "alerts.jsonl").read_text().splitlines()]
+    redis_server.start()
+    restarted = sink_for(redis_server.url, tmp_path / "spool")
+    assert wait_empty(restarted)
+    restarted.close()
+    assert stream_ids(redis_server.url) == spooled
+
+
+def test_replay_skips_an_alert_already_delivered(redis_server, tmp_path):
+    sink = sink_for(redis_server.url, tmp_path / "spool")
+    a = alert(0)
+    sink.submit(a)
+    sink.close()
+    sink.spool.append(a)  # as if the reply to a delivered alert was lost
+    again = sink_for(redis_server.url, tmp_path / "spool")
+    assert wait_empty(again)
+    again.close()
+    assert stream_ids(redis_server.url) == [a["id"]]
+
+
+def test_evidence_is_stored_with_a_ttl_and_survives_the_spool(redis_server, tmp_path):
+    sink = sink_for(redis_server.url, tmp_path / "spool", evidence_ttl=60)
+    redis_server.stop()
+    a = alert(0)
+    keys = evidence.keys("streamer:evidence", a["id"])
+    a["evidence"] = keys
+    rgb = np.zeros((90, 160, 3), np.uint8)
+    rgb[:, :80] = 255
+    files = {keys["keyframe"]: evidence.jpeg(rgb), keys["audio"]: evidence.wav(np.zeros(16000, np.float32), 16000)}
+    assert sink.submit(a, files)
+    redis_server.start()
+    assert wait_empty(sink)
+    sink.close()
+    client = redis.Redis.from_url(redis_server.url)
+    jpg = client.get(keys["keyframe"])
+    assert jpg[:2] == b"\xff\xd8" and len(jpg) < 20_000
+    assert client.get(keys["audio"])[:4] == b"RIFF"
+    assert 0 < client.ttl(keys["keyframe"]) <= 60
+    assert "_evidence" not in last(client, "streamer:alerts", 1)[0]
+
+
+def test_live_subscribers_get_each_alert(redis_server, tmp_path):
+    client = redis.Redis.from_url(redis_server.url)
+    ps = client.pubsub(ignore_subscribe_messages=True)
+    ps.subscribe("streamer:alerts:lobby")
+    time.sleep(0.2)
+    sink = sink_for(redis_server.url, tmp_path / "spool")
+    a = alert(0, camera="lobby")
+    sink.submit(a)
+    sink.close()
+    msg = None
+    deadline = time.monotonic() + 5
+    while msg is None and time.monotonic() < deadline:
+        msg = ps.get_message(timeout=0.5)
+    assert msg is not None and json.loads(msg["data"])["id"] == a["id"]
