@@ -69,16 +69,21 @@ def ingest_main(cam: CameraConfig, geo: Geometry, out: Any, stop: Any, keyframe_
     stream = is_stream_url(cam.url)
     opts = SourceOptions(cam.open_timeout, cam.read_timeout, realtime=cam.realtime and not stream,
                          loop=cam.loop and not stream, keyframe_width=keyframe_width)
+    for metric in (m.FRAMES_DECODED, m.WINDOWS, m.RECONNECTS, m.DECODE_ERRORS):
+        metric.labels(cam.id)  # export every series from the start, at 0
+    m.WINDOWS_DROPPED.labels(cam.id, "queue_full")
     backoff = 0.5
     try:
         while not stop.is_set():
             reader = SourceReader(cam.url, cam.id, geo, opts)
-            frames = 0
+            frames = errors = 0
             try:
                 for w in reader.windows():
                     m.SOURCE_UP.labels(cam.id).set(1)
                     m.FRAMES_DECODED.labels(cam.id).inc(reader.stats.frames_decoded - frames)
                     frames = reader.stats.frames_decoded
+                    m.DECODE_ERRORS.labels(cam.id).inc(reader.stats.errors - errors)
+                    errors = reader.stats.errors
                     m.WINDOWS.labels(cam.id).inc()
                     if opts.realtime or stream:
                         put_drop_oldest(out, w, cam.id)
@@ -135,8 +140,12 @@ class Pipeline:
         client = alerts_mod.connect(self.redis_url, ssl_ca_certs=r.ssl_ca_certs, ssl_certfile=r.ssl_certfile, ssl_keyfile=r.ssl_keyfile)
         self.sink = AlertSink(client, self.redis_url, stream=r.stream, maxlen=r.maxlen, channel_prefix=r.channel_prefix,
                               spool=Spool(r.spool_dir, r.spool_max_alerts), evidence_ttl=cfg.evidence.ttl)
+        for c in cfg.cameras:  # export every series from the start, at 0
+            m.ALERTS_DROPPED.labels(c.id, "spool_full")
+            for event in self.spec.classes:
+                m.ALERTS.labels(c.id, event)
+        m.SPOOLED.set(len(self.sink.spool))
         self._stop = threading.Event()
-        self._last_window: dict[str, Window] = {}  # per camera, for the evidence of start alerts
 
     def stop(self) -> None:
         self._stop.set()
