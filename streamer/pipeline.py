@@ -1,8 +1,9 @@
 """The process tree: one ingest process per source, the engine loop and alerts in the main process.
 
-Ingest processes put windows on a bounded queue per camera; for a live source (a stream, or a file
-paced in real time) a full queue drops its oldest window and counts it, so latency and memory stay
-flat when the engine falls behind. A file read as fast as it decodes waits instead (nothing dropped).
+Ingest processes write windows into a shared-memory ring per camera (streamer/ring.py); for a live
+source (a stream, or a file paced in real time) a full ring drops its oldest window and counts it, so
+latency and memory stay flat when the engine falls behind. A file read as fast as it decodes waits
+instead (nothing dropped).
 """
 
 from __future__ import annotations
@@ -30,39 +31,15 @@ from streamer.outputs import stats as stats_mod
 from streamer.outputs.sink import AlertSink
 from streamer.outputs.spool import Spool
 from streamer.outputs.stats import Stats
+from streamer.ring import END, WindowRing
 from streamer.window import Window
 
 log = logging.getLogger(__name__)
 
-END = "end"  # sentinel an ingest process sends when its source is finished for good
 MAX_BACKOFF_S = 30.0
 
 
-def put_drop_oldest(q: Any, item: Any, camera: str) -> None:
-    """Put without blocking; if the queue is full, drop its oldest item and count the drop."""
-    while True:
-        try:
-            q.put_nowait(item)
-            return
-        except queue.Full:
-            try:
-                q.get_nowait()
-                m.WINDOWS_DROPPED.labels(camera, "queue_full").inc()
-            except queue.Empty:
-                pass
-
-
-def _put_blocking(q: Any, item: Any, stop: Any) -> bool:
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.2)
-            return True
-        except queue.Full:
-            pass
-    return False
-
-
-def ingest_main(cam: CameraConfig, geo: Geometry, out: Any, stop: Any, keyframe_width: int = 0) -> None:
+def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, keyframe_width: int = 0) -> None:
     """Entry point of one ingest process: decode, window, reconnect with capped exponential backoff."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
@@ -85,10 +62,16 @@ def ingest_main(cam: CameraConfig, geo: Geometry, out: Any, stop: Any, keyframe_
                     m.DECODE_ERRORS.labels(cam.id).inc(reader.stats.errors - errors)
                     errors = reader.stats.errors
                     m.WINDOWS.labels(cam.id).inc()
-                    if opts.realtime or stream:
-                        put_drop_oldest(out, w, cam.id)
-                    elif not _put_blocking(out, w, stop):  # a file read as fast as it decodes: backpressure
-                        return
+                    if opts.realtime or stream:  # live: never wait, drop the oldest
+                        written, dropped = ring.put(w)
+                        if dropped:
+                            m.WINDOWS_DROPPED.labels(cam.id, "queue_full").inc()
+                        if not written:
+                            m.WINDOWS_DROPPED.labels(cam.id, "no_slot").inc()
+                    else:  # a file read as fast as it decodes: wait for the engine, drop nothing
+                        while not ring.put(w, block=True)[0]:
+                            if stop.is_set():
+                                return
                     backoff = 0.5
                     if stop.is_set():
                         return
@@ -108,7 +91,8 @@ def ingest_main(cam: CameraConfig, geo: Geometry, out: Any, stop: Any, keyframe_
                 m.RECONNECTS.labels(cam.id).inc()
     finally:
         m.SOURCE_UP.labels(cam.id).set(0)
-        put_drop_oldest(out, END, cam.id)
+        ring.put_end()
+        ring.close()
 
 
 class Pipeline:
@@ -153,16 +137,16 @@ class Pipeline:
     def run(self, duration: float | None = None, summary_every: float = 0.0, summary: Callable[[str], None] | None = None) -> None:
         ctx = mp.get_context("spawn")
         stop = ctx.Event()
-        queues = {c.id: ctx.Queue(maxsize=self.cfg.window.queue) for c in self.cfg.cameras}
         kf = self.cfg.evidence.jpeg_width if self.cfg.evidence.enabled else 0
+        rings = {c.id: WindowRing(ctx, self.geo, self.cfg.window.queue, kf) for c in self.cfg.cameras}
         procs = [
-            ctx.Process(target=ingest_main, args=(c, self.geo, queues[c.id], stop, kf), name=f"streamer:ingest:{c.id}", daemon=True)
+            ctx.Process(target=ingest_main, args=(c, self.geo, rings[c.id], stop, kf), name=f"streamer:ingest:{c.id}", daemon=True)
             for c in self.cfg.cameras
         ]
         batchq: queue.Queue = queue.Queue(maxsize=self.cfg.window.queue * len(procs))
-        live = set(queues)
-        collectors = [threading.Thread(target=self._collect, args=(cid, q, batchq), name=f"streamer:collect:{cid}", daemon=True)
-                      for cid, q in queues.items()]
+        live = set(rings)
+        collectors = [threading.Thread(target=self._collect, args=(cid, r, batchq), name=f"streamer:collect:{cid}", daemon=True)
+                      for cid, r in rings.items()]
         for p in procs:
             p.start()
         for t in collectors:
@@ -195,6 +179,8 @@ class Pipeline:
                     p.terminate()
                     p.join(timeout=2)
                 m.process_exited(p.pid)
+            for r in rings.values():
+                r.close(unlink=True)
             self._publish_stats()
             if summary:
                 summary(self.stats.summary())
@@ -208,10 +194,13 @@ class Pipeline:
             self._embedded.close()
 
     # ---- main-process stages ----------------------------------------------------------------
-    def _collect(self, camera: str, q: Any, batchq: queue.Queue) -> None:
-        while True:
-            item = q.get()
-            batchq.put((camera, item))  # blocks: drops happen once, on the per-camera queue
+    def _collect(self, camera: str, ring: WindowRing, batchq: queue.Queue) -> None:
+        while not self._stop.is_set():
+            try:
+                item = ring.get(timeout=0.5)
+            except (queue.Empty, OSError, ValueError):
+                continue
+            batchq.put((camera, item))  # blocks: drops happen once, in the camera's ring
             if item == END:
                 return
 

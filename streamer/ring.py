@@ -1,0 +1,108 @@
+"""A preallocated shared-memory ring of window slots, one per camera, between two processes.
+
+The ingest process writes a window's arrays straight into a free slot; the queue between the
+processes carries only the slot index and the window's small fields. When no slot is free (the
+engine is behind), the producer takes back the oldest ready slot, so the oldest window is dropped
+and memory never grows. The consumer copies a slot out and returns it at once.
+"""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import asdict
+from multiprocessing import shared_memory
+from typing import Any
+
+import numpy as np
+
+from streamer.ingest.windower import Geometry
+from streamer.window import Window
+
+END = "end"  # sentinel: the source is finished for good
+
+
+class WindowRing:
+    def __init__(self, ctx: Any, geo: Geometry, slots: int, keyframe_width: int = 0) -> None:
+        self.geo = geo
+        self.slots = slots
+        self.v_shape = (geo.frames, geo.height, geo.width, 3)
+        self.v_bytes = int(np.prod(self.v_shape))
+        self.a_bytes = geo.samples * 4
+        self.k_bytes = keyframe_width * keyframe_width * 3  # room for a keyframe up to square
+        self.slot_bytes = self.v_bytes + self.a_bytes + self.k_bytes
+        self.shm = shared_memory.SharedMemory(create=True, size=max(slots * self.slot_bytes, 1))
+        self.free: Any = ctx.Queue()
+        self.ready: Any = ctx.Queue()
+        for i in range(slots):
+            self.free.put(i)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["shm"] = self.shm.name
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.shm = shared_memory.SharedMemory(name=state["shm"])
+
+    def _views(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        base = i * self.slot_bytes
+        buf = self.shm.buf
+        video = np.ndarray(self.v_shape, np.uint8, buf, base)
+        audio = np.ndarray((self.geo.samples,), np.float32, buf, base + self.v_bytes)
+        key = np.ndarray((self.k_bytes,), np.uint8, buf, base + self.v_bytes + self.a_bytes)
+        return video, audio, key
+
+    # ---- producer -----------------------------------------------------------------------------
+    def put(self, w: Window, *, block: bool = False, timeout: float = 0.2) -> tuple[bool, bool]:
+        """Write a window. Returns (written, dropped_oldest). With block=True waits up to timeout for a
+        free slot instead of dropping (files read as fast as they decode)."""
+        dropped = False
+        try:
+            i = self.free.get_nowait()
+        except queue.Empty:
+            if block:
+                try:
+                    i = self.free.get(timeout=timeout)
+                except queue.Empty:
+                    return False, False
+            else:
+                try:  # the oldest window gives up its slot (a short wait: queue items land asynchronously)
+                    i, _meta = self.ready.get(timeout=timeout)
+                    dropped = True
+                except queue.Empty:
+                    try:
+                        i = self.free.get(timeout=timeout)  # the consumer is copying: it will return one
+                    except queue.Empty:
+                        return False, False
+        video, audio, key = self._views(i)
+        video[...] = w.video
+        audio[...] = w.audio
+        meta = {k: v for k, v in asdict(w).items() if k not in ("video", "audio", "keyframe")}
+        if w.keyframe is not None and w.keyframe.size <= self.k_bytes:
+            key[: w.keyframe.size] = w.keyframe.reshape(-1)
+            meta["keyframe_shape"] = w.keyframe.shape
+        self.ready.put((i, meta))
+        return True, dropped
+
+    def put_end(self) -> None:
+        self.ready.put((-1, END))
+
+    # ---- consumer -----------------------------------------------------------------------------
+    def get(self, timeout: float | None = None) -> Window | str:
+        """The next window (copied out; its slot is free again at once), or END."""
+        i, meta = self.ready.get(timeout=timeout)
+        if meta == END:
+            return END
+        video, audio, key = self._views(i)
+        shape = meta.pop("keyframe_shape", None)
+        w = Window(video=video.copy(), audio=audio.copy(), **meta)
+        if shape is not None:
+            w.keyframe = key[: int(np.prod(shape))].reshape(shape).copy()
+        self.free.put(i)
+        return w
+
+    def close(self, unlink: bool = False) -> None:
+        self.shm.close()
+        if unlink:
+            self.shm.unlink()
