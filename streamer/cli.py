@@ -1,4 +1,4 @@
-"""`streamer` command line: check, run, demo, alerts, stats, train."""
+"""`streamer` command line: check, run, demo, alerts, stats, probe, train."""
 
 from __future__ import annotations
 
@@ -157,6 +157,28 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from streamer.errors import SourceError
+    from streamer.ingest.probe import probe
+    from streamer.ingest.source import SourceOptions
+
+    try:
+        info = probe(args.url, args.seconds, SourceOptions(open_timeout=args.timeout, stall_timeout=args.timeout))
+    except SourceError as e:
+        print(e, file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{info['url']}  format {info['format']}" + (f"  duration {info['duration_s']} s" if "duration_s" in info else ""))
+    for s in info["streams"]:
+        extra = "  ".join(f"{k} {v}" for k, v in s.items() if k not in ("index", "type", "codec"))
+        print(f"  #{s['index']} {s['type']:5} {s['codec']:10} {extra}")
+    d = info["decode"]
+    print(f"  decoded {d['video_frames']} video frames in {d['seconds']} s: {d['video_fps']} fps")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     try:
         from engines.train.__main__ import main as train_main
@@ -210,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stream", default="streamer:stats")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_stats)
+
+    s = sub.add_parser("probe", help="show a source's streams and measure its decode rate")
+    s.add_argument("url")
+    s.add_argument("--seconds", type=float, default=5.0, help="how long to decode (less for a short file)")
+    s.add_argument("--timeout", type=float, default=10.0, help="open/read timeout in seconds")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_probe)
 
     s = sub.add_parser("train", help="train the default fusion model (needs the train extra)", add_help=False)
     s.add_argument("rest", nargs=argparse.REMAINDER)

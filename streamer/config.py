@@ -26,7 +26,7 @@ class CameraConfig(Strict):
     realtime: bool = Field(True, description="Files only: play at the pace of their timestamps, as a live camera would (windows may be dropped under overload); false = as fast as it decodes, nothing dropped.")
     loop: bool = Field(False, description="Files only: replay forever.")
     open_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the source to open.")
-    read_timeout: float = Field(10.0, gt=0, description="Seconds without data before the source counts as lost.")
+    stall_timeout: float = Field(10.0, gt=0, description="Seconds without a packet before the source is reopened (the stall watchdog).")
     thresholds: dict[str, float] = Field(default_factory=dict, description="Per-class score thresholds for this camera (override detect.thresholds).")
 
     @field_validator("url")

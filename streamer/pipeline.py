@@ -11,19 +11,18 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import queue
-import signal
 import threading
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from engines import spec as espec
-from streamer.config import CameraConfig, Config
+from streamer.config import Config
 from streamer.detect.events import EventTracker, Transition
-from streamer.errors import ConfigError, SourceError, redact
-from streamer.ingest.source import SourceOptions, SourceReader, is_stream_url, probe_geometry
-from streamer.ingest.windower import Geometry
+from streamer.errors import ConfigError
+from streamer.ingest.source import probe_geometry
+from streamer.ingest.supervisor import ingest_main
 from streamer.outputs import alerts as alerts_mod
 from streamer.outputs import evidence
 from streamer.outputs import metrics as m
@@ -35,65 +34,6 @@ from streamer.ring import END, WindowRing
 from streamer.window import Window
 
 log = logging.getLogger(__name__)
-
-MAX_BACKOFF_S = 30.0
-
-
-def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, keyframe_width: int = 0) -> None:
-    """Entry point of one ingest process: decode, window, reconnect with capped exponential backoff."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
-    stream = is_stream_url(cam.url)
-    opts = SourceOptions(cam.open_timeout, cam.read_timeout, realtime=cam.realtime and not stream,
-                         loop=cam.loop and not stream, keyframe_width=keyframe_width)
-    for metric in (m.FRAMES_DECODED, m.WINDOWS, m.RECONNECTS, m.DECODE_ERRORS):
-        metric.labels(cam.id)  # export every series from the start, at 0
-    m.WINDOWS_DROPPED.labels(cam.id, "queue_full")
-    backoff = 0.5
-    try:
-        while not stop.is_set():
-            reader = SourceReader(cam.url, cam.id, geo, opts)
-            frames = errors = 0
-            try:
-                for w in reader.windows():
-                    m.SOURCE_UP.labels(cam.id).set(1)
-                    m.FRAMES_DECODED.labels(cam.id).inc(reader.stats.frames_decoded - frames)
-                    frames = reader.stats.frames_decoded
-                    m.DECODE_ERRORS.labels(cam.id).inc(reader.stats.errors - errors)
-                    errors = reader.stats.errors
-                    m.WINDOWS.labels(cam.id).inc()
-                    if opts.realtime or stream:  # live: never wait, drop the oldest
-                        written, dropped = ring.put(w)
-                        if dropped:
-                            m.WINDOWS_DROPPED.labels(cam.id, "queue_full").inc()
-                        if not written:
-                            m.WINDOWS_DROPPED.labels(cam.id, "no_slot").inc()
-                    else:  # a file read as fast as it decodes: wait for the engine, drop nothing
-                        while not ring.put(w, block=True)[0]:
-                            if stop.is_set():
-                                return
-                    backoff = 0.5
-                    if stop.is_set():
-                        return
-                if not stream:
-                    return  # a file that ended
-                raise SourceError(f"source {redact(cam.url)}: stream ended")
-            except SourceError as e:
-                m.SOURCE_UP.labels(cam.id).set(0)
-                if not stream:
-                    log.error("camera %s: %s (file sources are not retried)", cam.id, e)
-                    return
-                jitter = backoff * 0.2 * np.random.random()
-                log.warning("camera %s: %s; reconnecting in %.1f s", cam.id, e, backoff + jitter)
-                if stop.wait(backoff + jitter):
-                    return
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-                m.RECONNECTS.labels(cam.id).inc()
-    finally:
-        m.SOURCE_UP.labels(cam.id).set(0)
-        ring.put_end()
-        ring.close()
-
 
 class Pipeline:
     def __init__(self, cfg: Config, on_alert: Callable[[dict], None] | None = None) -> None:

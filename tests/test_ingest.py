@@ -68,7 +68,7 @@ def test_refused_rtsp_is_a_clear_error_with_redacted_password():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here after the socket closes
     url = f"rtsp://admin:hunter2@127.0.0.1:{port}/cam"
-    reader = SourceReader(url, "cam", probe_geometry(SPEC, 0.5), SourceOptions(open_timeout=3, read_timeout=3))
+    reader = SourceReader(url, "cam", probe_geometry(SPEC, 0.5), SourceOptions(open_timeout=3, stall_timeout=3))
     t = time.monotonic()
     with pytest.raises(SourceError) as e:
         list(reader.windows())
@@ -83,7 +83,7 @@ def test_silent_rtsp_server_times_out_instead_of_hanging():
     held = []
     threading.Thread(target=lambda: held.append(srv.accept()), daemon=True).start()  # accepts, never answers
     url = f"rtsp://127.0.0.1:{srv.getsockname()[1]}/cam"
-    reader = SourceReader(url, "cam", probe_geometry(SPEC, 0.5), SourceOptions(open_timeout=2, read_timeout=2))
+    reader = SourceReader(url, "cam", probe_geometry(SPEC, 0.5), SourceOptions(open_timeout=2, stall_timeout=2))
     t = time.monotonic()
     with pytest.raises(SourceError):
         list(reader.windows())
@@ -94,7 +94,7 @@ def test_silent_rtsp_server_times_out_instead_of_hanging():
 def test_rtsp_streams_give_windows(rtsp_server, media_dir):
     for name in ("h264_aac.mp4", "h264_opus.mkv"):
         server = rtsp_server(media_dir / name)
-        reader = SourceReader(server.url, "cam", probe_geometry(SPEC, 0.5), SourceOptions(open_timeout=5, read_timeout=5))
+        reader = SourceReader(server.url, "cam", probe_geometry(SPEC, 0.5), SourceOptions(open_timeout=5, stall_timeout=5))
         ws = []
         for w in reader.windows():
             ws.append(w)

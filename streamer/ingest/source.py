@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SourceOptions:
     open_timeout: float = 10.0
-    read_timeout: float = 10.0
+    stall_timeout: float = 10.0  # no packet for this long: the read fails and the source is reopened
     realtime: bool = False  # pace a file as if it were live
     loop: bool = False  # replay a file forever (demo)
     decoder_threads: int = 0  # 0 = FFmpeg's choice
@@ -47,7 +47,7 @@ def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer
     if url.startswith(("rtsp://", "rtsps://")):
         options["rtsp_transport"] = "tcp"
     try:
-        return av.open(url, mode="r", options=options, timeout=(opts.open_timeout, opts.read_timeout))
+        return av.open(url, mode="r", options=options, timeout=(opts.open_timeout, opts.stall_timeout))
     except av.error.FileNotFoundError as e:
         raise SourceError(f"source {redact(url)}: no such file") from e
     except (TimeoutError, av.error.ExitError) as e:
@@ -154,7 +154,7 @@ class SourceReader:
             except av.error.EOFError:
                 pass
             except TimeoutError as e:
-                raise SourceTimeout(f"source {redact(self.url)}: no data within {self.opts.read_timeout:g} s (read_timeout)") from e
+                raise SourceTimeout(f"source {redact(self.url)}: no data within {self.opts.stall_timeout:g} s (stall_timeout)") from e
             except av.error.FFmpegError as e:
                 raise SourceError(f"source {redact(self.url)}: read failed: {e}") from e
             return end_t, windower

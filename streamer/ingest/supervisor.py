@@ -1,0 +1,111 @@
+"""The supervisor of one source, run as its own process: decode, window, reconnect.
+
+Stalls: FFmpeg's interrupt callback (PyAV's read timeout) ends a read that got no packet for
+`stall_timeout` seconds, also when the connection stays open but carries no media; the source is
+then reopened with capped exponential backoff and jitter. The decoder's last log lines are kept
+and logged with the error, with credentials redacted.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import signal
+from typing import Any
+
+import av.logging
+
+from streamer.config import CameraConfig
+from streamer.errors import SourceError, redact, redact_text
+from streamer.ingest.source import SourceOptions, SourceReader, is_stream_url
+from streamer.ingest.windower import Geometry
+from streamer.outputs import metrics as m
+from streamer.ring import WindowRing
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 30.0
+
+
+class DecoderLog(logging.Handler):
+    """Keeps FFmpeg's last warning/error lines (PyAV sends them to the `libav` logger)."""
+
+    def __init__(self, lines: int = 20) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: collections.deque[str] = collections.deque(maxlen=lines)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(redact_text(f"{record.name}: {record.getMessage()}".strip()))
+
+    def dump(self) -> str:
+        if not self.lines:
+            return ""
+        text = "; decoder said: " + " | ".join(self.lines)
+        self.lines.clear()
+        return text
+
+    @classmethod
+    def install(cls) -> "DecoderLog":
+        av.logging.set_level(av.logging.WARNING)
+        handler = cls()
+        libav = logging.getLogger("libav")
+        libav.addHandler(handler)
+        libav.propagate = False  # kept for the error message, not printed line by line
+        return handler
+
+
+def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, keyframe_width: int = 0) -> None:
+    """Entry point of one ingest process: decode, window, reconnect with capped exponential backoff."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+    tail = DecoderLog.install()
+    stream = is_stream_url(cam.url)
+    opts = SourceOptions(cam.open_timeout, cam.stall_timeout, realtime=cam.realtime and not stream,
+                         loop=cam.loop and not stream, keyframe_width=keyframe_width)
+    for metric in (m.FRAMES_DECODED, m.WINDOWS, m.RECONNECTS, m.DECODE_ERRORS):
+        metric.labels(cam.id)  # export every series from the start, at 0
+    m.WINDOWS_DROPPED.labels(cam.id, "queue_full")
+    backoff = 0.5
+    try:
+        while not stop.is_set():
+            reader = SourceReader(cam.url, cam.id, geo, opts)
+            frames = errors = 0
+            try:
+                for w in reader.windows():
+                    m.SOURCE_UP.labels(cam.id).set(1)
+                    m.FRAMES_DECODED.labels(cam.id).inc(reader.stats.frames_decoded - frames)
+                    frames = reader.stats.frames_decoded
+                    m.DECODE_ERRORS.labels(cam.id).inc(reader.stats.errors - errors)
+                    errors = reader.stats.errors
+                    m.WINDOWS.labels(cam.id).inc()
+                    if opts.realtime or stream:  # live: never wait, drop the oldest
+                        written, dropped = ring.put(w)
+                        if dropped:
+                            m.WINDOWS_DROPPED.labels(cam.id, "queue_full").inc()
+                        if not written:
+                            m.WINDOWS_DROPPED.labels(cam.id, "no_slot").inc()
+                    else:  # a file read as fast as it decodes: wait for the engine, drop nothing
+                        while not ring.put(w, block=True)[0]:
+                            if stop.is_set():
+                                return
+                    backoff = 0.5
+                    if stop.is_set():
+                        return
+                if not stream:
+                    return  # a file that ended
+                raise SourceError(f"source {redact(cam.url)}: stream ended")
+            except SourceError as e:
+                m.SOURCE_UP.labels(cam.id).set(0)
+                if not stream:
+                    log.error("camera %s: %s (file sources are not retried)", cam.id, e)
+                    return
+                jitter = backoff * 0.2 * random.random()
+                log.warning("camera %s: %s; reconnecting in %.1f s%s", cam.id, e, backoff + jitter, tail.dump())
+                if stop.wait(backoff + jitter):
+                    return
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                m.RECONNECTS.labels(cam.id).inc()
+    finally:
+        m.SOURCE_UP.labels(cam.id).set(0)
+        ring.put_end()
+        ring.close()
