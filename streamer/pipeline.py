@@ -13,7 +13,7 @@ import multiprocessing as mp
 import queue
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from streamer.ring import END, WindowRing
 from streamer.window import Window
 
 log = logging.getLogger(__name__)
+
+MAX_RESTARTS_PER_MIN = 5
+
 
 class Pipeline:
     def __init__(self, cfg: Config, on_alert: Callable[[dict], None] | None = None) -> None:
@@ -79,16 +82,19 @@ class Pipeline:
         stop = ctx.Event()
         kf = self.cfg.evidence.jpeg_width if self.cfg.evidence.enabled else 0
         rings = {c.id: WindowRing(ctx, self.geo, self.cfg.window.queue, kf) for c in self.cfg.cameras}
-        procs = [
-            ctx.Process(target=ingest_main, args=(c, self.geo, rings[c.id], stop, kf), name=f"streamer:ingest:{c.id}", daemon=True)
-            for c in self.cfg.cameras
-        ]
-        batchq: queue.Queue = queue.Queue(maxsize=self.cfg.window.queue * len(procs))
+        cams = {c.id: c for c in self.cfg.cameras}
+
+        def spawn(cid: str) -> Any:
+            p = ctx.Process(target=ingest_main, args=(cams[cid], self.geo, rings[cid], stop, kf), name=f"streamer:ingest:{cid}", daemon=True)
+            p.start()
+            return p
+
+        batchq: queue.Queue = queue.Queue(maxsize=self.cfg.window.queue * len(cams))
         live = set(rings)
         collectors = [threading.Thread(target=self._collect, args=(cid, r, batchq), name=f"streamer:collect:{cid}", daemon=True)
                       for cid, r in rings.items()]
-        for p in procs:
-            p.start()
+        procs = {cid: spawn(cid) for cid in cams}
+        restarts: dict[str, list[float]] = {cid: [] for cid in cams}
         for t in collectors:
             t.start()
         now = time.monotonic()
@@ -101,6 +107,17 @@ class Pipeline:
                 if deadline and now >= deadline:
                     break
                 batch = self._next_batch(batchq, live)
+                for cid, p in procs.items():  # an ingest process that died without finishing is restarted
+                    if cid in live and p.exitcode not in (None, 0):
+                        restarts[cid] = [t for t in restarts[cid] if now - t < 60] + [now]
+                        if len(restarts[cid]) > MAX_RESTARTS_PER_MIN:
+                            log.error("camera %s: ingest died %d times in a minute; giving up on it", cid, len(restarts[cid]))
+                            live.discard(cid)
+                            continue
+                        log.error("camera %s: ingest process died (exit code %s); restarting it", cid, p.exitcode)
+                        m.process_exited(p.pid)
+                        m.PROCESS_RESTARTS.labels(cid).inc()
+                        procs[cid] = spawn(cid)
                 if batch:
                     self._infer_and_publish(batch)
                 if next_summary and summary and now >= next_summary:
@@ -113,7 +130,7 @@ class Pipeline:
             stop.set()
             for t in self.tracker.close_all():
                 self._publish(t, None, {})
-            for p in procs:
+            for p in procs.values():
                 p.join(timeout=5)
                 if p.is_alive():
                     p.terminate()

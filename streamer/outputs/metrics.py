@@ -19,6 +19,7 @@ FRAMES_DECODED = Counter("streamer_frames_decoded_total", "Video frames decoded.
 WINDOWS = Counter("streamer_windows_total", "Windows produced by ingest.", ["camera"])
 WINDOWS_DROPPED = Counter("streamer_windows_dropped_total", "Windows dropped, by reason.", ["camera", "reason"])
 DECODE_ERRORS = Counter("streamer_decode_errors_total", "Packets the decoder rejected.", ["camera"])
+PROCESS_RESTARTS = Counter("streamer_process_restarts_total", "Ingest processes restarted after dying.", ["camera"])
 RECONNECTS = Counter("streamer_reconnects_total", "Times a source was reopened.", ["camera"])
 SOURCE_UP = Gauge("streamer_source_up", "1 while the source delivers data.", ["camera"], multiprocess_mode="livemax")
 STAGE_LATENCY = Histogram("streamer_stage_latency_seconds", "Latency of one pipeline stage.", ["stage"], buckets=LATENCY_BUCKETS)
