@@ -104,3 +104,41 @@ def test_rtsp_streams_give_windows(rtsp_server, media_dir):
         assert all(w.video_mask == 1 and w.audio_mask == 1 for w in ws), name
         assert reader.stats.codecs["video"] == "h264"
         server.stop()
+
+
+def _video_with_pts(path, pts, fps=25):
+    import av
+    from fractions import Fraction
+
+    out = av.open(str(path), "w")
+    vs = out.add_stream("libx264", rate=fps)
+    vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+    vs.time_base = Fraction(1, fps)
+    for i, p in enumerate(pts):
+        f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i % 250, np.uint8), format="rgb24")
+        f.pts, f.time_base = p, Fraction(1, fps)
+        for pkt in vs.encode(f):
+            out.mux(pkt)
+    for pkt in vs.encode(None):
+        out.mux(pkt)
+    out.close()
+
+
+def test_timestamp_jump_continues_the_timeline(tmp_path):
+    path = tmp_path / "jump.mkv"
+    _video_with_pts(path, list(range(50)) + list(range(25 * 3600, 25 * 3600 + 50)))  # 2 s, a 1 h jump, 2 s
+    reader = SourceReader(str(path), "cam", probe_geometry(SPEC, 0.5))
+    ws = list(reader.windows())
+    assert reader.stats.discontinuities == 1
+    assert len(ws) == 7 and ws[-1].end == 4.0  # 4 s of content, not an hour of empty windows
+
+
+def test_b_frames_and_variable_frame_rate(tmp_path):
+    path = tmp_path / "vfr.mkv"
+    pts = [0, 1, 2, 4, 5, 9, 10, 11, 12, 20, 21, 22, 23, 24, 30, 31, 40, 45, 49, 50]  # irregular spacing at 1/25 s
+    _video_with_pts(path, pts)
+    ws = clip_windows(path, ModelSpec(frames=8, height=8, width=8))
+    assert [w.start for w in ws] == [0.0, 0.5, 1.0]  # 2.04 s of content (x264 codes B-frames by default)
+    # frame i has value i: each sample takes the frame nearest its time, so values never decrease
+    values = [int(v[0, 0, 0]) for v in ws[0].video]
+    assert values == sorted(values) and len(set(values)) > 4

@@ -18,6 +18,10 @@ from streamer.window import Window
 log = logging.getLogger(__name__)
 
 
+MAX_GAP_S = 10.0  # a forward jump beyond this is a discontinuity; a shorter one is a gap (silence, stale frames)
+MAX_BACKWARD_S = 1.0  # a backward jump beyond this is a discontinuity (wrap or reset)
+
+
 @dataclass
 class SourceOptions:
     open_timeout: float = 10.0
@@ -34,6 +38,7 @@ class SourceStats:
     audio_frames_decoded: int = 0
     windows: int = 0
     errors: int = 0
+    discontinuities: int = 0
     codecs: dict[str, str] = field(default_factory=dict)
 
 
@@ -110,7 +115,9 @@ class SourceReader:
                 resampler = av.AudioResampler(format="flt", layout="mono", rate=self.geo.sample_rate)
                 streams.append(aus)
             t0: float | None = None
-            last_t = {"video": None, "audio": None}
+            last_t: dict[str, float | None] = {"video": None, "audio": None}  # raw stream times
+            last_rt: dict[str, float | None] = {"video": None, "audio": None}  # rebased times
+            shift = 0.0  # accumulated correction for timestamp jumps and wraps
             end_t = offset
             try:
                 for packet in container.demux(streams):
@@ -131,7 +138,17 @@ class SourceReader:
                         if t0 is None:
                             t0 = t
                         last_t[kind] = t
-                        rt = t - t0 + offset
+                        rt = t - t0 + offset + shift
+                        prev_rt = last_rt[kind]
+                        if prev_rt is not None and (rt < prev_rt - MAX_BACKWARD_S or rt > prev_rt + MAX_GAP_S):
+                            # a discontinuity (camera clock reset, PTS wrap, spliced stream): continue the timeline
+                            step = 1 / float(vs.average_rate or 25) if kind == "video" else frame.samples / frame.sample_rate
+                            shift += prev_rt + step - rt
+                            log.warning("camera %s: %s timestamp jumped by %+.3f s; timeline continued",
+                                        self.camera, kind, rt - prev_rt)
+                            rt = prev_rt + step
+                            self.stats.discontinuities += 1
+                        last_rt[kind] = rt
                         if self.opts.realtime:
                             delay = wall0 + rt - time.monotonic()
                             if delay > 0:
