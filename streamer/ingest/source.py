@@ -9,6 +9,7 @@ from typing import Iterator
 
 import av
 import av.error
+from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from streamer.errors import SourceError, SourceTimeout, redact
@@ -70,14 +71,19 @@ class SourceReader:
         self.geo = geo
         self.opts = opts or SourceOptions()
         self.stats = SourceStats()
+        # One reformatter per source keeps swscale's context (its filters) across frames: building it
+        # per frame costs more than the scaling itself.
+        self._sws = VideoReformatter()
+        self._sws_key = VideoReformatter()
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
-        return frame.to_ndarray(width=self.geo.width, height=self.geo.height, format="rgb24")
+        return self._sws.reformat(frame, width=self.geo.width, height=self.geo.height, format="rgb24",
+                                  interpolation="BILINEAR").to_ndarray()
 
     def _keyframe(self, frame: av.VideoFrame) -> np.ndarray:
         w = self.opts.keyframe_width
         h = max(2, int(round(w * frame.height / max(frame.width, 1) / 2)) * 2)
-        return frame.to_ndarray(width=w, height=h, format="rgb24")
+        return self._sws_key.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
 
     def windows(self) -> Iterator[Window]:
         offset = 0.0  # source time added per loop iteration so windows keep increasing
