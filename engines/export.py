@@ -48,7 +48,7 @@ ALLOWED_OPS = frozenset(
 def random_feed(spec: ModelSpec, batch: int, seed: int = 0, masks: bool = True) -> dict[str, np.ndarray]:
     """A valid random feed: uint8 video, audio in [-1, 1], masks of ones (or random 0/1)."""
     rng = np.random.default_rng(seed)
-    feed = {
+    feed: dict[str, np.ndarray] = {
         INPUT_VIDEO: rng.integers(0, 256, (batch, spec.frames, spec.height, spec.width, 3), dtype=np.uint8),
         INPUT_AUDIO: rng.uniform(-1, 1, (batch, spec.samples)).astype(np.float32),
         INPUT_VIDEO_MASK: np.ones(batch, np.float32),
@@ -61,7 +61,7 @@ def random_feed(spec: ModelSpec, batch: int, seed: int = 0, masks: bool = True) 
 
 
 def export_onnx(
-    model: "FusionNet",
+    model: FusionNet,
     spec: ModelSpec,
     path: str | Path,
     opset: int = 17,
@@ -83,6 +83,8 @@ def export_onnx(
                 model, args, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                 opset_version=opset, dynamo=True, dynamic_shapes=shapes, optimize=True,
             )
+            if prog is None:
+                raise ExportError("the dynamo exporter returned no program")
             prog.save(str(path))
         else:
             axes = {n: {0: "batch"} for n in (*INPUT_NAMES, *OUTPUT_NAMES)}
@@ -120,7 +122,7 @@ class ParityReport:
 
 
 def check_parity(
-    model: "FusionNet",
+    model: FusionNet,
     onnx_path: str | Path,
     spec: ModelSpec,
     batches: tuple[int, ...] = (1, 3),
@@ -158,7 +160,7 @@ def check_parity(
     return reports
 
 
-def save_torch_weights(model: "FusionNet", onnx_path: str | Path) -> Path:
+def save_torch_weights(model: FusionNet, onnx_path: str | Path) -> Path:
     """`<name>.pt` beside the ONNX file: {"arch": dict, "state_dict": ...} for the torch backend."""
     import torch
 

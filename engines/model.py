@@ -33,27 +33,29 @@ class Arch:
 
     video_channels: tuple[int, ...] = (16, 32, 64, 128, 128)  # stem, then one DS block each
     video_strides: tuple[int, ...] = (2, 2, 2, 2, 1)
-    audio_channels: tuple[int, ...] = (16, 32, 64, 128)
-    audio_strides: tuple[int, ...] = (2, 2, 2, 2)
+    video_diff: bool = True  # add frame-to-frame differences as 3 more input channels (motion)
+    audio_channels: tuple[int, ...] = (32, 64, 128, 128)
+    audio_strides: tuple[int, ...] = (2, 2, 2, 1)
     n_fft: int = 400  # 25 ms at 16 kHz
     hop: int = 160  # 10 ms
     n_mels: int = 64
     f_min: float = 50.0
     f_max: float = 8000.0
     hidden: int = 256
-    dropout: float = 0.2
+    dropout: float = 0.3
     log_eps: float = 1e-6
+    spec_augment: tuple[int, int, int, int] = (2, 8, 2, 10)  # training only: freq masks, max width, time masks, max width
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("video_channels", "video_strides", "audio_channels", "audio_strides"):
+        for k in ("video_channels", "video_strides", "audio_channels", "audio_strides", "spec_augment"):
             d[k] = list(d[k])
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Arch":
+    def from_dict(cls, d: dict[str, Any]) -> Arch:
         d = dict(d)
-        for k in ("video_channels", "video_strides", "audio_channels", "audio_strides"):
+        for k in ("video_channels", "video_strides", "audio_channels", "audio_strides", "spec_augment"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -98,6 +100,9 @@ def dft_kernels(n_fft: int) -> np.ndarray:
 class LogMel(nn.Module):
     """[B, S] float audio -> [B, n_mels, N] log-mel, N = 1 + (S - n_fft) // hop (no padding)."""
 
+    dft: torch.Tensor
+    mel: torch.Tensor
+
     def __init__(self, arch: Arch, sample_rate: int) -> None:
         super().__init__()
         self.hop = arch.hop
@@ -112,6 +117,21 @@ class LogMel(nn.Module):
         power = spec * spec
         mel = nn.functional.conv1d(power, self.mel)  # [B, M, N]
         return torch.log(mel + self.eps)
+
+
+def spec_augment(m: torch.Tensor, n_freq: int, max_f: int, n_time: int, max_t: int) -> torch.Tensor:
+    """SpecAugment (Park et al. 2019) on a standardised log-mel [B, M, N]: zero random bands of mel bins
+    and of frames, independently per row. Training only; never part of the exported graph."""
+    b, n_mels, n_frames = m.shape
+    keep = torch.ones_like(m)
+    for count, width, size, axis in ((n_freq, max_f, n_mels, 1), (n_time, max_t, n_frames, 2)):
+        pos = torch.arange(size, device=m.device)
+        for _ in range(count):
+            w = torch.randint(0, width + 1, (b, 1), device=m.device)
+            s = (torch.rand(b, 1, device=m.device) * (size - w + 1)).long()
+            band = ((pos >= s) & (pos < s + w)).to(m.dtype)  # [B, size]
+            keep = keep * (1 - band.unsqueeze(3 - axis))
+    return m * keep
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int, groups: int = 1) -> nn.Sequential:
@@ -140,6 +160,9 @@ class FusionNet(nn.Module):
     """Video branch (per-frame 2D CNN, pooled over time) + audio branch (2D CNN on log-mel), fused
     with the modality masks by an MLP into an embedding and per-class logits (independent sigmoids)."""
 
+    rgb_scale: torch.Tensor
+    rgb_shift: torch.Tensor
+
     def __init__(self, spec: ModelSpec, arch: Arch | None = None) -> None:
         super().__init__()
         if not spec.classes:
@@ -154,7 +177,7 @@ class FusionNet(nn.Module):
         b = torch.tensor([-m / s for m, s in zip(_RGB_MEAN, _RGB_STD)]).view(1, 3, 1, 1)
         self.register_buffer("rgb_scale", a)
         self.register_buffer("rgb_shift", b)
-        self.video_cnn = _cnn(3, arch.video_channels, arch.video_strides)
+        self.video_cnn = _cnn(6 if arch.video_diff else 3, arch.video_channels, arch.video_strides)
         self.logmel = LogMel(arch, spec.sample_rate)
         self.mel_norm = nn.BatchNorm1d(arch.n_mels)  # per-mel-bin standardisation, learned statistics
         self.audio_cnn = _cnn(1, arch.audio_channels, arch.audio_strides)
@@ -177,7 +200,15 @@ class FusionNet(nn.Module):
         """uint8 [B, T, H, W, 3] -> [B, 3C]: mean, max and mean |frame-to-frame change| over time."""
         t, h, w = self.spec.frames, self.spec.height, self.spec.width
         x = video.reshape(-1, h, w, 3).permute(0, 3, 1, 2).to(torch.float32)
-        x = x * self.rgb_scale + self.rgb_shift
+        x = x * self.rgb_scale + self.rgb_shift  # [B*T, 3, H, W]
+        if self.arch.video_diff:
+            xt = x.reshape(-1, t, 3, h, w)
+            if t > 1:  # change since the previous frame; the first frame gets the second's change
+                d = xt[:, 1:] - xt[:, :-1]
+                d = torch.cat([d[:, :1], d], dim=1)
+            else:
+                d = torch.zeros_like(xt)
+            x = torch.cat([xt, d], dim=2).reshape(-1, 6, h, w)
         f = self.video_cnn(x).mean(dim=(2, 3))  # [B*T, C]
         f = f.reshape(-1, t, self.arch.video_channels[-1])
         parts = [f.mean(dim=1), f.amax(dim=1)]
@@ -189,7 +220,10 @@ class FusionNet(nn.Module):
 
     def audio_embed(self, audio: torch.Tensor) -> torch.Tensor:
         """float32 [B, S] -> [B, 2C]: mean and max over time of the frequency-averaged feature map."""
-        m = self.mel_norm(self.logmel(audio)).unsqueeze(1)  # [B, 1, M, N]
+        m = self.mel_norm(self.logmel(audio))  # [B, M, N]
+        if self.training and any(self.arch.spec_augment):
+            m = spec_augment(m, *self.arch.spec_augment)
+        m = m.unsqueeze(1)  # [B, 1, M, N]
         f = self.audio_cnn(m).mean(dim=2)  # [B, C, N']
         return torch.cat([f.mean(dim=2), f.amax(dim=2)], dim=1)
 
@@ -240,14 +274,14 @@ def count_macs(model: FusionNet, spec: ModelSpec) -> int:
     """Multiply-accumulates of one window (batch 1): Conv, Conv1d and Linear layers, counted by hooks."""
     macs = 0
 
-    def conv_hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+    def conv_hook(mod: nn.Conv2d, inp: Any, out: torch.Tensor) -> None:
         nonlocal macs
         w = mod.weight
-        macs += out.numel() * (w.shape[1] * int(np.prod(w.shape[2:])))
+        macs += out.numel() * (int(w.shape[1]) * int(np.prod(w.shape[2:])))
 
-    def lin_hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+    def lin_hook(mod: nn.Linear, inp: Any, out: torch.Tensor) -> None:
         nonlocal macs
-        macs += out.numel() * mod.in_features
+        macs += out.numel() * int(mod.in_features)
 
     hooks = []
     for m in model.modules():

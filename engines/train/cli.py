@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import platform
 import shlex
 import sys
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _f(x: float, nd: int = 3) -> str:
-    return "n/a" if x != x else f"{x:.{nd}f}"
+    return "n/a" if math.isnan(x) else f"{x:.{nd}f}"
 
 
 def model_card(spec, r: dict, command: str, args: argparse.Namespace) -> str:
@@ -87,28 +88,28 @@ def model_card(spec, r: dict, command: str, args: argparse.Namespace) -> str:
     lines = [
         f"# {spec.name} {spec.version}: the default fusion model",
         "",
-        "One audio-visual network (engines/model.py): per-frame depthwise-separable CNN on "
-        f"{spec.frames} frames of {spec.height}x{spec.width} RGB (mean, max and mean frame-to-frame "
+        ("One audio-visual network (engines/model.py): per-frame depthwise-separable CNN on "
+        f"{spec.frames} frames of {spec.height}x{spec.width} RGB plus frame-to-frame differences (mean, max and mean frame-to-frame "
         "change over time) + a small CNN on a 64-bin log-mel of "
         f"{spec.window_seconds:g} s of {spec.sample_rate} Hz audio (STFT as a fixed-basis Conv1d inside "
         "the graph), fused with the two modality masks by an MLP into a "
-        f"{spec.embedding_dim}-d embedding and {len(spec.classes)} independent sigmoid logits.",
+        f"{spec.embedding_dim}-d embedding and {len(spec.classes)} independent sigmoid logits."),
         "",
-        f"- Parameters: {r['params']:,}; compute: {r['macs'] / 1e6:.1f} M multiply-accumulates per window "
-        f"({2 * r['macs'] / 1e6:.0f} MFLOPs).",
-        f"- ONNX Runtime CPU on this machine ({platform.processor() or platform.machine()}, "
+        (f"- Parameters: {r['params']:,}; compute: {r['macs'] / 1e6:.1f} M multiply-accumulates per window "
+        f"({2 * r['macs'] / 1e6:.0f} MFLOPs)."),
+        (f"- ONNX Runtime CPU on this machine ({platform.processor() or platform.machine()}, "
         f"{args.threads} threads): **{r['ort_windows_per_s'][1]:.0f} windows/s at batch 1, "
-        f"{r['ort_windows_per_s'][8]:.0f} windows/s at batch 8**.",
+        f"{r['ort_windows_per_s'][8]:.0f} windows/s at batch 8**."),
         "- ONNX vs PyTorch max |diff| of logits: "
         + ", ".join(f"batch {p['batch']}: {p['max_abs_diff_logits']:.1e}" for p in r["parity"]) + ".",
         "- Files: " + ", ".join(f"`{k}` ({v / 1e6:.2f} MB)" for k, v in files.items()) + ".",
         "",
         "## Classes and thresholds",
         "",
-        "Thresholds are per class, chosen on the validation windows (max F1; 0.5 when a class has fewer "
+        ("Thresholds are per class, chosen on the validation windows (max F1; 0.5 when a class has fewer "
         "than 10 positive validation windows). Window-level metrics over all validation windows of all "
         "datasets (windows of other datasets are negatives). Clip labels are applied to every window of "
-        "a clip, so window-level recall is understated for sparse events.",
+        "a clip, so window-level recall is understated for sparse events."),
         "",
         "| class | threshold | AP | precision | recall | F1 | val positives |",
         "|---|---|---|---|---|---|---|",
@@ -126,48 +127,49 @@ def model_card(spec, r: dict, command: str, args: argparse.Namespace) -> str:
         "",
         "| dataset | split | train / val clips | metric |",
         "|---|---|---|---|",
-        f"| urbansound8k | {u['split']} | {r['train_clips']['urbansound8k']} / {u['clips']} | "
+        (f"| urbansound8k | {u['split']} | {r['train_clips']['urbansound8k']} / {u['clips']} | "
         f"10-class accuracy (argmax of mean window score) **{u['clip_accuracy']:.3f}** (chance 0.1); "
-        f"with an unrelated no_fight video attached: {u.get('clip_accuracy_with_video', float('nan')):.3f} |",
-        f"| glass_break | {g['split']} | {r['train_clips']['glass_break']} / {g['clips']} | "
+        f"with an unrelated no_fight video attached: {u.get('clip_accuracy_with_video', float('nan')):.3f} |"),
+        (f"| glass_break | {g['split']} | {r['train_clips']['glass_break']} / {g['clips']} | "
         f"AUC **{_f(g['clip_auc_mean'])}**, AP {_f(g['clip_ap_mean'])}, accuracy at threshold "
-        f"{g['clip_accuracy_mean_at_threshold']:.3f} ({g['positives']} glass / {g['negatives']} background) |",
-        f"| fight | {fi['split']} | {r['train_clips']['fight']} / {fi['clips']} | "
+        f"{g['clip_accuracy_mean_at_threshold']:.3f} ({g['positives']} glass / {g['negatives']} background) |"),
+        (f"| fight | {fi['split']} | {r['train_clips']['fight']} / {fi['clips']} | "
         f"AUC **{_f(fi['clip_auc_mean'])}** (audio masked: {_f(fi['clip_auc_mean_audio_masked'])}), "
         f"AP {_f(fi['clip_ap_mean'])}, accuracy at threshold {fi['clip_accuracy_mean_at_threshold']:.3f} "
-        f"({fi['positives']} fight / {fi['negatives']} no_fight) |",
+        f"({fi['positives']} fight / {fi['negatives']} no_fight) |"),
         "",
-        "Not comparable to the published anchors in DATASETS.md: UrbanSound8K anchors use 10-fold CV on "
+        ("Not comparable to the published anchors in DATASETS.md: UrbanSound8K anchors use 10-fold CV on "
         "all 10 folds (we train on fold 1 only), and the validation sets here are small "
-        "(tens of clips for glass_break and fight), so their numbers move by several points between seeds.",
+        "(tens of clips for glass_break and fight), so their numbers move by several points between seeds."),
         "",
         "## Training",
         "",
         f"- Command: `{command}`",
-        f"- Wall time: {r['wall_seconds'] / 60:.1f} min in total (decode/cache {r['decode_seconds']:.0f} s, "
+        (f"- Wall time: {r['wall_seconds'] / 60:.1f} min in total (decode/cache {r['decode_seconds']:.0f} s, "
         f"training {r['train_seconds'] / 60:.1f} min, {r['steps']} steps of "
-        f"32 windows; kept step {r['best_step']}), on {args.threads} CPU threads, seed {args.seed}.",
+        f"32 windows; kept step {r['best_step']}), on {args.threads} CPU threads, seed {args.seed}."),
         "- Windows: 1 s, hop 0.5 s, decoded by `streamer.ingest.clip.clip_windows` (the live ingest code).",
         f"- Train windows: {r['train_windows']}; validation windows: {r['val_windows']}.",
-        "- Loss: multi-label BCE (negatives: glass_break `background`, fight `no_fight`, all-zero targets). "
-        "Each batch: 16 urbansound8k, 6 glass_break, 10 fight windows.",
-        "- Augmentation: audio gain -18..+6 dB and circular shift; video horizontal flip; fight clips get "
+        ("- Loss: multi-label BCE (negatives: glass_break `background`, fight `no_fight`, all-zero targets). "
+        "Each batch: 16 urbansound8k, 6 glass_break, 10 fight windows."),
+        ("- Augmentation: audio gain -18..+6 dB and circular shift; video horizontal flip; fight clips get "
         "their audio masked (35%) or silenced (15%); audio-only clips are paired with a no_fight video "
-        "(30%). AdamW, lr 3e-3, cosine schedule; the checkpoint with the best validation mAP is kept.",
+        "(30%); SpecAugment on the log-mel (2 frequency and 2 time masks). AdamW (lr 3e-3, weight decay "
+        "1e-2), warm-up then cosine schedule; the checkpoint with the best validation mAP is kept."),
         "",
         "## Data and licenses",
         "",
-        "- UrbanSound8K folds 1-2 (Salamon, Jacoby, Bello, ACM MM 2014), **CC BY-NC 3.0**: non-commercial; "
+        ("- UrbanSound8K folds 1-2 (Salamon, Jacoby, Bello, ACM MM 2014), **CC BY-NC 3.0**: non-commercial; "
         "attribute the Freesound authors. This model is trained on it, so treat the weights as "
-        "non-commercial until retrained.",
+        "non-commercial until retrained."),
         "- Surveillance Camera Fight dataset (Akti et al., IPTA 2019), **MIT**.",
         "- Glass break vs background (Edge Impulse exports from a public GitHub repo), **no license stated**.",
         "",
         "## Limits",
         "",
-        "- Trained for minutes on ~1.2k audio clips and ~150 video clips, from scratch (no pretrained "
-        "backbone): a walking-skeleton model, clearly better than chance, not a production detector.",
-        "- Audio-only classes were never seen together with their own video; `fight` is learnt from 31 "
-        "source videos.",
+        ("- Trained for minutes on ~1.2k audio clips and ~150 video clips, from scratch (no pretrained "
+        "backbone): a walking-skeleton model, clearly better than chance, not a production detector."),
+        ("- Audio-only classes were never seen together with their own video; `fight` is learnt from 31 "
+        "source videos."),
     ]
     return "\n".join(lines) + "\n"

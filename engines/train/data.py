@@ -152,7 +152,7 @@ def _decode_one(args: tuple[int, str, ModelSpec]) -> tuple[int, list[tuple], str
     i, path, spec = args
     try:
         wins = clip_windows(path, spec, camera="clip", hop=HOP_SECONDS)
-    except Exception as e:  # one bad clip must not stop a whole dataset; reported by the caller
+    except Exception as e:  # noqa: BLE001 - one bad clip must not stop a dataset; the caller reports it
         return i, [], f"{path}: {type(e).__name__}: {e}"
     out = []
     for w in wins:
@@ -189,7 +189,13 @@ def decode_dataset(
                 failed.append(err)
                 log.warning("skipping clip: %s", err)
             results[i] = wins
-    clip_idx, starts, audio, vms, ams, vrows, videos = [], [], [], [], [], [], []
+    clip_idx: list[int] = []
+    starts: list[float] = []
+    audio: list[np.ndarray] = []
+    vms: list[float] = []
+    ams: list[float] = []
+    vrows: list[int] = []
+    videos: list[np.ndarray] = []
     for i in range(len(clips)):
         for start, a, vm, am, v in results.get(i, []):
             clip_idx.append(i)

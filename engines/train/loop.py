@@ -14,6 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class TrainConfig:
     steps: int = 0  # > 0: a fixed number of steps instead of a time budget (reproducible)
     seed: int = 0
     lr: float = 3e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-2
     embedding_dim: int = 128
     threads: int = 2
     eval_every_s: float = 60.0
@@ -179,7 +180,8 @@ def train(cfg: TrainConfig) -> dict:
 
     sets = {d: decode_dataset(cfg.data_dir, d, spec, workers=cfg.threads, seed=cfg.seed) for d in DATASETS}
     t_decoded = time.time()
-    train_s, val_s = {}, {}
+    train_s: dict[str, Split] = {}
+    val_s: dict[str, Split] = {}
     for d, ws in sets.items():
         y = ws.targets(CLASSES)
         for split, dst in (("train", train_s), ("val", val_s)):
@@ -252,8 +254,8 @@ def train(cfg: TrainConfig) -> dict:
     report.update(
         steps=step, best_step=best[1], history=history, train_seconds=round(train_s_time, 1),
         decode_seconds=round(t_decoded - t_start, 1), params=count_params(model),
-        macs=count_macs(model, spec), train_windows={d: int(len(sp.idx)) for d, sp in train_s.items()},
-        val_windows={d: int(len(sp.idx)) for d, sp in val_s.items()},
+        macs=count_macs(model, spec), train_windows={d: len(sp.idx) for d, sp in train_s.items()},
+        val_windows={d: len(sp.idx) for d, sp in val_s.items()},
         train_clips={d: sum(c.split == "train" for c in ws.clips) for d, ws in sets.items()},
         val_clips={d: sum(c.split == "val" for c in ws.clips) for d, ws in sets.items()},
         failed_clips={d: ws.failed for d, ws in sets.items() if ws.failed},
@@ -266,7 +268,7 @@ def evaluate(model, val: dict[str, Split], video_bank: np.ndarray, nofight_rows:
     scores = {d: predict(model, sp.ws, sp.idx) for d, sp in val.items()}
     s_all = np.concatenate(list(scores.values()))
     y_all = np.concatenate([sp.y for sp in val.values()])
-    classes = {}
+    classes: dict[str, dict[str, Any]] = {}
     for k, c in enumerate(CLASSES):
         thr, how = best_f1_threshold(y_all[:, k], s_all[:, k])
         p, r, f1 = prf(y_all[:, k], s_all[:, k], thr)
@@ -300,9 +302,9 @@ def evaluate(model, val: dict[str, Split], video_bank: np.ndarray, nofight_rows:
             np.mean([p == lab for p, lab in zip(pred_v, labels)]))
     for d, c, neg in (("glass_break", "glass_break", "background"), ("fight", "fight", "no_fight")):
         k = CLASSES.index(c)
-        mean, mx, labels = clip_scores(d, scores[d])
+        mean, _mx, labels = clip_scores(d, scores[d])
         y = np.array([lab == c for lab in labels])
-        thr = classes[c]["threshold"]
+        thr = float(classes[c]["threshold"])
         out[d] = {
             "clip_auc_mean": roc_auc(y, mean[:, k]), "clip_ap_mean": average_precision(y, mean[:, k]),
             "clip_accuracy_mean_at_threshold": float(np.mean((mean[:, k] >= thr) == y)),
