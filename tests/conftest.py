@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -88,7 +89,7 @@ def media_dir(tmp_path_factory) -> Path:
 class RtspServer:
     """GStreamer's RTSP server (tests/rtsp_server.py, system Python) serving one file at rtsp://127.0.0.1:PORT/cam."""
 
-    def __init__(self, path: Path, stall_after: float | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.port = free_port()
         self.url = f"rtsp://127.0.0.1:{self.port}/cam"
@@ -97,8 +98,6 @@ class RtspServer:
             audio = c.streams.audio[0].codec_context.name if c.streams.audio else ""
         self.args = [SYSTEM_PYTHON, str(HERE / "rtsp_server.py"), "--port", str(self.port),
                      "--mount", f"/cam={self.path}:{video}:{audio}"]
-        if stall_after is not None:
-            self.args += ["--stall-after", str(stall_after)]
         self.proc: subprocess.Popen | None = None
         self.start()
 
@@ -111,8 +110,16 @@ class RtspServer:
             self.proc.kill()
             raise RuntimeError(f"RTSP server did not start: {line} {self.proc.stderr.read()[-2000:]}")
 
+    def pause(self) -> None:
+        """Freeze the server: connections stay open, nothing is sent (a stalled camera)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
+            self.resume()
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=5)
@@ -125,8 +132,8 @@ class RtspServer:
 def rtsp_server():
     servers: list[RtspServer] = []
 
-    def start(path: Path, stall_after: float | None = None) -> RtspServer:
-        server = RtspServer(path, stall_after)
+    def start(path: Path) -> RtspServer:
+        server = RtspServer(path)
         servers.append(server)
         return server
 

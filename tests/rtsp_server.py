@@ -2,11 +2,11 @@
 
 Run with the system Python that has GObject introspection (Debian: python3-gi, gir1.2-gst-rtsp-server-1.0):
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --mount /cam=clip.mkv:h264:opus [--stall-after S]
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 --mount /cam=clip.mkv:h264:opus
 
 Files are demuxed and re-packetised, not re-encoded (cheap on CPU); the caller names the codecs
-(FFmpeg names). Prints `READY <port>` once serving. --stall-after S stops sending media S seconds
-after a client starts playing while keeping the connection open (to test stall watchdogs).
+(FFmpeg names). Prints `READY <port>` once serving. (A stall is made by SIGSTOP: the connection stays
+open and nothing is sent.)
 """
 
 from __future__ import annotations
@@ -47,30 +47,14 @@ def launch_line(path: str, video: str | None, audio: str | None) -> str:
 
 
 class Factory(GstRtspServer.RTSPMediaFactory):
-    def __init__(self, path: str, video: str | None, audio: str | None, stall_after: float | None) -> None:
+    def __init__(self, path: str, video: str | None, audio: str | None) -> None:
         super().__init__()
-        self.stall_after = stall_after
         self.line = launch_line(path, video, audio)
         self.set_shared(False)  # each client plays the file from its start
         self.set_eos_shutdown(False)
-        self.connect("media-configure", self._configure)
 
     def do_create_element(self, url):  # noqa: N802 (GObject virtual method)
         return Gst.parse_launch(self.line)
-
-    def _configure(self, _factory, media) -> None:
-        if self.stall_after is None:
-            return
-        element = media.get_element()
-
-        def stall() -> bool:  # drop every packet from now on; the TCP connection stays open
-            for i in range(4):
-                pay = element.get_by_name(f"pay{i}")
-                if pay is not None:
-                    pay.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, lambda *_: Gst.PadProbeReturn.DROP)
-            return False
-
-        GLib.timeout_add(int(self.stall_after * 1000), stall)
 
 
 def main() -> int:
@@ -78,7 +62,6 @@ def main() -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--mount", action="append", required=True, help="/path=FILE:VIDEO_CODEC:AUDIO_CODEC (codec may be empty)")
-    p.add_argument("--stall-after", type=float, default=None)
     args = p.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -88,7 +71,7 @@ def main() -> int:
     for m in args.mount:
         path, spec = m.split("=", 1)
         file, video, audio = spec.rsplit(":", 2)
-        mounts.add_factory(path, Factory(file, video or None, audio or None, args.stall_after))
+        mounts.add_factory(path, Factory(file, video or None, audio or None))
     if server.attach(None) == 0:
         print(f"cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1

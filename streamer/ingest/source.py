@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -40,6 +41,8 @@ class SourceStats:
     windows: int = 0
     errors: int = 0
     discontinuities: int = 0
+    end: float = 0.0  # end of the newest window
+    last_packet: float = 0.0  # time.monotonic() of the newest packet
     codecs: dict[str, str] = field(default_factory=dict)
 
 
@@ -65,7 +68,9 @@ def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer
 class SourceReader:
     """Decodes a source into windows. One instance per source; not thread-safe."""
 
-    def __init__(self, url: str, camera: str, geo: Geometry, opts: SourceOptions | None = None) -> None:
+    def __init__(self, url: str, camera: str, geo: Geometry, opts: SourceOptions | None = None, start: float = 0.0) -> None:
+        """`start`: source time of the first input (a reconnect continues the timeline where it stopped)."""
+        self.start = start
         self.url = url
         self.camera = camera
         self.geo = geo
@@ -86,8 +91,8 @@ class SourceReader:
         return self._sws_key.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
 
     def windows(self) -> Iterator[Window]:
-        offset = 0.0  # source time added per loop iteration so windows keep increasing
-        wall0 = time.monotonic()
+        offset = self.start  # source time added per loop iteration so windows keep increasing
+        wall0 = time.monotonic() - self.start
         windower: Windower | None = None
         while True:
             end_t, windower = yield from self._play(offset, wall0, windower)
@@ -107,7 +112,8 @@ class SourceReader:
                 raise SourceError(f"source {redact(self.url)}: no video or audio stream")
             if windower is None:
                 windower = Windower(self.camera, self.geo, self._convert, has_video=vs is not None, has_audio=aus is not None,
-                                    keyframe=self._keyframe if self.opts.keyframe_width else None)
+                                    keyframe=self._keyframe if self.opts.keyframe_width else None,
+                                    first_window=math.ceil(self.start / self.geo.hop - 1e-9))
             streams = []
             if vs is not None:
                 vs.thread_type = "AUTO"
@@ -127,6 +133,7 @@ class SourceReader:
             end_t = offset
             try:
                 for packet in container.demux(streams):
+                    self.stats.last_packet = time.monotonic()
                     kind = packet.stream.type
                     t_dec = time.perf_counter()
                     try:
@@ -173,10 +180,11 @@ class SourceReader:
                         t_dec = time.perf_counter()
                     for w in windower.ready():
                         self.stats.windows += 1
+                        self.stats.end = w.end
                         yield w
             except av.error.EOFError:
                 pass
-            except TimeoutError as e:
+            except (TimeoutError, av.error.ExitError) as e:  # ExitError: the interrupt callback's timeout fired
                 raise SourceTimeout(f"source {redact(self.url)}: no data within {self.opts.stall_timeout:g} s (stall_timeout)") from e
             except av.error.FFmpegError as e:
                 raise SourceError(f"source {redact(self.url)}: read failed: {e}") from e

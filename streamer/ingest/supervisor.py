@@ -12,6 +12,7 @@ import collections
 import logging
 import random
 import signal
+import time
 from typing import Any
 
 import av.logging
@@ -66,9 +67,11 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
         metric.labels(cam.id)  # export every series from the start, at 0
     m.WINDOWS_DROPPED.labels(cam.id, "queue_full")
     backoff = 0.5
+    resume_at, lost_at = 0.0, 0.0  # source time to continue from after a reconnect, and when it was lost
     try:
         while not stop.is_set():
-            reader = SourceReader(cam.url, cam.id, geo, opts)
+            start = resume_at + (time.monotonic() - lost_at if lost_at else 0.0)
+            reader = SourceReader(cam.url, cam.id, geo, opts, start=start)
             frames = errors = 0
             try:
                 for w in reader.windows():
@@ -96,6 +99,7 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
                 raise SourceError(f"source {redact(cam.url)}: stream ended")
             except SourceError as e:
                 m.SOURCE_UP.labels(cam.id).set(0)
+                resume_at, lost_at = max(reader.stats.end, start), time.monotonic()
                 if not stream:
                     log.error("camera %s: %s (file sources are not retried)", cam.id, e)
                     return

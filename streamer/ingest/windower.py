@@ -53,6 +53,7 @@ class Windower:
         max_lag_s: float = 2.0,
         resync_s: float = 0.05,
         keyframe: Convert | None = None,
+        first_window: int = 0,
     ) -> None:
         if not (has_video or has_audio):
             raise ValueError(f"camera {camera!r}: a source needs video or audio")
@@ -64,8 +65,8 @@ class Windower:
         self.has_audio = has_audio
         self.max_lag_s = max_lag_s
         self.resync_s = resync_s
-        self._k = 0  # next window to emit
-        self._scheduled = 0  # windows whose sample times are in the heap
+        self._k = first_window  # next window to emit
+        self._scheduled = first_window  # windows whose sample times are in the heap
         self._heap: list[int] = []  # pending sample-time keys
         self._picked: dict[int, np.ndarray] = {}
         self._prev: tuple[float, Any] | None = None
