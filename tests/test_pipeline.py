@@ -8,16 +8,18 @@ import threading
 import time
 import urllib.request
 
+import jsonschema
 import redis
 
 from streamer.config import parse_config
 from streamer.outputs.reader import last as read_stream
 from streamer.pipeline import Pipeline
+from tests.outputs.schema import ALERT_SCHEMA
 
 ALERT_KEYS = {"schema_version", "id", "camera", "event", "state", "score", "start", "end", "time", "latency_ms", "model"}
 
 
-def test_file_and_rtsp_cameras_alert_into_redis(redis_server, rtsp_server, media_dir):
+def test_file_and_rtsp_cameras_alert_into_redis(redis_server, rtsp_server, media_dir, tmp_path):
     aac = rtsp_server(media_dir / "h264_aac.mp4")
     opus = rtsp_server(media_dir / "h264_opus.mkv")
     cfg = parse_config({
@@ -26,7 +28,7 @@ def test_file_and_rtsp_cameras_alert_into_redis(redis_server, rtsp_server, media
             {"id": "rtsp-aac", "url": aac.url},
             {"id": "rtsp-opus", "url": opus.url},
         ],
-        "redis": {"url": redis_server.url},
+        "redis": {"url": redis_server.url, "spool_dir": str(tmp_path / "spool")},
         "metrics": {"port": 0},
         "detect": {"thresholds": {"fight": 0.0}},  # every window is over threshold: one start alert per camera
     })
@@ -44,12 +46,15 @@ def test_file_and_rtsp_cameras_alert_into_redis(redis_server, rtsp_server, media
     assert starts == {"file", "rtsp-aac", "rtsp-opus"}
     assert [a["id"] for a in alerts] == [a["id"] for a in seen]  # every accepted alert is in the stream, in order
     for a in alerts:
-        assert ALERT_KEYS <= set(a) and a["model"]["backend"] == "onnxruntime"
+        jsonschema.validate(a, ALERT_SCHEMA)
+        assert a["model"]["backend"] == "onnxruntime"
     start = next(a for a in alerts if a["state"] == "start")
     assert {"decode", "queue", "infer", "end_to_end"} <= set(start["latency_ms"])
     published = []
-    while (msg := live.get_message(timeout=0.5)) is not None:
-        if msg["type"] == "pmessage":
+    deadline = time.monotonic() + 3
+    while len(published) < len(alerts) and time.monotonic() < deadline:
+        msg = live.get_message(timeout=0.2)  # None for the subscribe confirmation too
+        if msg and msg["type"] == "pmessage":
             published.append(json.loads(msg["data"]))
     assert [a["id"] for a in published] == [a["id"] for a in alerts]
     assert pipe.stats.windows >= 15  # the file alone gives 15
