@@ -72,9 +72,9 @@ def test_demo_exits_by_itself_and_serves_metrics(tmp_path):
 
     def scrape():
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and "text" not in body:
+        while time.monotonic() < deadline and "streamer_frames_decoded_total{" not in body.get("text", ""):
             time.sleep(0.5)
-            try:
+            try:  # the ingest process's series appear once it has started
                 body["text"] = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
             except OSError:
                 pass
@@ -83,7 +83,7 @@ def test_demo_exits_by_itself_and_serves_metrics(tmp_path):
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err[-2000:]
     assert "windows" in err and "latency p50" in err
-    assert "streamer_frames_decoded_total" in body.get("text", ""), "metrics endpoint did not answer"
+    assert 'streamer_frames_decoded_total{camera="demo"}' in body.get("text", ""), "metrics endpoint did not answer"
     for line in out.splitlines():
         alert = json.loads(line)
         assert alert["camera"] == "demo" and ALERT_KEYS <= set(alert)
