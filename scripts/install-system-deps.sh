@@ -10,7 +10,7 @@ PACKAGES=(
   python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0   # GStreamer's RTSP server from /usr/bin/python3
   gstreamer1.0-rtsp gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  libportaudio2 pulseaudio          # microphone sources (sounddevice/PortAudio) against a PulseAudio null sink
+  libportaudio2 pulseaudio libasound2-plugins   # microphones: PortAudio -> ALSA pulse plugin -> PulseAudio sine source
 )
 
 missing=()

@@ -22,16 +22,27 @@ class Strict(BaseModel):
 
 class CameraConfig(Strict):
     id: str = Field(description="Camera id: used in alert channels, metric labels and logs.", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    url: str = Field(description="rtsp://[user:pass@]host[:port]/path, or a path to a video/audio file.")
+    url: str = Field(description="rtsp://[user:pass@]host[:port]/path, a path to a video/audio file, or mic:<device> (a microphone alone).")
+    audio: str | None = Field(None, description="mic:<device>: a microphone that gives this camera its audio (for cameras without one).")
+    audio_offset_ms: float = Field(0.0, description="Shift applied to the paired microphone's audio, in ms (negative if it lags the picture).")
     realtime: bool = Field(True, description="Files only: play at the pace of their timestamps, as a live camera would (windows may be dropped under overload); false = as fast as it decodes, nothing dropped.")
     loop: bool = Field(False, description="Files only: replay forever.")
     open_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the source to open.")
     stall_timeout: float = Field(10.0, gt=0, description="Seconds without a packet before the source is reopened (the stall watchdog).")
     thresholds: dict[str, float] = Field(default_factory=dict, description="Per-class score thresholds for this camera (override detect.thresholds).")
 
+    @field_validator("audio")
+    @classmethod
+    def _check_audio(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("mic:"):
+            raise ValueError(f"audio must be mic:<device> (got {redact(v)!r}); a camera's own audio track needs no setting")
+        return v
+
     @field_validator("url")
     @classmethod
     def _check_url(cls, v: str) -> str:
+        if v.startswith("mic:"):
+            return v
         if "://" in v and not v.startswith("file://"):
             scheme = urlsplit(v).scheme.lower()
             if scheme not in STREAM_SCHEMES:

@@ -140,3 +140,21 @@ def rtsp_server():
     yield start
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def pulse_sine():
+    """A PulseAudio daemon with a 440 Hz sine source as the default input, reached by PortAudio
+    through ALSA's pulse plugin. Yields the microphone URL to use."""
+    if not shutil.which("pulseaudio"):
+        raise RuntimeError("pulseaudio is not installed: run scripts/install-system-deps.sh")
+    started = subprocess.run(["pactl", "info"], capture_output=True).returncode != 0
+    if started:
+        subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1", "-n", "--load=module-native-protocol-unix",
+                        "--load=module-null-sink sink_name=null", "--log-target=stderr"], check=True, capture_output=True)
+    subprocess.run(["pactl", "load-module", "module-sine-source", "frequency=440", "source_name=streamer_test_sine"],
+                   check=True, capture_output=True)
+    subprocess.run(["pactl", "set-default-source", "streamer_test_sine"], check=True)
+    yield "mic:pulse"
+    if started:
+        subprocess.run(["pulseaudio", "--kill"], capture_output=True)

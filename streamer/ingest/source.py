@@ -32,6 +32,8 @@ class SourceOptions:
     loop: bool = False  # replay a file forever (demo)
     decoder_threads: int = 0  # 0 = FFmpeg's choice
     keyframe_width: int = 0  # >0: each window carries its newest frame at this width (evidence)
+    mic: str | None = None  # `mic:<device>`: this microphone is the source's audio (aligned on arrival time)
+    audio_offset: float = 0.0  # seconds added to the microphone's times (it lags the camera: negative)
 
 
 @dataclass
@@ -107,13 +109,20 @@ class SourceReader:
 
     def _play(self, offset: float, wall0: float, windower: Windower | None):
         container = open_container(self.url, self.opts)
+        mic = None
         try:
             vs = container.streams.video[0] if container.streams.video else None
             aus = container.streams.audio[0] if container.streams.audio else None
-            if vs is None and aus is None:
+            if self.opts.mic:
+                from streamer.ingest.mic import Microphone
+
+                mic, aus = Microphone(self.opts.mic, self.geo.sample_rate, self.opts.stall_timeout), None
+                self.stats.codecs["audio"] = "pcm (PortAudio)"
+            mic_anchor: float | None = None  # monotonic time of source time 0
+            if vs is None and aus is None and mic is None:
                 raise SourceError(f"source {redact(self.url)}: no video or audio stream")
             if windower is None:
-                windower = Windower(self.camera, self.geo, self._convert, has_video=vs is not None, has_audio=aus is not None,
+                windower = Windower(self.camera, self.geo, self._convert, has_video=vs is not None, has_audio=aus is not None or mic is not None,
                                     keyframe=self._keyframe if self.opts.keyframe_width else None,
                                     first_window=math.ceil(self.start / self.geo.hop - 1e-9))
             streams = []
@@ -172,6 +181,11 @@ class SourceReader:
                             self.stats.frames_decoded += 1
                             windower.add_video(rt, frame, time.perf_counter() - t_dec)
                             end_t = max(end_t, rt + windower._frame_dt)
+                            if mic is not None:
+                                if mic_anchor is None:
+                                    mic_anchor = time.monotonic() - rt
+                                for t_wall, pcm in mic.drain():
+                                    windower.add_audio(t_wall - mic_anchor + self.opts.audio_offset, pcm)
                         else:
                             self.stats.audio_frames_decoded += 1
                             for out in resampler.resample(frame):
@@ -192,6 +206,8 @@ class SourceReader:
                 raise SourceError(f"source {redact(self.url)}: read failed: {e}") from e
             return end_t, windower
         finally:
+            if mic is not None:
+                mic.close()
             container.close()
 
 

@@ -19,6 +19,7 @@ import av.logging
 
 from streamer.config import CameraConfig
 from streamer.errors import SourceError, redact, redact_text
+from streamer.ingest.mic import MicReader
 from streamer.ingest.source import SourceOptions, SourceReader, is_stream_url
 from streamer.ingest.windower import Geometry
 from streamer.outputs import metrics as m
@@ -61,8 +62,11 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
     tail = DecoderLog.install()
     stream = is_stream_url(cam.url)
+    mic_only = cam.url.startswith("mic:")
+    stream = stream or mic_only  # live: reconnect, never wait for the engine
     opts = SourceOptions(cam.open_timeout, cam.stall_timeout, realtime=cam.realtime and not stream,
-                         loop=cam.loop and not stream, keyframe_width=keyframe_width)
+                         loop=cam.loop and not stream, keyframe_width=keyframe_width,
+                         mic=cam.audio, audio_offset=cam.audio_offset_ms / 1000)
     for metric in (m.FRAMES_DECODED, m.WINDOWS, m.RECONNECTS, m.DECODE_ERRORS):
         metric.labels(cam.id)  # export every series from the start, at 0
     m.WINDOWS_DROPPED.labels(cam.id, "queue_full")
@@ -71,7 +75,8 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
     try:
         while not stop.is_set():
             start = resume_at + (time.monotonic() - lost_at if lost_at else 0.0)
-            reader = SourceReader(cam.url, cam.id, geo, opts, start=start)
+            reader = (MicReader(cam.url, cam.id, geo, cam.stall_timeout, start=start) if mic_only
+                      else SourceReader(cam.url, cam.id, geo, opts, start=start))
             frames = errors = 0
             try:
                 for w in reader.windows():

@@ -1,0 +1,127 @@
+"""Microphones through PortAudio (sounddevice): `mic:<device>` sources, alone or paired with a camera.
+
+A microphone has no presentation timestamps: once the burst of audio buffered before the stream
+started has passed (dropped), samples are counted from the arrival time of the first live block
+(time.monotonic() at the PortAudio callback, less the block's length); per-block arrival times jitter
+by tens of milliseconds, so the count is trusted until it falls REANCHOR_S behind arrival (a dropout). Paired with a camera, the
+camera's timeline is anchored to wall time at its first frame and the microphone is mapped onto it,
+shifted by `audio_offset_ms`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from typing import Any, Iterator
+
+import numpy as np
+
+from streamer.errors import SourceError, SourceTimeout
+from streamer.ingest.windower import Geometry, Windower
+from streamer.window import Window
+
+log = logging.getLogger(__name__)
+BLOCK_S = 0.05
+REANCHOR_S = 0.5
+
+
+def parse_device(url: str) -> str | int | None:
+    """`mic:` -> default device, `mic:3` -> index 3, `mic:pulse` -> by name."""
+    name = url.removeprefix("mic:")
+    if not name or name == "default":
+        return None
+    return int(name) if name.isdigit() else name
+
+
+class Microphone:
+    """An open input stream; `blocks()` yields (arrival_start_monotonic, mono float32 pcm)."""
+
+    def __init__(self, url: str, sample_rate: int, stall_timeout: float = 5.0) -> None:
+        try:
+            import sounddevice as sd
+        except OSError as e:  # PortAudio library missing
+            raise SourceError(f"microphone {url}: PortAudio is not available ({e}); install libportaudio2") from e
+        self.url = url
+        self.rate = sample_rate
+        self.stall_timeout = stall_timeout
+        self._q: queue.Queue = queue.Queue(maxsize=int(10 / BLOCK_S))  # 10 s of audio at most
+        self.overflows = 0
+        self._anchor: float | None = None  # monotonic time of sample 0
+        self._last_arrival: float | None = None
+        self._samples = 0
+        device = parse_device(url)
+        try:
+            self._stream = sd.InputStream(samplerate=sample_rate, channels=1, dtype="float32", device=device,
+                                          blocksize=int(sample_rate * BLOCK_S), callback=self._callback)
+            self._stream.start()
+        except (ValueError, sd.PortAudioError) as e:
+            names = ", ".join(f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0)
+            raise SourceError(f"microphone {url}: cannot open ({e}); input devices: {names or 'none'}") from e
+
+    def _callback(self, data: np.ndarray, frames: int, _time: Any, status: Any) -> None:
+        if status.input_overflow:
+            self.overflows += 1
+        now = time.monotonic()
+        if self._anchor is None:  # skip the burst of audio buffered before we started listening
+            live = self._last_arrival is not None and now - self._last_arrival >= 0.5 * frames / self.rate
+            self._last_arrival = now
+            if not live:
+                return
+            self._anchor, self._samples = now - frames / self.rate, 0
+        t = self._anchor + self._samples / self.rate
+        if now - (t + frames / self.rate) > REANCHOR_S:  # samples were lost: back to arrival time
+            self._anchor, self._samples, t = now - frames / self.rate, 0, now - frames / self.rate
+        self._samples += frames
+        try:
+            self._q.put_nowait((t, data[:, 0].copy()))
+        except queue.Full:
+            self.overflows += 1
+
+    def get(self, timeout: float) -> tuple[float, np.ndarray]:
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            raise SourceTimeout(f"microphone {self.url}: no audio within {timeout:g} s (stall_timeout)") from None
+
+    def drain(self) -> list[tuple[float, np.ndarray]]:
+        out = []
+        while True:
+            try:
+                out.append(self._q.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        self._stream.stop()
+        self._stream.close()
+
+
+class MicReader:
+    """A microphone on its own: audio-only windows (video_mask = 0)."""
+
+    def __init__(self, url: str, camera: str, geo: Geometry, stall_timeout: float = 5.0, start: float = 0.0) -> None:
+        self.url, self.camera, self.geo, self.stall_timeout, self.start = url, camera, geo, stall_timeout, start
+        from streamer.ingest.source import SourceStats
+
+        self.stats = SourceStats()
+
+    def windows(self) -> Iterator[Window]:
+        mic = Microphone(self.url, self.geo.sample_rate, self.stall_timeout)
+        self.stats.codecs["audio"] = "pcm (PortAudio)"
+        windower = Windower(self.camera, self.geo, lambda f: f, has_video=False, has_audio=True,
+                            first_window=int(np.ceil(self.start / self.geo.hop - 1e-9)))
+        wall0: float | None = None
+        try:
+            while True:
+                t_wall, pcm = mic.get(self.stall_timeout)
+                self.stats.last_packet = time.monotonic()
+                if wall0 is None:
+                    wall0 = t_wall - self.start
+                windower.add_audio(t_wall - wall0, pcm)
+                for w in windower.ready():
+                    self.stats.windows += 1
+                    self.stats.end = w.end
+                    yield w
+        finally:
+            mic.close()
