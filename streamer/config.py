@@ -30,6 +30,7 @@ class CameraConfig(Strict):
     open_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the source to open.")
     stall_timeout: float = Field(10.0, gt=0, description="Seconds without a packet before the source is reopened (the stall watchdog).")
     thresholds: dict[str, float] = Field(default_factory=dict, description="Per-class score thresholds for this camera (override detect.thresholds).")
+    hwaccel: Literal["none", "cuda"] = Field("none", description="cuda: decode video with NVDEC (NVIDIA GPU hosts); none: CPU decoding.")
 
     @field_validator("audio")
     @classmethod

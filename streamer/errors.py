@@ -22,6 +22,10 @@ class SourceTimeout(SourceError, TimeoutError):
     """A source did not answer within its open or read timeout. Recoverable."""
 
 
+class HwaccelError(StreamerError, RuntimeError):
+    """Hardware decoding was asked for but is not available here. Not recoverable: change the config."""
+
+
 def redact(url: str) -> str:
     """`rtsp://user:secret@host/x` -> `rtsp://user:***@host/x`; anything else unchanged."""
     try:

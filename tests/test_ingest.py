@@ -191,3 +191,11 @@ def test_av_sync_over_rtsp(tmp_path, rtsp_server, codec, ext):
     flash, click = max(flashes), max(clicks)
     print(f"flash {flash:.3f} s, click {click:.3f} s, offset {click - flash:+.3f} s (expected +0.200)")
     assert abs((click - flash) - 0.2) <= 1 / 25 + 0.02, (flashes, clicks)
+
+
+def test_hwaccel_cuda_without_a_gpu_is_a_clear_error(media_dir):
+    from streamer.errors import HwaccelError
+
+    reader = SourceReader(str(media_dir / "video_only.mp4"), "cam", probe_geometry(SPEC, 0.5), SourceOptions(hwaccel="cuda"))
+    with pytest.raises(HwaccelError, match="hwaccel 'cuda' is not available on this machine"):
+        list(reader.windows())

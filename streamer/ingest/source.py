@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import av
@@ -13,7 +13,7 @@ import av.error
 from av.video.reformatter import VideoReformatter
 import numpy as np
 
-from streamer.errors import SourceError, SourceTimeout, redact
+from streamer.errors import HwaccelError, SourceError, SourceTimeout, redact
 from streamer.ingest.windower import Geometry, Windower
 from streamer.window import Window
 
@@ -32,6 +32,7 @@ class SourceOptions:
     loop: bool = False  # replay a file forever (demo)
     decoder_threads: int = 0  # 0 = FFmpeg's choice
     keyframe_width: int = 0  # >0: each window carries its newest frame at this width (evidence)
+    hwaccel: str | None = None  # "cuda": NVDEC decoding (frames come back to system memory for windowing)
     mic: str | None = None  # `mic:<device>`: this microphone is the source's audio (aligned on arrival time)
     audio_offset: float = 0.0  # seconds added to the microphone's times (it lags the camera: negative)
 
@@ -57,13 +58,22 @@ def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer
     options = {}
     if url.startswith(("rtsp://", "rtsps://")):
         options["rtsp_transport"] = "tcp"
+    kwargs = {}
+    if opts.hwaccel:
+        from av.codec.hwaccel import HWAccel  # lazily: only hosts that ask for it
+
+        kwargs["hwaccel"] = HWAccel(device_type=opts.hwaccel, allow_software_fallback=False)
     try:
-        return av.open(url, mode="r", options=options, timeout=(opts.open_timeout, opts.stall_timeout))
+        return av.open(url, mode="r", options=options, timeout=(opts.open_timeout, opts.stall_timeout), **kwargs)
     except av.error.FileNotFoundError as e:
         raise SourceError(f"source {redact(url)}: no such file") from e
     except (TimeoutError, av.error.ExitError) as e:
         raise SourceTimeout(f"source {redact(url)}: no answer within {opts.open_timeout:g} s (open_timeout)") from e
     except (av.error.FFmpegError, OSError) as e:
+        if opts.hwaccel:  # is it the hardware? open once without it to tell
+            open_container(url, replace(opts, hwaccel=None)).close()
+            raise HwaccelError(f"source {redact(url)}: hwaccel {opts.hwaccel!r} is not available on this machine "
+                               f"({e.__class__.__name__}: {e}); set the camera's hwaccel to none") from e
         raise SourceError(f"source {redact(url)}: cannot open: {e.__class__.__name__}: {e.strerror if hasattr(e, 'strerror') else e}") from e
 
 
@@ -152,6 +162,11 @@ class SourceReader:
                     except av.error.InvalidDataError:
                         self.stats.errors += 1
                         continue
+                    except av.error.FFmpegError as e:
+                        if self.opts.hwaccel and kind == "video" and not self.stats.frames_decoded:
+                            raise HwaccelError(f"source {redact(self.url)}: hwaccel {self.opts.hwaccel!r} is not available "
+                                               f"on this machine ({e}); set the camera's hwaccel to none") from e
+                        raise
                     if packet.dts is None and not frames:
                         continue  # flush packet with nothing left
                     for frame in frames:

@@ -18,7 +18,7 @@ from typing import Any
 import av.logging
 
 from streamer.config import CameraConfig
-from streamer.errors import SourceError, redact, redact_text
+from streamer.errors import HwaccelError, SourceError, redact, redact_text
 from streamer.ingest.mic import MicReader
 from streamer.ingest.source import SourceOptions, SourceReader, is_stream_url
 from streamer.ingest.windower import Geometry
@@ -66,7 +66,8 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
     stream = stream or mic_only  # live: reconnect, never wait for the engine
     opts = SourceOptions(cam.open_timeout, cam.stall_timeout, realtime=cam.realtime and not stream,
                          loop=cam.loop and not stream, keyframe_width=keyframe_width,
-                         mic=cam.audio, audio_offset=cam.audio_offset_ms / 1000)
+                         mic=cam.audio, audio_offset=cam.audio_offset_ms / 1000,
+                         hwaccel=None if cam.hwaccel == "none" else cam.hwaccel)
     for metric in (m.FRAMES_DECODED, m.WINDOWS, m.RECONNECTS, m.DECODE_ERRORS):
         metric.labels(cam.id)  # export every series from the start, at 0
     m.WINDOWS_DROPPED.labels(cam.id, "queue_full")
@@ -102,6 +103,9 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
                 if not stream:
                     return  # a file that ended
                 raise SourceError(f"source {redact(cam.url)}: stream ended")
+            except HwaccelError as e:
+                log.error("camera %s: %s", cam.id, e)
+                return
             except SourceError as e:
                 m.SOURCE_UP.labels(cam.id).set(0)
                 resume_at, lost_at = max(reader.stats.end, start), time.monotonic()
