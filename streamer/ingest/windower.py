@@ -73,8 +73,9 @@ class Windower:
         self._prev_rgb: np.ndarray | None = None
         self._video_t = -1e9  # time of the newest frame
         self._frame_dt = 0.04
-        self._audio = np.zeros(0, np.float32)
-        self._audio_t0: float | None = None  # source time of self._audio[0]
+        self._chunks: list[np.ndarray] = []  # audio, joined lazily (once per window, not per packet)
+        self._alen = 0  # samples in self._chunks
+        self._audio_t0: float | None = None  # source time of the first buffered sample
         self._arrival = time.monotonic()
         self._decode_s = 0.0
         self._window_s = 0.0  # conversion time since the last window
@@ -125,20 +126,26 @@ class Windower:
         sr = self.geo.sample_rate
         if self._audio_t0 is None:
             self._audio_t0 = t
-            self._audio = samples.astype(np.float32, copy=True)
         else:
-            expected = self._audio_t0 + len(self._audio) / sr
-            drift = t - expected
+            drift = t - (self._audio_t0 + self._alen / sr)
             if drift > self.resync_s:  # gap: silence
-                pad = np.zeros(int(round(drift * sr)), np.float32)
-                self._audio = np.concatenate([self._audio, pad, samples])
+                self._push(np.zeros(int(round(drift * sr)), np.float32))
             elif drift < -self.resync_s:  # overlap: drop what is already placed
-                skip = int(round(-drift * sr))
-                self._audio = np.concatenate([self._audio, samples[skip:]])
-            else:
-                self._audio = np.concatenate([self._audio, samples])
+                samples = samples[int(round(-drift * sr)):]
+        self._push(samples.astype(np.float32, copy=False))
         self._arrival = time.monotonic()
         self._decode_s += decode_s
+
+    def _push(self, samples: np.ndarray) -> None:
+        if samples.size:
+            self._chunks.append(samples)
+            self._alen += samples.size
+
+    @property
+    def _audio(self) -> np.ndarray:
+        if len(self._chunks) != 1:
+            self._chunks = [np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)]
+        return self._chunks[0]
 
     def _conv(self, frame: Any) -> np.ndarray:
         self.frames_converted += 1
@@ -152,7 +159,7 @@ class Windower:
     def _audio_end(self) -> float:
         if self._audio_t0 is None:
             return -1e9
-        return self._audio_t0 + len(self._audio) / self.geo.sample_rate
+        return self._audio_t0 + self._alen / self.geo.sample_rate
 
     def _video_done(self, k: int) -> bool:
         return self._video_t >= self._sample_times(k)[-1]
@@ -238,5 +245,6 @@ class Windower:
         if self._audio_t0 is not None:
             cut = int((before - self._audio_t0) * self.geo.sample_rate)
             if cut > 0:
-                self._audio = self._audio[cut:]
+                rest = self._audio[cut:]
+                self._chunks, self._alen = [rest], rest.size
                 self._audio_t0 += cut / self.geo.sample_rate
