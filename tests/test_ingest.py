@@ -199,3 +199,44 @@ def test_hwaccel_cuda_without_a_gpu_is_a_clear_error(media_dir):
     reader = SourceReader(str(media_dir / "video_only.mp4"), "cam", probe_geometry(SPEC, 0.5), SourceOptions(hwaccel="cuda"))
     with pytest.raises(HwaccelError, match="hwaccel 'cuda' is not available on this machine"):
         list(reader.windows())
+
+
+def test_truncated_file_gives_the_windows_it_has(media_dir, tmp_path):
+    data = (media_dir / "h264_opus.mkv").read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])
+    ws = clip_windows(cut, SPEC)
+    assert 3 <= len(ws) < 15  # about half of the 8 s clip, no exception
+
+
+def test_garbage_in_the_middle_is_skipped_and_counted(media_dir, tmp_path):
+    data = bytearray((media_dir / "h264_aac.mp4").read_bytes())
+    rng = np.random.default_rng(1)
+    mid = len(data) // 2
+    data[mid : mid + 20000] = rng.integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(bytes(data))
+    reader = SourceReader(str(bad), "cam", probe_geometry(SPEC, 0.5))
+    t = time.monotonic()
+    ws = list(reader.windows())
+    assert time.monotonic() - t < 20
+    assert len(ws) == 15  # the file's whole timeline still gives windows
+    assert reader.stats.errors > 0  # the damaged packets were counted (streamer_decode_errors_total)
+    assert reader.stats.frames_decoded > 150
+
+
+def test_streamer_probe(media_dir):
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "streamer.cli", "probe", str(media_dir / "h264_opus.mkv"), "--json"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert [(s["type"], s["codec"]) for s in info["streams"]] == [("video", "h264"), ("audio", "opus")]
+    assert info["streams"][0]["fps"] == 25.0 and info["streams"][1]["sample_rate"] == 48000
+    assert info["decode"]["video_frames"] == 200 and info["decode"]["video_fps"] > 25
+    r = subprocess.run([sys.executable, "-m", "streamer.cli", "probe", "rtsp://a:pw@127.0.0.1:1/x", "--timeout", "2"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "a:***@127.0.0.1" in r.stderr
