@@ -48,7 +48,7 @@ def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float) 
         port = metrics.serve(cfg.metrics.host, cfg.metrics.port)
         print(f"[streamer] metrics on http://{cfg.metrics.host}:{port}/metrics", file=sys.stderr)
     print(f"[streamer] alerts: Redis {pipe.redis_url} stream {cfg.redis.stream}, channels {cfg.redis.channel_prefix}:<camera>; "
-          f"engine {pipe.runtime.backend} model {pipe.spec.name} v{pipe.spec.version}", file=sys.stderr)
+          f"engine {pipe.backend} model {pipe.spec.name} v{pipe.spec.version}", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
     try:
         pipe.run(duration=duration, summary_every=summary_every, summary=lambda s: print(s, file=sys.stderr, flush=True))

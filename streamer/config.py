@@ -96,6 +96,7 @@ class EngineConfig(Strict):
     threads: int = Field(0, ge=0, description="Intra-op threads for CPU runtimes (0 = runtime default).")
     max_batch: int = Field(8, ge=1, le=256, description="Most windows inferred together, across cameras.")
     max_wait_ms: float = Field(20.0, ge=0, description="Longest a window waits for a batch to fill.")
+    ready_timeout: float = Field(60.0, gt=0, description="Seconds the engine process may take to load the model and report ready.")
 
     @field_validator("model")
     @classmethod

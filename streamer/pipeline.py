@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import queue
 import threading
 import time
 from typing import Any, Callable
 
-import numpy as np
 
 from engines import spec as espec
 from streamer.config import Config
@@ -30,7 +28,8 @@ from streamer.outputs import stats as stats_mod
 from streamer.outputs.sink import AlertSink
 from streamer.outputs.spool import Spool
 from streamer.outputs.stats import Stats
-from streamer.ring import END, WindowRing
+from streamer.engine.process import EngineClient, EngineDied, EngineOptions, Result
+from streamer.ring import WindowRing
 from streamer.window import Window
 
 log = logging.getLogger(__name__)
@@ -40,24 +39,27 @@ MAX_RESTARTS_PER_MIN = 5
 
 class Pipeline:
     def __init__(self, cfg: Config, on_alert: Callable[[dict], None] | None = None) -> None:
-        from engines.runtime.select import open_runtime  # lazy: the runtime loads the model
-
         self.cfg = cfg
         self.on_alert = on_alert
-        model_path = cfg.engine.model or str(espec.DEFAULT_MODEL)
-        self.runtime = open_runtime(model_path, backend=cfg.engine.backend, threads=cfg.engine.threads)
-        self.spec = self.runtime.spec
+        self.model_path = cfg.engine.model or str(espec.DEFAULT_MODEL)
+        try:
+            self.spec = espec.load_spec(self.model_path)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(f"engine.model: {e}") from None
         if abs(cfg.window.seconds - self.spec.window_seconds) > 1e-9:
-            raise ConfigError(f"window.seconds: {cfg.window.seconds:g} does not match the model's window of {self.spec.window_seconds:g} s ({model_path})")
+            raise ConfigError(f"window.seconds: {cfg.window.seconds:g} does not match the model's window of {self.spec.window_seconds:g} s ({self.model_path})")
         self.geo = probe_geometry(self.spec, cfg.window.hop)
-        self.model = alerts_mod.ModelInfo(self.spec.name, self.spec.version, self.runtime.backend)
-        m.ENGINE_INFO.labels(self.runtime.backend, getattr(self.runtime, "precision", "fp32"), self.spec.name).set(1)
         unknown = sorted(set(cfg.detect.thresholds) - set(self.spec.classes))
         if unknown:
             raise ConfigError(f"detect.thresholds: unknown classes {unknown}; the model has {list(self.spec.classes)}")
         self.tracker = EventTracker({**self.spec.thresholds, **cfg.detect.thresholds}, cfg.detect.min_windows,
                                     cfg.detect.cooldown, {c.id: dict(c.thresholds) for c in cfg.cameras})
         self.stats = Stats()
+        self._ctx = mp.get_context("spawn")
+        self.rings: dict[str, WindowRing] = {}
+        self._start_engine()  # the engine loads the model now: a bad model or backend fails here, not later
+        self.backend = self.engine.backend
+        self.model = alerts_mod.ModelInfo(self.spec.name, self.spec.version, self.backend)
         self._embedded: alerts_mod.EmbeddedRedis | None = None
         self.redis_url = cfg.redis.url
         if self.redis_url is None:
@@ -77,26 +79,42 @@ class Pipeline:
     def stop(self) -> None:
         self._stop.set()
 
+    def _start_engine(self) -> None:
+        """Fresh rings and a fresh engine process reading them."""
+        kf = self.cfg.evidence.jpeg_width if self.cfg.evidence.enabled else 0
+        self.rings = {c.id: WindowRing(self._ctx, self.geo, self.cfg.window.queue, kf) for c in self.cfg.cameras}
+        e = self.cfg.engine
+        try:
+            self.engine = EngineClient(self._ctx, EngineOptions(self.model_path, e.backend, e.threads, e.max_batch, e.max_wait_ms),
+                                       self.rings, e.ready_timeout)
+        except Exception:
+            self._close_rings()
+            raise
+
     def run(self, duration: float | None = None, summary_every: float = 0.0, summary: Callable[[str], None] | None = None) -> None:
-        ctx = mp.get_context("spawn")
+        ctx = self._ctx
         stop = ctx.Event()
         kf = self.cfg.evidence.jpeg_width if self.cfg.evidence.enabled else 0
-        rings = {c.id: WindowRing(ctx, self.geo, self.cfg.window.queue, kf) for c in self.cfg.cameras}
         cams = {c.id: c for c in self.cfg.cameras}
 
         def spawn(cid: str) -> Any:
-            p = ctx.Process(target=ingest_main, args=(cams[cid], self.geo, rings[cid], stop, kf), name=f"streamer:ingest:{cid}", daemon=True)
+            p = ctx.Process(target=ingest_main, args=(cams[cid], self.geo, self.rings[cid], stop, kf), name=f"streamer:ingest:{cid}", daemon=True)
             p.start()
             return p
 
-        batchq: queue.Queue = queue.Queue(maxsize=self.cfg.window.queue * len(cams))
-        live = set(rings)
-        collectors = [threading.Thread(target=self._collect, args=(cid, r, batchq), name=f"streamer:collect:{cid}", daemon=True)
-                      for cid, r in rings.items()]
+        def stop_ingest() -> None:
+            stop.set()
+            for p in procs.values():
+                p.join(timeout=5)
+                if p.is_alive():
+                    p.terminate()
+                    p.join(timeout=2)
+                m.process_exited(p.pid)
+
+        live = set(cams)
         procs = {cid: spawn(cid) for cid in cams}
         restarts: dict[str, list[float]] = {cid: [] for cid in cams}
-        for t in collectors:
-            t.start()
+        engine_restarts: list[float] = []
         now = time.monotonic()
         deadline = now + duration if duration else None
         next_summary = now + summary_every if summary_every else None
@@ -106,7 +124,27 @@ class Pipeline:
                 now = time.monotonic()
                 if deadline and now >= deadline:
                     break
-                batch = self._next_batch(batchq, live)
+                try:
+                    msg = self.engine.get(timeout=0.1)
+                except EngineDied as e:
+                    engine_restarts = [t for t in engine_restarts if now - t < 60] + [now]
+                    if len(engine_restarts) > MAX_RESTARTS_PER_MIN:
+                        raise
+                    log.error("%s: restarting the engine, the rings and the ingest processes", e)
+                    m.ENGINE_RESTARTS.inc()
+                    stop_ingest()
+                    m.process_exited(self.engine.proc.pid)
+                    self._close_rings()
+                    self._start_engine()
+                    stop = ctx.Event()
+                    procs = {cid: spawn(cid) for cid in live}
+                    continue
+                if msg is not None and msg[0] == "result":
+                    self._detect_and_publish(msg[1])
+                elif msg is not None and msg[0] == "end":
+                    live.discard(msg[1])
+                    for t in self.tracker.close_all(msg[1]):
+                        self._publish(t, None, {})
                 for cid, p in procs.items():  # an ingest process that died without finishing is restarted
                     if cid in live and p.exitcode not in (None, 0):
                         restarts[cid] = [t for t in restarts[cid] if now - t < 60] + [now]
@@ -118,8 +156,6 @@ class Pipeline:
                         m.process_exited(p.pid)
                         m.PROCESS_RESTARTS.labels(cid).inc()
                         procs[cid] = spawn(cid)
-                if batch:
-                    self._infer_and_publish(batch)
                 if next_summary and summary and now >= next_summary:
                     summary(self.stats.summary())
                     next_summary += summary_every
@@ -130,82 +166,37 @@ class Pipeline:
             stop.set()
             for t in self.tracker.close_all():
                 self._publish(t, None, {})
-            for p in procs.values():
-                p.join(timeout=5)
-                if p.is_alive():
-                    p.terminate()
-                    p.join(timeout=2)
-                m.process_exited(p.pid)
-            for r in rings.values():
-                r.close(unlink=True)
+            stop_ingest()
             self._publish_stats()
             if summary:
                 summary(self.stats.summary())
 
     def close(self) -> None:
+        self.engine.close()
+        self._close_rings()
         self.sink.flush()
         self.sink.close()
-        self.runtime.close()
         self.sink.client.close()
         if self._embedded:
             self._embedded.close()
 
+    def _close_rings(self) -> None:
+        for r in self.rings.values():
+            r.close(unlink=True)
+        self.rings = {}
+
     # ---- main-process stages ----------------------------------------------------------------
-    def _collect(self, camera: str, ring: WindowRing, batchq: queue.Queue) -> None:
-        while not self._stop.is_set():
-            try:
-                item = ring.get(timeout=0.5)
-            except (queue.Empty, OSError, ValueError):
-                continue
-            batchq.put((camera, item))  # blocks: drops happen once, in the camera's ring
-            if item == END:
-                return
-
-    def _next_batch(self, batchq: queue.Queue, live: set[str]) -> list[Window]:
-        batch: list[Window] = []
-        try:
-            item = batchq.get(timeout=0.1)
-        except queue.Empty:
-            return batch
-        deadline = time.monotonic() + self.cfg.engine.max_wait_ms / 1000
-        while True:
-            camera, w = item
-            if isinstance(w, str):
-                live.discard(camera)
-                for t in self.tracker.close_all(camera):
-                    self._publish(t, None, {})
-            else:
-                batch.append(w)
-            if len(batch) >= self.cfg.engine.max_batch:
-                return batch
-            try:
-                item = batchq.get(timeout=max(deadline - time.monotonic(), 0))
-            except queue.Empty:
-                return batch
-
-    def _infer_and_publish(self, batch: list[Window]) -> None:
-        t0 = time.monotonic()
-        feed = {
-            espec.INPUT_VIDEO: np.stack([w.video for w in batch]),
-            espec.INPUT_AUDIO: np.stack([w.audio for w in batch]),
-            espec.INPUT_VIDEO_MASK: np.array([w.video_mask for w in batch], np.float32),
-            espec.INPUT_AUDIO_MASK: np.array([w.audio_mask for w in batch], np.float32),
-        }
-        logits = self.runtime.infer(feed)[espec.OUTPUT_LOGITS]
-        t1 = time.monotonic()
-        m.STAGE_LATENCY.labels("infer").observe(t1 - t0)
-        m.BATCH_SIZE.observe(len(batch))
-        scores = 1 / (1 + np.exp(-logits.astype(np.float64)))
-        for w, row in zip(batch, scores):
-            m.STAGE_LATENCY.labels("decode").observe(w.decode_s)
-            m.STAGE_LATENCY.labels("window").observe(w.window_s)
-            m.STAGE_LATENCY.labels("queue").observe(max(t0 - w.arrival, 0))
-            lat = {"decode": w.decode_s * 1000, "window": w.window_s * 1000, "queue": (t0 - w.arrival) * 1000, "infer": (t1 - t0) * 1000}
-            for t in self.tracker.update(w.camera, w.start, w.end, dict(zip(self.spec.classes, row.tolist()))):
-                self._publish(t, w, lat)
-            done = time.monotonic()
-            m.E2E_LATENCY.labels(w.camera).observe(done - w.arrival)
-            self.stats.window(w.camera, done - w.arrival)
+    def _detect_and_publish(self, r: Result) -> None:
+        w = r.window
+        m.STAGE_LATENCY.labels("decode").observe(w.decode_s)
+        m.STAGE_LATENCY.labels("window").observe(w.window_s)
+        lat = {"decode": w.decode_s * 1000, "window": w.window_s * 1000, "queue": (r.infer_start - w.arrival) * 1000,
+               "infer": r.infer_s * 1000}
+        for t in self.tracker.update(w.camera, w.start, w.end, dict(zip(self.spec.classes, r.scores.tolist()))):
+            self._publish(t, w, lat)
+        done = time.monotonic()
+        m.E2E_LATENCY.labels(w.camera).observe(done - w.arrival)
+        self.stats.window(w.camera, done - w.arrival)
 
     def _publish(self, t: Transition, w: Window | None, latency_ms: dict[str, float]) -> None:
         """One alert: build it (with evidence for a start), hand it to the sink. Latency ends at the hand-off."""

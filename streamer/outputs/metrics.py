@@ -33,7 +33,8 @@ BATCH_SIZE = Histogram("streamer_engine_batch_size", "Windows per engine call.",
 ALERTS = Counter("streamer_alerts_total", "Alerts published, by event.", ["camera", "event"])
 ALERTS_DROPPED = Counter("streamer_alerts_dropped_total", "Alerts lost, by reason (only a full spool drops).", ["camera", "reason"])
 SPOOLED = Gauge("streamer_spool_alerts", "Alerts waiting in the on-disk spool.", multiprocess_mode="livemax")
-ENGINE_INFO = Gauge("streamer_engine_info", "The engine in use (value 1).", ["backend", "precision", "model"], multiprocess_mode="max")
+ENGINE_RESTARTS = Counter("streamer_engine_restarts_total", "Engine process restarted after dying.")
+ENGINE_INFO = Gauge("streamer_engine_info", "The engine in use (value 1).", ["backend", "precision", "model"], multiprocess_mode="livemax")
 
 
 def serve(host: str, port: int) -> int:

@@ -1,0 +1,1 @@
+"""The engine process: owns the accelerator, batches windows across cameras, returns scores."""
