@@ -14,10 +14,10 @@ import threading
 import time
 from typing import Any, Callable
 
-
 from engines import spec as espec
 from streamer.config import Config
 from streamer.detect.events import EventTracker, Transition
+from streamer.engine.process import EngineClient, EngineDied, EngineOptions, Result
 from streamer.errors import ConfigError
 from streamer.ingest.source import probe_geometry
 from streamer.ingest.supervisor import ingest_main
@@ -28,7 +28,6 @@ from streamer.outputs import stats as stats_mod
 from streamer.outputs.sink import AlertSink
 from streamer.outputs.spool import Spool
 from streamer.outputs.stats import Stats
-from streamer.engine.process import EngineClient, EngineDied, EngineOptions, Result
 from streamer.ring import WindowRing
 from streamer.window import Window
 

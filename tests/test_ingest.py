@@ -107,8 +107,9 @@ def test_rtsp_streams_give_windows(rtsp_server, media_dir):
 
 
 def _video_with_pts(path, pts, fps=25):
-    import av
     from fractions import Fraction
+
+    import av
 
     out = av.open(str(path), "w")
     vs = out.add_stream("libx264", rate=fps)

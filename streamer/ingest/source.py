@@ -10,8 +10,8 @@ from typing import Iterator
 
 import av
 import av.error
-from av.video.reformatter import VideoReformatter
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from streamer.errors import HwaccelError, SourceError, SourceTimeout, redact
 from streamer.ingest.windower import Geometry, Windower

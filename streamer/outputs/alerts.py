@@ -15,7 +15,6 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
