@@ -117,7 +117,9 @@ class Pipeline:
         now = time.monotonic()
         deadline = now + duration if duration else None
         next_summary = now + summary_every if summary_every else None
-        next_stats = now + self.cfg.redis.stats_interval
+        stats_done = threading.Event()
+        stats_thread = threading.Thread(target=self._stats_loop, args=(stats_done,), name="streamer:stats", daemon=True)
+        stats_thread.start()  # reading every process's metrics takes long enough to delay alerts: not on this thread
         try:
             while live and not self._stop.is_set():
                 now = time.monotonic()
@@ -158,14 +160,13 @@ class Pipeline:
                 if next_summary and summary and now >= next_summary:
                     summary(self.stats.summary())
                     next_summary += summary_every
-                if now >= next_stats:
-                    self._publish_stats()
-                    next_stats = now + self.cfg.redis.stats_interval
         finally:
             stop.set()
             for t in self.tracker.close_all():
                 self._publish(t, None, {})
             stop_ingest()
+            stats_done.set()
+            stats_thread.join(timeout=5)
             self._publish_stats()
             if summary:
                 summary(self.stats.summary())
@@ -223,6 +224,10 @@ class Pipeline:
         self.stats.alert(t.camera)
         if self.on_alert:
             self.on_alert(alert)
+
+    def _stats_loop(self, done: threading.Event) -> None:
+        while not done.wait(self.cfg.redis.stats_interval):
+            self._publish_stats()
 
     def _publish_stats(self) -> None:
         try:

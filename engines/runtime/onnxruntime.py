@@ -53,6 +53,8 @@ class OnnxRuntime(Runtime):
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        # no busy-waiting between ops: ingest processes share these cores, and spinning threads steal from them
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(self.model_path), so, providers=providers)
         except Exception as e:  # onnxruntime raises its own pybind types
