@@ -1,14 +1,39 @@
-"""Real media for tests, made with PyAV: deterministic, with white flashes and clicks at known times."""
+"""Real media for tests, made with PyAV: deterministic, with white flashes and clicks at known times.
+
+    make_clip(tmp / "cam.mp4", seconds=8, flash_at=[2.0], click_at=[2.0])          # H.264 + AAC
+    make_clip(tmp / "cam.mkv", audio_codec="libopus", channels=2)                   # H.264 + Opus
+    make_clip(tmp / "mute.mp4", audio_codec=None)                                   # video only
+
+Video is a pattern of 8x8 blocks of fixed noise scrolling one block per frame; frame i has PTS i at
+time base 1/fps, and a frame at a `flash_at` second is all white. Audio is quiet noise (0.01 RMS)
+with a 10 ms burst at 0.9 at each `click_at` second, shifted by `audio_offset` (a known A/V offset).
+H.264 is coded with a keyframe every second and no B-frames, so an RTSP client starts quickly.
+The same arguments give the same bytes (fixed seed, bit-exact muxing).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-AUDIO_RATES = {"aac": 48000, "libopus": 48000, "pcm_mulaw": 8000, "pcm_alaw": 8000, "pcm_s16le": 16000}
+# default sample rate per audio encoder (FFmpeg names)
+AUDIO_RATES = {"aac": 48000, "libopus": 48000, "opus": 48000, "pcm_mulaw": 8000, "pcm_alaw": 8000, "pcm_s16le": 16000}
+VIDEO_ENCODERS = {"h264": "libx264", "hevc": "libx265"}
+CLICK_SECONDS = 0.01
+CLICK_LEVEL = 0.9
+NOISE_RMS = 0.01
+
+
+def _video_options(codec: str, fps: int) -> dict[str, str]:
+    if codec in ("h264", "libx264"):
+        return {"g": str(fps), "bf": "0", "tune": "zerolatency", "preset": "veryfast", "threads": "1"}
+    if codec in ("hevc", "libx265"):
+        return {"g": str(fps), "x265-params": f"keyint={fps}:bframes=0:frame-threads=1:pools=none:log-level=error", "preset": "veryfast"}
+    return {}
 
 
 def make_clip(
@@ -20,54 +45,69 @@ def make_clip(
     audio_codec: str | None = "aac",
     sample_rate: int | None = None,
     channels: int = 1,
-    flash_at: list[float] = (),
-    click_at: list[float] = (),
+    flash_at: Sequence[float] = (),
+    click_at: Sequence[float] = (),
     audio_offset: float = 0.0,
     seed: int = 0,
 ) -> Path:
-    """A clip of moving noise with an all-white frame at each `flash_at` second and a loud 10 ms
-    click at each `click_at` second (+ audio_offset) over quiet noise. The container follows the extension."""
+    """Write a clip to `path`; the container follows the extension (.mp4/.mov for H.264/HEVC + AAC or
+    G.711, .mkv for anything incl. Opus and PCM). Returns the path."""
+    if channels not in (1, 2):
+        raise ValueError("channels must be 1 or 2")
+    if not video_codec and not audio_codec:
+        raise ValueError("a clip needs a video or an audio codec")
     path = Path(path)
     rng = np.random.default_rng(seed)
-    out = av.open(str(path), "w")
     w, h = size
-    vs = aus = None
-    if video_codec:
-        opts = {"g": str(fps), "bf": "0", "tune": "zerolatency"} if video_codec in ("h264", "libx264") else {"g": str(fps)}
-        vs = out.add_stream(video_codec if video_codec != "h264" else "libx264", rate=fps, options=opts if video_codec != "mjpeg" else {})
-        vs.width, vs.height = w, h
-        vs.pix_fmt = "yuvj420p" if video_codec == "mjpeg" else "yuv420p"
-        vs.time_base = Fraction(1, fps)
-    if audio_codec:
-        rate = sample_rate or AUDIO_RATES.get(audio_codec, 48000)
-        aus = out.add_stream(audio_codec, rate=rate, layout="mono" if channels == 1 else "stereo")
-    flashes = {round(t * fps) for t in flash_at}
-    base = rng.integers(0, 200, (h // 8, w // 8, 3), dtype=np.uint8)
-    if vs is not None:
-        for i in range(int(round(seconds * fps))):
-            img = np.full((h, w, 3), 255, np.uint8) if i in flashes else np.repeat(np.repeat(np.roll(base, i, 1), 8, 0), 8, 1)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for pkt in vs.encode(frame):
+    out = av.open(str(path), "w", container_options={"fflags": "+bitexact"})  # no random UIDs, dates
+    try:
+        vs = aus = None
+        if video_codec:
+            vs = out.add_stream(VIDEO_ENCODERS.get(video_codec, video_codec), rate=fps,
+                                options=_video_options(video_codec, fps))
+            vs.width, vs.height = w, h
+            vs.pix_fmt = "yuvj420p" if video_codec == "mjpeg" else "yuv420p"
+            vs.time_base = Fraction(1, fps)
+            vs.codec_context.time_base = Fraction(1, fps)
+        if audio_codec:
+            rate = sample_rate or AUDIO_RATES.get(audio_codec, 48000)
+            aus = out.add_stream(audio_codec, rate=rate, layout="mono" if channels == 1 else "stereo")
+            aus.time_base = Fraction(1, rate)
+            aus.codec_context.time_base = Fraction(1, rate)
+
+        if vs is not None:
+            flashes = {round(t * fps) for t in flash_at}
+            blocks = rng.integers(0, 200, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+            for i in range(int(round(seconds * fps))):
+                if i in flashes:
+                    img = np.full((h, w, 3), 255, np.uint8)
+                else:
+                    img = np.repeat(np.repeat(np.roll(blocks, i, 1), 8, 0), 8, 1)[:h, :w]
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                frame.pts, frame.time_base = i, Fraction(1, fps)
+                for pkt in vs.encode(frame):
+                    out.mux(pkt)
+            for pkt in vs.encode(None):
                 out.mux(pkt)
-        for pkt in vs.encode(None):
-            out.mux(pkt)
-    if aus is not None:
-        rate = aus.codec_context.sample_rate
-        pcm = (rng.standard_normal(int(seconds * rate)) * 0.01).astype(np.float32)
-        for t in click_at:
-            i = int(round((t + audio_offset) * rate))
-            pcm[i : i + rate // 100] = 0.9
-        layout = "mono" if channels == 1 else "stereo"
-        chunk = aus.codec_context.frame_size or 1024
-        for start in range(0, len(pcm), chunk):
-            part = pcm[start : start + chunk]
-            data = np.tile(part, (channels, 1)) if channels > 1 else part[None, :]
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="fltp", layout=layout)
-            frame.sample_rate, frame.pts = rate, start
-            for pkt in aus.encode(frame):
+
+        if aus is not None:
+            rate = aus.codec_context.sample_rate
+            n = int(round(seconds * rate))
+            pcm = (rng.standard_normal((channels, n)) * NOISE_RMS).astype(np.float32)
+            for t in click_at:
+                i = int(round((t + audio_offset) * rate))
+                if 0 <= i < n:
+                    pcm[:, i : i + int(rate * CLICK_SECONDS)] = CLICK_LEVEL
+            layout = "mono" if channels == 1 else "stereo"
+            chunk = aus.codec_context.frame_size or 1024
+            for start in range(0, n, chunk):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, start : start + chunk]), format="fltp",
+                                                   layout=layout)
+                frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+                for pkt in aus.encode(frame):
+                    out.mux(pkt)
+            for pkt in aus.encode(None):
                 out.mux(pkt)
-        for pkt in aus.encode(None):
-            out.mux(pkt)
-    out.close()
+    finally:
+        out.close()
     return path
