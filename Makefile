@@ -1,5 +1,10 @@
-# make demo | make test | make bench | make lint
-PY ?= $(shell command -v python3.11 || command -v python3)
+# make venv | demo [ARGS=...] | test [ARGS=pytest args] | bench | lint
+# The venv is made once and reinstalled only when pyproject.toml changes (stamp: .venv/.installed).
+
+# Python >= 3.11: python3 when it is new enough, else python3.11
+PY ?= $(shell for p in python3 python3.11; do \
+          command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+          && { command -v $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -8,8 +13,8 @@ ARGS ?=
 .PHONY: venv demo test bench lint system-deps
 
 $(STAMP): pyproject.toml
+	@test -n "$(PY)" || { echo "need Python >= 3.11 as python3 or python3.11 (Debian: apt-get install python3 python3-venv)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	# torch pinned first: the CPU wheel (an unpinned torch pulls a multi-GB CUDA build)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
@@ -34,5 +39,5 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.e2e --cameras 8 --json benchmarks/results/e2e.json
 
 lint: $(STAMP)
-	$(BIN)/ruff check streamer engines tests benchmarks
+	$(BIN)/ruff check streamer engines tests benchmarks scripts
 	$(BIN)/python scripts/typecheck_tensorrt.py
