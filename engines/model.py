@@ -45,6 +45,9 @@ class Arch:
     dropout: float = 0.3
     log_eps: float = 1e-6
     spec_augment: tuple[int, int, int, int] = (2, 8, 2, 10)  # training only: freq masks, max width, time masks, max width
+    audio_full: bool = False  # audio blocks: full 3x3 convolutions (True) or depthwise-separable (False)
+    spatial_grid: int = 0  # > 0: append a G x G grid of raw intensity/motion statistics to the embedding
+    motion_to_fuse: bool = False  # also feed the grid's motion statistics to the fusion MLP
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -149,11 +152,34 @@ class DSBlock(nn.Sequential):
         super().__init__(_conv_bn(cin, cin, 3, stride, groups=cin), _conv_bn(cin, cout, 1, 1))
 
 
-def _cnn(cin: int, channels: tuple[int, ...], strides: tuple[int, ...]) -> nn.Sequential:
+def _cnn(cin: int, channels: tuple[int, ...], strides: tuple[int, ...], full: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = [_conv_bn(cin, channels[0], 3, strides[0])]
     for i in range(1, len(channels)):
-        layers.append(DSBlock(channels[i - 1], channels[i], strides[i]))
+        if full:
+            layers.append(_conv_bn(channels[i - 1], channels[i], 3, strides[i]))
+        else:
+            layers.append(DSBlock(channels[i - 1], channels[i], strides[i]))
     return nn.Sequential(*layers)
+
+
+SPATIAL_FEATURES = ("intensity", "motion_mean", "motion_max")
+
+
+def spatial_dim(arch: Arch) -> int:
+    """Width of the raw spatial block at the end of the embedding (0 when the arch has none)."""
+    return arch.spatial_grid * arch.spatial_grid * len(SPATIAL_FEATURES) if arch.spatial_grid else 0
+
+
+def embedding_layout(spec: ModelSpec, arch: Arch) -> dict[str, Any]:
+    """Where things sit in the `embedding` output: the learned (fused) part first, then, when the arch
+    has one, a G x G grid of raw statistics per cell, cell-major ([G, G, F] flattened row by row)."""
+    s = spatial_dim(arch)
+    return {
+        "fused": [0, spec.embedding_dim - s],
+        "spatial": [spec.embedding_dim - s, spec.embedding_dim] if s else None,
+        "grid": arch.spatial_grid,
+        "features": list(SPATIAL_FEATURES) if s else [],
+    }
 
 
 class FusionNet(nn.Module):
@@ -180,20 +206,30 @@ class FusionNet(nn.Module):
         self.video_cnn = _cnn(6 if arch.video_diff else 3, arch.video_channels, arch.video_strides)
         self.logmel = LogMel(arch, spec.sample_rate)
         self.mel_norm = nn.BatchNorm1d(arch.n_mels)  # per-mel-bin standardisation, learned statistics
-        self.audio_cnn = _cnn(1, arch.audio_channels, arch.audio_strides)
+        self.audio_cnn = _cnn(1, arch.audio_channels, arch.audio_strides, full=arch.audio_full)
         cv, ca = arch.video_channels[-1], arch.audio_channels[-1]
         self.video_dim, self.audio_dim = 3 * cv, 2 * ca
+        self.spatial_dim = spatial_dim(arch)
+        if self.spatial_dim and (spec.height % arch.spatial_grid or spec.width % arch.spatial_grid):
+            raise ValueError(f"frame size {spec.height}x{spec.width} is not divisible by spatial_grid={arch.spatial_grid}")
+        fused_dim = spec.embedding_dim - self.spatial_dim
+        if fused_dim <= 0:
+            raise ValueError(f"embedding_dim={spec.embedding_dim} leaves no room beside the {self.spatial_dim}-d spatial block")
+        # motion statistics of the grid (2 of the 3 features per cell) as extra fusion inputs
+        self.motion_dim = 2 * arch.spatial_grid * arch.spatial_grid if (self.spatial_dim and arch.motion_to_fuse) else 0
+        if self.motion_dim:
+            self.motion_norm = nn.BatchNorm1d(self.motion_dim)
         self.fuse = nn.Sequential(
-            nn.Linear(self.video_dim + self.audio_dim + 2, arch.hidden),
+            nn.Linear(self.video_dim + self.audio_dim + self.motion_dim + 2, arch.hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(arch.dropout),
-            nn.Linear(arch.hidden, spec.embedding_dim),
+            nn.Linear(arch.hidden, fused_dim),
             nn.ReLU(inplace=True),
         )
         # Evaluation speed-up (training code only): skip a branch for rows whose mask is 0. Never set
         # when exporting: the exported graph always runs both branches with static shapes.
         self.skip_absent = False
-        self.head = nn.Sequential(nn.Dropout(arch.dropout), nn.Linear(spec.embedding_dim, len(spec.classes)))
+        self.head = nn.Sequential(nn.Dropout(arch.dropout), nn.Linear(fused_dim, len(spec.classes)))
 
     # -- branches -----------------------------------------------------------------------------------
     def video_embed(self, video: torch.Tensor) -> torch.Tensor:
@@ -217,6 +253,21 @@ class FusionNet(nn.Module):
         else:
             parts.append(torch.zeros_like(parts[0]))
         return torch.cat(parts, dim=1)
+
+    def spatial_stats(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, T, H, W, 3] -> [B, G*G*3]: per cell of a G x G grid, the mean grey level, and the
+        mean and max over time of the mean |frame-to-frame change| (grey, in [0, 1]). Fixed, not learnt:
+        the per-camera normality model compares these with the camera's own normal footage."""
+        t, h, w, g = self.spec.frames, self.spec.height, self.spec.width, self.arch.spatial_grid
+        x = video.to(torch.float32).mean(dim=4) * (1.0 / 255.0)  # [B, T, H, W] grey
+        cells = x.reshape(-1, t, g, h // g, g, w // g).mean(dim=(3, 5))  # [B, T, G, G]
+        intensity = cells.mean(dim=1)
+        if t > 1:
+            d = (x[:, 1:] - x[:, :-1]).abs().reshape(-1, t - 1, g, h // g, g, w // g).mean(dim=(3, 5))
+            m_mean, m_max = d.mean(dim=1), d.amax(dim=1)
+        else:
+            m_mean = m_max = torch.zeros_like(intensity)
+        return torch.stack([intensity, m_mean, m_max], dim=3).reshape(-1, g * g * 3)
 
     def audio_embed(self, audio: torch.Tensor) -> torch.Tensor:
         """float32 [B, S] -> [B, 2C]: mean and max over time of the frequency-averaged feature map."""
@@ -249,8 +300,19 @@ class FusionNet(nn.Module):
         am = audio_mask.reshape(-1, 1)
         v = self._masked_branch(self.video_embed, video, video_mask, self.video_dim) * vm
         a = self._masked_branch(self.audio_embed, audio, audio_mask, self.audio_dim) * am
-        emb = self.fuse(torch.cat([v, a, vm, am], dim=1))
-        return self.head(emb), emb
+        parts = [v, a]
+        sp = None
+        if self.spatial_dim:
+            sp = self.spatial_stats(video) * vm
+            if self.motion_dim:
+                g2 = self.arch.spatial_grid ** 2
+                motion = torch.log(sp.reshape(-1, g2, 3)[:, :, 1:].reshape(-1, 2 * g2) + 1e-3)
+                parts.append(self._masked_branch(self.motion_norm, motion, video_mask, self.motion_dim) * vm)
+        emb = self.fuse(torch.cat([*parts, vm, am], dim=1))
+        logits = self.head(emb)
+        if sp is not None:
+            emb = torch.cat([emb, sp], dim=1)
+        return logits, emb
 
 
 def build_model(spec: ModelSpec, arch: Arch | None = None) -> FusionNet:
@@ -304,3 +366,38 @@ def count_macs(model: FusionNet, spec: ModelSpec) -> int:
     n_bins = arch.n_fft // 2 + 1
     macs += 2 * n_bins * arch.n_fft * n + arch.n_mels * 2 * n_bins * n
     return int(macs)
+
+
+LAYOUT_KEY = "streamer.embedding_layout"
+
+
+def write_layout(onnx_path, layout: dict[str, Any]) -> None:
+    """Record the embedding layout in the ONNX file's metadata (`LAYOUT_KEY`, JSON)."""
+    import json
+
+    import onnx
+
+    m = onnx.load(str(onnx_path))
+    for p in list(m.metadata_props):
+        if p.key == LAYOUT_KEY:
+            m.metadata_props.remove(p)
+    m.metadata_props.add(key=LAYOUT_KEY, value=json.dumps(layout, sort_keys=True))
+    onnx.save(m, str(onnx_path))
+
+
+def read_layout(onnx_path) -> dict[str, Any] | None:
+    """The embedding layout recorded by `write_layout`, or None (then the whole embedding is learned)."""
+    import json
+
+    try:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        meta = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"]).get_modelmeta()
+        value = meta.custom_metadata_map.get(LAYOUT_KEY)
+    except ImportError:
+        import onnx
+
+        value = next((p.value for p in onnx.load(str(onnx_path)).metadata_props if p.key == LAYOUT_KEY), None)
+    return json.loads(value) if value else None

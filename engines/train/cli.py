@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads for decoding and training")
     p.add_argument("--name", default="fusion", help="model name (file stem)")
+    p.add_argument("--far", type=float, default=None,
+                   help="per-class thresholds: false-alarm rate on validation negative windows (default 0.02)")
+    p.add_argument("--select", choices=("final", "best"), default="final",
+                   help="keep the last step (default) or the step with the best validation mAP")
+    p.add_argument("--resume", action="store_true", help="continue the run in .cache/train/last.pt")
     return p
 
 
@@ -38,19 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for d in ("urbansound8k", "glass_break", "fight"):
+    for d in ("urbansound8k", "glass_break", "fight"):  # ucsd_ped2 is optional (extra negatives)
         if not (args.data / d / "labels.csv").is_file():
             print(f"error: {args.data / d / 'labels.csv'} not found (--data must hold the dataset folders)",
                   file=sys.stderr)
             return 2
     from engines.bench import measure_throughput
     from engines.export import check_parity, export_onnx, save_torch_weights
+    from engines.model import embedding_layout, write_layout
     from engines.runtime.onnxruntime import OnnxRuntime
     from engines.spec import save_spec
-    from engines.train.loop import TrainConfig, train
+    from engines.train.loop import DEFAULT_FAR, TrainConfig, train
 
     cfg = TrainConfig(data_dir=args.data, out_dir=args.out, minutes=args.minutes, steps=args.steps,
-                      seed=args.seed, threads=args.threads)
+                      seed=args.seed, threads=args.threads, far=DEFAULT_FAR if args.far is None else args.far,
+                      select=args.select, resume=args.resume)
     res = train(cfg)
     model, spec, report = res["model"], res["spec"], res["report"]
     spec = replace(spec, thresholds=res["thresholds"], name=args.name)
@@ -58,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_path = args.out / f"{args.name}.onnx"
     export_onnx(model, spec, onnx_path)
+    layout = embedding_layout(spec, model.arch)
+    write_layout(onnx_path, layout)
+    report["embedding_layout"] = layout
     parity = check_parity(model, onnx_path, spec, batches=(1, 3, 8))
     digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()[:12]
     spec = replace(spec, version=f"0.1.0+{digest}")
@@ -147,7 +157,7 @@ def model_card(spec, r: dict, command: str, args: argparse.Namespace) -> str:
         f"- Command: `{command}`",
         (f"- Wall time: {r['wall_seconds'] / 60:.1f} min in total (decode/cache {r['decode_seconds']:.0f} s, "
         f"training {r['train_seconds'] / 60:.1f} min, {r['steps']} steps of "
-        f"32 windows; kept step {r['best_step']}), on {args.threads} CPU threads, seed {args.seed}."),
+        f"32 windows; kept step {r['kept_step']}), on {args.threads} CPU threads, seed {args.seed}."),
         "- Windows: 1 s, hop 0.5 s, decoded by `streamer.ingest.clip.clip_windows` (the live ingest code).",
         f"- Train windows: {r['train_windows']}; validation windows: {r['val_windows']}.",
         ("- Loss: multi-label BCE (negatives: glass_break `background`, fight `no_fight`, all-zero targets). "

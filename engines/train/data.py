@@ -31,8 +31,11 @@ LABEL_MAP: dict[str, dict[str, str | None]] = {
     "urbansound8k": {c: c for c in URBAN_CLASSES},
     "glass_break": {"glass_break": "glass_break", "background": None},
     "fight": {"fight": "fight", "no_fight": None},
+    # anomaly folder: its normal training footage (pedestrians walking) is extra "no event" video
+    "ucsd_ped2": {"normal": None},
 }
 DATASETS = tuple(LABEL_MAP)
+LABELLED = ("urbansound8k", "glass_break", "fight")
 HOP_SECONDS = 0.5
 VAL_FRACTION = 0.2
 REPO = Path(__file__).resolve().parents[2]
@@ -109,8 +112,12 @@ def _split_sources(rows: list[dict[str, str]], seed: int, frac: float = VAL_FRAC
 def read_clips(data_dir: Path, dataset: str, seed: int = 0) -> list[Clip]:
     """Rows of `<data_dir>/<dataset>/labels.csv` with a train/val split by source_id.
 
-    urbansound8k: fold 2 is validation, fold 1 training. Others: ~20% of source_ids, seeded.
+    urbansound8k: fold 2 is validation, fold 1 training. ucsd_ped2: the normal `train/*.mp4` clips, all
+    training (its test clips are for the anomaly evaluation only). Others: ~20% of source_ids, seeded.
     """
+    if dataset == "ucsd_ped2":
+        files = sorted((data_dir / dataset / "train").glob("*.mp4"))
+        return [Clip(dataset, f"train/{f.name}", "normal", f.stem, "train") for f in files]
     path = data_dir / dataset / "labels.csv"
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -141,7 +148,12 @@ def _ingest_fingerprint() -> str:
 def cache_path(data_dir: Path, dataset: str, spec: ModelSpec, cache_dir: Path = CACHE_DIR) -> Path:
     h = hashlib.sha256()
     h.update(f"{spec.frames}x{spec.height}x{spec.width}|{spec.samples}|{spec.sample_rate}|{HOP_SECONDS}".encode())
-    h.update((data_dir / dataset / "labels.csv").read_bytes())
+    labels = data_dir / dataset / "labels.csv"
+    if labels.is_file():
+        h.update(labels.read_bytes())
+    else:
+        for c in read_clips(data_dir, dataset):
+            h.update(c.file.encode())
     h.update(_ingest_fingerprint().encode())
     return cache_dir / f"{dataset}-{h.hexdigest()[:16]}.npz"
 

@@ -68,3 +68,24 @@ def best_f1_threshold(
     # halfway to the next lower score: the same decisions on these data, a margin for new data
     t = cands[best_i] if best_i == 0 else 0.5 * (cands[best_i] + cands[best_i - 1])
     return float(np.clip(t, lo, hi)), "max F1"
+
+
+def far_threshold(y: np.ndarray, s: np.ndarray, far: float, lo: float = 0.05, hi: float = 0.99) -> float:
+    """The lowest threshold at which at most `far` of the negatives (y == 0) score >= it: halfway
+    between the first negative that may stay above and the first that must fall below (a margin for
+    new data), clamped to [lo, hi]. With no negatives, `lo`."""
+    neg = np.sort(np.asarray(s, np.float64)[~np.asarray(y, bool)])[::-1]
+    if len(neg) == 0:
+        return lo
+    k = int(np.floor(far * len(neg)))  # negatives allowed at or above the threshold
+    if k >= len(neg):
+        return lo
+    below = neg[k]  # must be strictly under the threshold
+    above = neg[k - 1] if k > 0 else 1.0
+    t = 0.5 * (below + above) if above > below else float(np.nextafter(below, np.inf))
+    return float(np.clip(t, lo, hi))
+
+
+def false_alarm_rate(y: np.ndarray, s: np.ndarray, thr: float) -> float:
+    neg = np.asarray(s)[~np.asarray(y, bool)]
+    return float((neg >= thr).mean()) if len(neg) else float("nan")

@@ -1,0 +1,120 @@
+"""`streamer eval classify|anomaly` and `streamer learn-normal` on generated folders with a tiny real model."""
+
+from __future__ import annotations
+
+import csv
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from engines.spec import ModelSpec
+from streamer.eval_cli import main
+from tests.media import make_clip
+
+FPS = 10
+
+
+@pytest.fixture(scope="module")
+def spatial_model(tmp_path_factory) -> Path:
+    """A tiny FusionNet with a 4x4 spatial block in its embedding, exported with its layout."""
+    import torch
+
+    from engines.export import export_onnx
+    from engines.model import Arch, FusionNet, embedding_layout, read_layout, spatial_dim, write_layout
+
+    arch = Arch(video_channels=(4, 8, 8), video_strides=(2, 2, 1), audio_channels=(4, 8), audio_strides=(2, 2),
+                n_mels=16, hidden=16, dropout=0.0, spatial_grid=4, motion_to_fuse=True)
+    spec = ModelSpec(name="tiny", frames=2, height=32, width=32, window_seconds=0.25, classes=("a", "b", "c"),
+                     thresholds={"a": 0.5, "b": 0.5, "c": 0.5}, embedding_dim=16 + spatial_dim(arch))
+    torch.manual_seed(0)
+    model = FusionNet(spec, arch).eval()
+    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    export_onnx(model, spec, path)
+    write_layout(path, embedding_layout(spec, arch))
+    assert read_layout(path)["spatial"] == [16, 64]
+    return path
+
+
+def write_scene(path: Path, seconds: float, anomaly: tuple[float, float] | None = None, seed: int = 0) -> int:
+    """A fixed dark scene with a small square walking across; during `anomaly` (s) a big bright block
+    crosses it. Returns the number of frames."""
+    rng = np.random.default_rng(seed)
+    bg = rng.integers(20, 60, (96, 128, 3), dtype=np.uint8)
+    n = int(seconds * FPS)
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "crf": "18"})
+        vs.width, vs.height, vs.pix_fmt = 128, 96, "yuv420p"
+        vs.time_base = Fraction(1, FPS)
+        for i in range(n):
+            img = bg.copy()
+            x = (i * 4) % 110
+            img[40:52, x : x + 10] = 140
+            if anomaly and anomaly[0] <= i / FPS < anomaly[1]:
+                img[20:80, 30:90] = 250
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, FPS)
+            for p in vs.encode(f):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+    return n
+
+
+def test_eval_classify_json(tmp_path, spatial_model, capsys):
+    d = tmp_path / "cls"
+    d.mkdir()
+    rows = []
+    for i, (label, kind) in enumerate([("a", "audio"), ("a", "video"), ("b", "both"), ("b", "audio"),
+                                       ("none", "both"), ("none", "video")]):
+        name = f"clip{i}.mp4"
+        make_clip(d / name, seconds=1.0 + 0.5 * i, fps=FPS, size=(64, 48), seed=i,
+                  video_codec=None if kind == "audio" else "h264", audio_codec=None if kind == "video" else "aac")
+        rows.append({"file": name, "label": label})
+    with (d / "labels.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, ["file", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["eval", "classify", str(d), "--json", "--negative", "none,background", "--model",
+                 str(spatial_model), "--workers", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 6 and set(out) == {"n", "accuracy", "macro_f1", "per_class"}
+    assert 0.0 <= out["accuracy"] <= 1.0 and 0.0 <= out["macro_f1"] <= 1.0
+    assert set(out["per_class"]) == {"a", "b", "none"}
+    assert all(set(m) == {"ap", "precision", "recall", "n"} for m in out["per_class"].values())
+    assert [out["per_class"][k]["n"] for k in ("a", "b", "none")] == [2, 2, 2]
+    # a label that is neither a class nor a negative is an error, exit 1
+    assert main(["eval", "classify", str(d), "--json", "--model", str(spatial_model), "--workers", "1"]) == 1
+    assert "neither model classes" in capsys.readouterr().err
+
+
+def test_learn_normal_and_eval_anomaly(tmp_path, spatial_model, capsys):
+    from streamer.detect.normality import NormalityModel
+
+    d = tmp_path / "anom"
+    (d / "train").mkdir(parents=True)
+    (d / "test").mkdir()
+    for k in range(2):
+        write_scene(d / "train" / f"train{k}.mp4", 6.0, seed=0)
+    n = write_scene(d / "test" / "test01.mp4", 6.0, anomaly=(2.0, 4.0), seed=0)
+    with (d / "test" / "labels.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "frame", "anomalous"])
+        for i in range(n):
+            w.writerow(["test/test01.mp4", i, int(2.0 <= i / FPS < 4.0)])
+
+    assert main(["learn-normal", "--camera", "gate", "--from", str(d / "train" / "train0.mp4"), "--minutes", "0.05",
+                 "--hop", "0.25", "--out", str(tmp_path / "norm"), "--model", str(spatial_model), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    nm = NormalityModel.load(info["path"])
+    assert info["camera"] == "gate" and info["spatial"] and nm.camera == "gate"
+    assert nm.windows == info["windows"] == 12  # 0.25 s windows every 0.25 s, ending by 3 s (--minutes 0.05)
+    assert nm.threshold > 0
+
+    assert main(["eval", "anomaly", str(d), "--json", "--model", str(spatial_model)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["frames"] == n and out["anomalous_frames"] == 20
+    assert out["auc"] >= 0.9
