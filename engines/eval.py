@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import multiprocessing as mp
 from collections.abc import Iterable, Iterator
@@ -36,6 +37,23 @@ from engines.train.metrics import average_precision, roc_auc
 log = logging.getLogger(__name__)
 
 DEFAULT_HOP = 0.5
+
+
+LAYOUT_KEY = "streamer.embedding_layout"  # ONNX metadata: where things sit in the embedding (JSON)
+
+
+def read_layout(onnx_path: str | Path) -> dict | None:
+    """The embedding layout an ONNX model records (engines.model.embedding_layout), or None: then the
+    whole embedding is learned. Reads the metadata through ONNX Runtime (no torch)."""
+    import json
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    meta = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"]).get_modelmeta()
+    value = meta.custom_metadata_map.get(LAYOUT_KEY)
+    return json.loads(value) if value else None
 
 
 class EvalError(ValueError):
@@ -345,3 +363,53 @@ def evaluate_anomaly(folder: str | Path, model: str | Path = DEFAULT_MODEL, back
 
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".ts", ".webm", ".m4v", ".flv"}
+
+
+NEGATIVES = {"urbansound8k": (), "fight": ("no_fight",), "glass_break": ("background",)}
+
+
+def evaluate_all(data_dir: str | Path, model: str | Path = DEFAULT_MODEL, threads: int = 0, workers: int = 2,
+                 progress: bool = True) -> dict:
+    """Every benchmark of the default model on its validation split (the splits training uses):
+    UrbanSound8K fold 2, the validation source videos/recordings of fight and glass_break, and UCSD
+    Ped2 (normal learned from train/, frame AUC on test/)."""
+    import tempfile
+
+    from engines.train.splits import write_split
+
+    data_dir = Path(data_dir)
+    out: dict = {"model": str(model), "version": load_spec(model).version, "classify": {}}
+    with tempfile.TemporaryDirectory(prefix="streamer-val-") as tmp:
+        for d, neg in NEGATIVES.items():
+            folder = write_split(data_dir, d, Path(tmp))
+            res = evaluate_classification(folder, model, negatives=neg, threads=threads, workers=workers,
+                                          progress=progress)
+            out["classify"][d] = res.report
+            log.info("%s: %s", d, json.dumps(res.report))
+    if (data_dir / "ucsd_ped2" / "train").is_dir():
+        out["anomaly"] = evaluate_anomaly(data_dir / "ucsd_ped2", model, threads=threads, progress=progress)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m engines.eval", description=evaluate_all.__doc__)
+    p.add_argument("--data", type=Path, required=True, help="../shared/data")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--out", type=Path, default=None, help="write the JSON here (default: stdout only)")
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    res = evaluate_all(args.data, args.model, threads=args.threads)
+    text = json.dumps(res, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

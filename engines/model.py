@@ -368,7 +368,7 @@ def count_macs(model: FusionNet, spec: ModelSpec) -> int:
     return int(macs)
 
 
-LAYOUT_KEY = "streamer.embedding_layout"
+from engines.eval import LAYOUT_KEY  # noqa: E402 - the key lives beside its torch-free reader
 
 
 def write_layout(onnx_path, layout: dict[str, Any]) -> None:
@@ -386,18 +386,7 @@ def write_layout(onnx_path, layout: dict[str, Any]) -> None:
 
 
 def read_layout(onnx_path) -> dict[str, Any] | None:
-    """The embedding layout recorded by `write_layout`, or None (then the whole embedding is learned)."""
-    import json
+    """See engines.eval.read_layout (torch-free)."""
+    from engines.eval import read_layout as _read
 
-    try:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        meta = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"]).get_modelmeta()
-        value = meta.custom_metadata_map.get(LAYOUT_KEY)
-    except ImportError:
-        import onnx
-
-        value = next((p.value for p in onnx.load(str(onnx_path)).metadata_props if p.key == LAYOUT_KEY), None)
-    return json.loads(value) if value else None
+    return _read(onnx_path)

@@ -39,6 +39,7 @@ DEFAULT_FAR = 0.01
 DEFAULT_FEATURES = ("intensity", "motion_mean")  # of the spatial block (engines.model.SPATIAL_FEATURES)
 MAX_BANK = 6000  # normal windows kept (a seeded subsample beyond that)
 FOLDS = 5
+SCALE_FLOOR = 0.5
 BLOCK = 20  # windows per calibration block (10 s at the default 0.5 s hop)
 
 
@@ -48,7 +49,7 @@ class NormalityError(ValueError):
 
 def model_layout(model_path: str | Path) -> dict[str, Any] | None:
     """The embedding layout recorded in an ONNX model (None when it has none)."""
-    from engines.model import read_layout
+    from engines.eval import read_layout
 
     return read_layout(model_path)
 
@@ -100,7 +101,8 @@ class NormalityModel:
     @classmethod
     def fit(cls, embeddings: np.ndarray | Sequence[np.ndarray], layout: dict[str, Any] | None = None,
             camera: str = "", far: float = DEFAULT_FAR, features: Sequence[str] = DEFAULT_FEATURES,
-            max_bank: int = MAX_BANK, seed: int = 0, block: int = BLOCK) -> NormalityModel:
+            max_bank: int = MAX_BANK, seed: int = 0, block: int = BLOCK,
+            scale_floor: float = SCALE_FLOOR) -> NormalityModel:
         """Learn from normal embedding rows: one array [N, D] of consecutive windows, or a list of such
         arrays (one per clip; blocks never span two clips)."""
         if not 0.0 < far < 1.0:
@@ -126,7 +128,10 @@ class NormalityModel:
         fold = block_id % FOLDS
         mean = x.mean(axis=0)
         scale = x.std(axis=0)
-        scale = np.maximum(scale, 1e-3 * max(float(scale.mean()), 1e-6) + 1e-6)
+        # a cell where nothing ever changes has a tiny spread: floor it at a fraction of the feature's
+        # median spread over cells, so that compression noise there does not look like an event
+        floor = scale_floor * np.median(scale, axis=0, keepdims=True) + 1e-6
+        scale = np.maximum(scale, floor)
         z = ((x - mean) / scale).astype(np.float32)
         oof = np.empty(n, np.float32)
         for f in range(FOLDS):
@@ -203,3 +208,42 @@ def camera_path(out_dir: str | Path, camera: str) -> Path:
     """Where a camera's normality model lives: `<out_dir>/<camera>.npz` (the id made file-safe)."""
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in camera) or "camera"
     return Path(out_dir) / f"{safe}.npz"
+
+
+class NormalityLearner:
+    """An automatic learning period at first start: collect a camera's embedding rows until `windows`
+    have arrived, then fit, save to `path` and return the model (None until then).
+
+        learner = NormalityLearner("cam1", layout, windows=1200, path=camera_path(dir, "cam1"))
+        model = learner.add(rows)  # per engine result; a NormalityModel once learned
+    """
+
+    def __init__(self, camera: str, layout: dict[str, Any] | None, windows: int, path: str | Path | None = None,
+                 far: float = DEFAULT_FAR) -> None:
+        if windows < 2 * FOLDS:
+            raise NormalityError(f"a learning period needs at least {2 * FOLDS} windows, got {windows}")
+        self.camera, self.layout, self.windows, self.far = camera, layout, windows, far
+        self.path = Path(path) if path is not None else None
+        self._rows: list[np.ndarray] = []
+        self._n = 0
+        self.model: NormalityModel | None = None
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self._n / self.windows)
+
+    def add(self, embedding_rows: np.ndarray) -> NormalityModel | None:
+        if self.model is not None:
+            return self.model
+        rows = np.atleast_2d(np.asarray(embedding_rows, np.float32))
+        self._rows.append(rows)
+        self._n += len(rows)
+        if self._n < self.windows:
+            return None
+        self.model = NormalityModel.fit(np.concatenate(self._rows), layout=self.layout, camera=self.camera,
+                                        far=self.far)
+        self._rows.clear()
+        if self.path is not None:
+            self.model.save(self.path)
+            log.info("camera %s: learned normal from %d windows, saved %s", self.camera, self._n, self.path)
+        return self.model

@@ -82,3 +82,16 @@ def test_errors(tmp_path):
     np.savez(bad, meta=np.array('{"format": "other"}'), mean=np.zeros(1), scale=np.ones(1), bank=np.zeros(1))
     with pytest.raises(NormalityError, match="not a normality model"):
         NormalityModel.load(bad)
+
+
+def test_learning_period_fits_once_enough_windows_arrived(tmp_path):
+    from streamer.detect.normality import NormalityLearner
+
+    learner = NormalityLearner("cam", LAYOUT, windows=100, path=tmp_path / "cam.npz", far=0.05)
+    rows = normal_rows(130, 4)
+    assert learner.add(rows[:60]) is None and learner.progress == 0.6
+    model = learner.add(rows[60:110])
+    assert model is not None and model.windows == 110 and (tmp_path / "cam.npz").is_file()
+    assert learner.add(rows[110:]) is model
+    with pytest.raises(NormalityError):
+        NormalityLearner("cam", LAYOUT, windows=3)
