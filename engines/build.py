@@ -1,25 +1,31 @@
-"""TensorRT engine build (`streamer engine build`) and the engine cache.
+"""TensorRT engine build (`streamer engine build`), the engine cache, and the CUDA helpers they share.
 
-Building is a separate step, never a surprise at start-up. An engine is cached under a name made from
-everything that invalidates it: the ONNX file's sha256, the TensorRT version, the GPU name and compute
-capability, the precision and the batch profile. The full key is stored beside the engine and checked
-before loading, so a stale or foreign engine is never used.
+Building is a separate step, never a surprise at start-up. An engine is cached under a file name made
+from everything that invalidates it: the ONNX file's sha256, the TensorRT version, the GPU name and
+compute capability, the precision and the batch profile (min/opt/max). The full key, and the sha256
+of the plan itself, are stored in a sidecar beside the engine and checked before an engine is
+loaded, so a stale, foreign or overwritten engine is never used.
 
-Written to NVIDIA's TensorRT 10 Python API. NOT EXECUTED on the development machines (no GPU, no
-TensorRT wheels); the key rules and the error paths are tested on CPU.
+Written to NVIDIA's documented TensorRT 10 Python API (ONNX parser, IBuilderConfig, optimisation
+profile, FP16/INT8 flags, timing cache, IProgressMonitor) and pycuda. NOT EXECUTED on the development
+machines (no GPU, no TensorRT wheels): type-checked against tensorrt-stubs; the key rules, the cache
+and the error paths are tested on CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from engines.errors import BackendUnavailable, EngineError
+from engines.errors import BackendUnavailable, EngineError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +33,27 @@ TENSORRT_MISSING = (
     "backend 'tensorrt' needs TensorRT and pycuda: pip install 'streamer[gpu]' on a machine with an NVIDIA driver"
 )
 PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_CACHE = Path.home() / ".cache" / "streamer" / "engines"
+DEFAULT_PRECISION = "fp16"
+KEY_VERSION = 1  # bump when the key's meaning changes: every older engine is then rebuilt
 
 
-def ensure_real(module: Any) -> None:
-    """tensorrt-stubs installs a `tensorrt` folder of .pyi files that imports as an empty namespace
-    package: treat that as TensorRT missing."""
-    if getattr(module, "__file__", None) is None:
-        raise BackendUnavailable(f"{TENSORRT_MISSING} (only type stubs of {module.__name__} are installed)")
+def default_cache() -> Path:
+    """`$STREAMER_ENGINE_CACHE`, else ~/.cache/streamer/engines."""
+    env = os.environ.get("STREAMER_ENGINE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "streamer" / "engines"
+
+
+DEFAULT_CACHE = default_cache()
+
+
+def default_profile(max_batch: int) -> tuple[int, int, int]:
+    """min 1, opt half the max (a batch fills only when many cameras are busy), max `max_batch`."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    return 1, max(1, max_batch // 2), max_batch
+
+
+# ---- the cache key (pure: no file, no GPU, no TensorRT) ---------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -42,28 +61,68 @@ class EngineKey:
     """Everything an engine depends on. Two builds with equal keys are interchangeable."""
 
     onnx_sha256: str
-    tensorrt: str
-    gpu: str
-    compute_capability: str  # "8.6"
+    tensorrt: str  # full version, e.g. "10.13.0.35"
+    gpu: str  # device name, e.g. "NVIDIA L4"
+    compute_capability: str  # "8.9"
     precision: str  # fp32 | fp16 | int8
     batch_min: int
     batch_opt: int
     batch_max: int
+    key_version: int = KEY_VERSION
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9a-f]{64}", self.onnx_sha256):
+            raise ValueError(f"onnx_sha256 must be 64 lowercase hex digits, got {self.onnx_sha256!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not re.fullmatch(r"\d+\.\d+", self.compute_capability):
+            raise ValueError(f"compute capability must look like '8.9', got {self.compute_capability!r}")
+        if not self.tensorrt or not self.gpu:
+            raise ValueError("the TensorRT version and the GPU name are part of the key and cannot be empty")
         if not 1 <= self.batch_min <= self.batch_opt <= self.batch_max:
-            raise ValueError(f"batch profile needs 1 <= min <= opt <= max, got {self.batch_min}/{self.batch_opt}/{self.batch_max}")
+            raise ValueError(
+                f"batch profile needs 1 <= min <= opt <= max, got {self.batch_min}/{self.batch_opt}/{self.batch_max}"
+            )
+
+    @property
+    def profile(self) -> tuple[int, int, int]:
+        return self.batch_min, self.batch_opt, self.batch_max
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of every field: the part of the file name that cannot collide."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     def filename(self, model: str) -> str:
+        """Readable and unique: model, ONNX hash prefix, TensorRT, GPU, sm, precision, profile, key digest."""
         gpu = re.sub(r"[^A-Za-z0-9]+", "-", self.gpu).strip("-").lower() or "gpu"
+        safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "-", model) or "model"
         cc = self.compute_capability.replace(".", "")
-        return (f"{model}-{self.onnx_sha256[:16]}-trt{self.tensorrt}-{gpu}-sm{cc}-{self.precision}"
-                f"-b{self.batch_min}_{self.batch_opt}_{self.batch_max}.engine")
+        return (f"{safe_model}-{self.onnx_sha256[:12]}-trt{self.tensorrt}-{gpu}-sm{cc}-{self.precision}"
+                f"-b{self.batch_min}_{self.batch_opt}_{self.batch_max}-{self.digest()[:12]}.engine")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EngineKey:
+        names = {f.name for f in fields(cls)}
+        if set(d) - names:
+            raise ValueError(f"unknown engine key fields {sorted(set(d) - names)}")
+        return cls(**d)
+
+    def same_build_target(self, other: EngineKey) -> bool:
+        """Equal in everything but the batch profile."""
+        return replace(self, batch_min=1, batch_opt=1, batch_max=1) == replace(other, batch_min=1, batch_opt=1, batch_max=1)
+
+
+def engine_key(onnx_sha256: str, *, tensorrt_version: str, gpu: str, compute_capability: str,
+               precision: str = DEFAULT_PRECISION, batch: tuple[int, int, int] = (1, 4, 8)) -> EngineKey:
+    """The cache key from its parts. Pure: same inputs, same key; any input changed, another key."""
+    return EngineKey(onnx_sha256.lower(), str(tensorrt_version), str(gpu), str(compute_capability), precision, *batch)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: str | Path) -> str:
@@ -75,51 +134,192 @@ def sha256_file(path: str | Path) -> str:
 
 
 def make_key(onnx_path: str | Path, *, tensorrt_version: str, gpu: str, compute_capability: str,
-             precision: str = "fp16", batch: tuple[int, int, int] = (1, 8, 16)) -> EngineKey:
-    return EngineKey(sha256_file(onnx_path), tensorrt_version, gpu, compute_capability, precision, *batch)
+             precision: str = DEFAULT_PRECISION, batch: tuple[int, int, int] = (1, 4, 8)) -> EngineKey:
+    """The key of an ONNX file (hashes the file, then calls `engine_key`)."""
+    return engine_key(sha256_file(onnx_path), tensorrt_version=tensorrt_version, gpu=gpu,
+                      compute_capability=compute_capability, precision=precision, batch=batch)
 
 
-def cached_engine(cache_dir: str | Path, model: str, key: EngineKey) -> Path | None:
-    """The cached engine for `key`, or None. An engine whose stored key differs is never returned."""
-    path = Path(cache_dir) / key.filename(model)
-    meta = path.with_suffix(".json")
-    if not path.is_file() or not meta.is_file():
-        return None
-    if json.loads(meta.read_text()) != json.loads(key.to_json()):
-        log.warning("ignoring %s: it was built for another model, GPU, TensorRT or profile", path)
-        return None
-    return path
+# ---- the cache ----------------------------------------------------------------------------------------
+
+
+def sidecar(engine_path: str | Path) -> Path:
+    return Path(engine_path).with_suffix(".json")
 
 
 def store_engine(cache_dir: str | Path, model: str, key: EngineKey, plan: bytes) -> Path:
+    """Write the plan and its sidecar (key + plan sha256), each atomically; the sidecar last."""
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / key.filename(model)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(".engine.tmp")
     tmp.write_bytes(plan)
     tmp.replace(path)
-    path.with_suffix(".json").write_text(key.to_json() + "\n")
+    meta = {"key": asdict(key), "plan_sha256": sha256_bytes(plan), "model": model}
+    tmp_meta = path.with_suffix(".json.tmp")
+    tmp_meta.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    tmp_meta.replace(sidecar(path))
     return path
+
+
+def read_sidecar(engine_path: str | Path) -> tuple[EngineKey, str]:
+    """(stored key, stored plan sha256) of an engine; ModelLoadError when missing or unreadable."""
+    meta = sidecar(engine_path)
+    try:
+        d = json.loads(meta.read_text())
+        return EngineKey.from_dict(d["key"]), str(d["plan_sha256"])
+    except FileNotFoundError:
+        raise ModelLoadError(f"{engine_path} has no key file {meta.name}: it was not built by "
+                             "`streamer engine build`, so it is not loaded") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"unreadable engine key file {meta}: {e}") from e
+
+
+def check_engine(engine_path: str | Path, want: EngineKey, *, any_profile_up_to: int | None = None) -> bytes:
+    """The plan bytes of `engine_path` after checking them against `want`; ModelLoadError otherwise.
+
+    The stored key must equal `want` (or, with `any_profile_up_to=n`, equal it in everything but the
+    profile and have a max batch >= n), and the plan's sha256 must be the one stored at build time."""
+    stored, plan_sha = read_sidecar(engine_path)
+    if any_profile_up_to is None:
+        ok = stored == want
+    else:
+        ok = stored.same_build_target(want) and stored.batch_max >= any_profile_up_to
+    if not ok:
+        diff = {k: (v, getattr(want, k)) for k, v in asdict(stored).items() if v != getattr(want, k)}
+        raise ModelLoadError(f"{engine_path} was built for something else (stored vs wanted: {diff}); "
+                             "rebuild it with `streamer engine build`")
+    plan = Path(engine_path).read_bytes()
+    if sha256_bytes(plan) != plan_sha:
+        raise ModelLoadError(f"{engine_path} does not match the plan recorded at build time (overwritten or "
+                             "truncated); rebuild it with `streamer engine build`")
+    return plan
+
+
+def cached_engine(cache_dir: str | Path, model: str, key: EngineKey) -> Path | None:
+    """The cached engine for exactly `key`, or None. An engine whose stored key differs is never returned."""
+    path = Path(cache_dir) / key.filename(model)
+    if not path.is_file():
+        return None
+    try:
+        check_engine(path, key)
+    except ModelLoadError as e:
+        log.warning("ignoring cached engine: %s", e)
+        return None
+    return path
+
+
+def find_engine(cache_dir: str | Path, want: EngineKey, max_batch: int) -> Path | None:
+    """A cached engine for `want`'s model, TensorRT, GPU and precision whose profile reaches `max_batch`
+    (the smallest such max batch first), or None. Engines for anything else are never returned."""
+    found: list[tuple[int, int, Path]] = []
+    for meta in sorted(Path(cache_dir).glob("*.json")):
+        path = meta.with_suffix(".engine")
+        if not path.is_file():
+            continue
+        try:
+            stored, _ = read_sidecar(path)
+        except ModelLoadError:
+            continue
+        if stored.same_build_target(want) and stored.batch_max >= max_batch:
+            found.append((stored.batch_max, -stored.batch_opt, path))
+    return min(found)[2] if found else None
+
+
+# ---- CUDA (pycuda) and TensorRT helpers --------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def import_tensorrt() -> Any:
+    """The tensorrt module, or BackendUnavailable with the one-line install hint."""
+    try:
+        import tensorrt as trt  # typed by tensorrt-stubs for mypy
+    except ImportError as e:
+        raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
+    ensure_real(trt)
+    return trt
+
+
+def ensure_real(module: Any) -> None:
+    """tensorrt-stubs installs a `tensorrt` folder of .pyi files that imports as an empty namespace
+    package: treat that as TensorRT missing."""
+    if getattr(module, "__file__", None) is None or not hasattr(module, "Builder"):
+        raise BackendUnavailable(f"{TENSORRT_MISSING} (only type stubs of {module.__name__} are installed)")
+
+
+def import_cuda() -> Any:
+    """pycuda.driver, or BackendUnavailable with the one-line install hint."""
+    try:
+        import pycuda.driver as cuda  # type: ignore[import-not-found]  # no stubs for pycuda
+    except ImportError as e:
+        raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
+    return cuda
+
+
+def cuda_call(cuda: Any, what: str, fn: Callable[..., T], *args: Any) -> T:
+    """Run one pycuda call; a CUDA error becomes an EngineError that names the call."""
+    try:
+        return fn(*args)
+    except cuda.Error as e:
+        raise EngineError(f"CUDA call {what} failed: {e}") from e
+
+
+def trt_check(ok: object, what: str) -> None:
+    """TensorRT calls report failure with False/None (the details go to its logger)."""
+    if ok is None or ok is False:
+        raise EngineError(f"TensorRT call {what} failed (see TensorRT's log above)")
+
+
+class CudaContext:
+    """A CUDA context on device 0 that is current only inside `with ctx.active():`, on any thread.
+
+    pycuda's make_context() leaves the new context current on the creating thread; it is popped at
+    once so that every use pushes and pops it, which keeps the context stack balanced whatever thread
+    runs the engine. `close()` detaches it (resources freed in close, never in __del__)."""
+
+    def __init__(self, device: int = 0) -> None:
+        self.cuda = cuda = import_cuda()
+        cuda_call(cuda, "cuda.init()", cuda.init)
+        dev = cuda_call(cuda, f"cuda.Device({device})", cuda.Device, device)
+        self.device_name = str(cuda_call(cuda, "Device.name()", dev.name))
+        major, minor = cuda_call(cuda, "Device.compute_capability()", dev.compute_capability)
+        self.compute_capability = f"{major}.{minor}"
+        self._ctx: Any = cuda_call(cuda, "Device.make_context()", dev.make_context)
+        cuda_call(cuda, "Context.pop()", cuda.Context.pop)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Any]:
+        if self._ctx is None:
+            raise EngineError("the CUDA context is closed")
+        cuda = self.cuda
+        cuda_call(cuda, "Context.push()", self._ctx.push)
+        try:
+            yield cuda
+        finally:
+            cuda_call(cuda, "Context.pop()", cuda.Context.pop)
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            cuda_call(self.cuda, "Context.detach()", ctx.detach)
 
 
 def current_gpu() -> tuple[str, str]:
     """(name, compute capability) of CUDA device 0, through pycuda."""
-    try:
-        import pycuda.driver as cuda  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
-    try:
-        cuda.init()
-        dev = cuda.Device(0)
-        major, minor = dev.compute_capability()
-        return str(dev.name()), f"{major}.{minor}"
-    except cuda.Error as e:
-        raise EngineError(f"CUDA device query failed (cuda.init / Device(0)): {e}") from e
+    cuda = import_cuda()
+    cuda_call(cuda, "cuda.init()", cuda.init)
+    dev = cuda_call(cuda, "cuda.Device(0)", cuda.Device, 0)
+    major, minor = cuda_call(cuda, "Device.compute_capability()", dev.compute_capability)
+    return str(cuda_call(cuda, "Device.name()", dev.name)), f"{major}.{minor}"
 
 
 def _progress_monitor(trt: Any) -> Any:
-    """A TensorRT IProgressMonitor that shows the build phases with tqdm."""
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    """A TensorRT IProgressMonitor that shows the build phases (tqdm bars when tqdm is there, else log lines)."""
+    try:
+        from tqdm import tqdm  # type: ignore[import-untyped]
+    except ImportError:
+        tqdm = None
 
     class Monitor(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
@@ -127,7 +327,10 @@ def _progress_monitor(trt: Any) -> Any:
             self.bars: dict[str, Any] = {}
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            self.bars[phase_name] = tqdm(total=num_steps, desc=phase_name, leave=parent_phase is None)
+            if tqdm is not None:
+                self.bars[phase_name] = tqdm(total=num_steps, desc=phase_name, leave=parent_phase is None)
+            else:
+                log.info("build phase %s (%d steps)", phase_name, num_steps)
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             bar = self.bars.get(phase_name)
@@ -143,80 +346,170 @@ def _progress_monitor(trt: Any) -> Any:
     return Monitor()
 
 
+def calibration_cache_path(cache_dir: str | Path, key: EngineKey) -> Path:
+    """INT8 scales depend on the model and TensorRT: a calibration cache is never shared between them."""
+    return Path(cache_dir) / f"calibration-{key.onnx_sha256[:16]}-trt{key.tensorrt}.cache"
+
+
 def build_engine(
     onnx_path: str | Path,
     *,
-    precision: str = "fp16",
-    batch: tuple[int, int, int] = (1, 8, 16),
-    cache_dir: str | Path = DEFAULT_CACHE,
+    precision: str = DEFAULT_PRECISION,
+    batch: tuple[int, int, int] = (1, 4, 8),
+    cache_dir: str | Path | None = None,
     workspace_mb: int = 1024,
-    calibrator: Any = None,
+    calibration_dir: str | Path | None = None,
     force: bool = False,
 ) -> Path:
-    """Build (or find in the cache) a serialized TensorRT engine for an ONNX model; returns its path."""
-    try:
-        import tensorrt as trt  # typed by tensorrt-stubs for mypy
-    except ImportError as e:
-        raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
-    ensure_real(trt)
+    """Build (or find in the cache) a serialized TensorRT engine for an ONNX model; returns its path.
+
+    `calibration_dir` (int8 only): windows recorded by `streamer engine calibrate`, fed to an
+    IInt8EntropyCalibrator2 (engines/calibrate.py)."""
+    trt = import_tensorrt()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache()
     onnx_path = Path(onnx_path)
-    gpu, cc = current_gpu()
-    key = make_key(onnx_path, tensorrt_version=trt.__version__, gpu=gpu, compute_capability=cc, precision=precision, batch=batch)
-    model = onnx_path.stem
-    if not force and (hit := cached_engine(cache_dir, model, key)) is not None:
-        log.info("engine cache hit: %s", hit)
-        return hit
-    if precision == "int8" and calibrator is None:
+    if not onnx_path.is_file():
+        raise ModelLoadError(f"model file not found: {onnx_path}")
+    if precision == "int8" and calibration_dir is None:
         raise EngineError("precision int8 needs calibration windows: run `streamer engine calibrate` first")
+    gpu = CudaContext()  # the builder and the calibrator's device buffers use this context
+    try:
+        key = make_key(onnx_path, tensorrt_version=trt.__version__, gpu=gpu.device_name,
+                       compute_capability=gpu.compute_capability, precision=precision, batch=batch)
+        model = onnx_path.stem
+        if not force and (hit := cached_engine(cache, model, key)) is not None:
+            log.info("engine cache hit: %s", hit)
+            return hit
+        with gpu.active():
+            plan = _build_plan(trt, onnx_path, key, cache, workspace_mb, calibration_dir)
+    finally:
+        gpu.close()
+    path = store_engine(cache, model, key, plan)
+    log.info("engine written: %s", path)
+    return path
+
+
+def _build_plan(trt: Any, onnx_path: Path, key: EngineKey, cache: Path, workspace_mb: int,
+                calibration_dir: str | Path | None) -> bytes:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    trt_check(builder, "trt.Builder(logger)")
+    network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
+    trt_check(network, "Builder.create_network(0)")
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
+        raise EngineError(f"OnnxParser.parse_from_file({onnx_path.name}) failed: {errors}")
     config = builder.create_builder_config()
+    trt_check(config, "Builder.create_builder_config()")
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
         rest = [int(tensor.shape[d]) for d in range(1, len(tensor.shape))]
-        profile.set_shape(tensor.name, trt.Dims([batch[0], *rest]), trt.Dims([batch[1], *rest]), trt.Dims([batch[2], *rest]))
-    config.add_optimization_profile(profile)
-    if precision in ("fp16", "int8"):
+        if any(d < 0 for d in rest):
+            raise EngineError(f"input {tensor.name} has a dynamic non-batch dimension {list(tensor.shape)}")
+        shapes = [trt.Dims([b, *rest]) for b in key.profile]
+        profile.set_shape(tensor.name, shapes[0], shapes[1], shapes[2])
+    trt_check(config.add_optimization_profile(profile) >= 0, "IBuilderConfig.add_optimization_profile")
+    if key.precision in ("fp16", "int8"):
+        if not builder.platform_has_fast_fp16:
+            log.warning("%s has no fast FP16; building FP16 anyway", key.gpu)
         config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
+    calibrator = None
+    if key.precision == "int8":
+        from engines.calibrate import entropy_calibrator
+
+        assert calibration_dir is not None
+        # calibration runs at one fixed shape: a profile with min = opt = max = the opt batch
+        calib_profile = builder.create_optimization_profile()
+        for i in range(network.num_inputs):
+            tensor = network.get_input(i)
+            fixed = trt.Dims([key.batch_opt, *[int(tensor.shape[d]) for d in range(1, len(tensor.shape))]])
+            calib_profile.set_shape(tensor.name, fixed, fixed, fixed)
+        calibrator = entropy_calibrator(calibration_dir, calibration_cache_path(cache, key), key.batch_opt)
         config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = calibrator
-        config.set_calibration_profile(profile)
-    timing_path = Path(cache_dir) / f"timing-trt{trt.__version__}-sm{cc.replace('.', '')}.cache"
+        config.int8_calibrator = calibrator  # deprecated from TensorRT 10.1 (explicit quantization), still supported
+        trt_check(config.set_calibration_profile(calib_profile), "IBuilderConfig.set_calibration_profile")
+    cache.mkdir(parents=True, exist_ok=True)
+    timing_path = cache / f"timing-trt{key.tensorrt}-sm{key.compute_capability.replace('.', '')}.cache"
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.exists() else b"")
-    config.set_timing_cache(timing, ignore_mismatch=False)
+    trt_check(timing, "IBuilderConfig.create_timing_cache")
+    trt_check(config.set_timing_cache(timing, False), "IBuilderConfig.set_timing_cache")
     config.progress_monitor = _progress_monitor(trt)
-    log.info("building %s engine for %s on %s (sm %s), batch %s", precision, onnx_path.name, gpu, cc, batch)
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise EngineError(f"builder.build_serialized_network failed for {onnx_path} (see TensorRT's log above)")
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
-    path = store_engine(cache_dir, model, key, bytes(plan))
-    log.info("engine written: %s", path)
-    return path
-
-
-def engine_for(onnx_path: str | Path, cache_dir: str | Path = DEFAULT_CACHE, precision: str = "fp16",
-               batch: tuple[int, int, int] = (1, 8, 16)) -> Path:
-    """The cached engine for this model on this GPU, or a clear error saying to build it (no surprise builds)."""
+    log.info("building %s engine for %s on %s (sm %s), batch profile %s", key.precision, onnx_path.name, key.gpu,
+             key.compute_capability, key.profile)
     try:
-        import tensorrt as trt  # typed by tensorrt-stubs for mypy
-    except ImportError as e:
-        raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
-    ensure_real(trt)
-    gpu, cc = current_gpu()
-    key = make_key(onnx_path, tensorrt_version=trt.__version__, gpu=gpu, compute_capability=cc, precision=precision, batch=batch)
-    hit = cached_engine(cache_dir, Path(onnx_path).stem, key)
+        plan = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.close()
+    trt_check(plan, f"Builder.build_serialized_network({onnx_path.name})")
+    timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return bytes(plan)
+
+
+def engine_for(onnx_path: str | Path, cache_dir: str | Path | None = None, precision: str = DEFAULT_PRECISION,
+               max_batch: int = 1, *, tensorrt_version: str, gpu: str, compute_capability: str) -> Path:
+    """The cached engine for this model on this GPU and TensorRT, whose profile reaches `max_batch`;
+    a clear error saying how to build it otherwise (no surprise builds at start-up)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache()
+    want = make_key(onnx_path, tensorrt_version=tensorrt_version, gpu=gpu, compute_capability=compute_capability,
+                    precision=precision, batch=default_profile(max_batch))
+    hit = find_engine(cache, want, max_batch)
     if hit is None:
-        raise EngineError(f"no TensorRT engine for {Path(onnx_path).name} on {gpu} ({precision}, batch {batch}) "
-                          f"in {cache_dir}: run `streamer engine build` first")
+        lo, opt, hi = default_profile(max_batch)
+        raise ModelLoadError(
+            f"no TensorRT engine for {Path(onnx_path).name} on {gpu} (sm {compute_capability}, TensorRT "
+            f"{tensorrt_version}, {precision}, max batch >= {max_batch}) in {cache}: run "
+            f"`streamer engine build --model {onnx_path} --precision {precision} --batch {lo} {opt} {hi}` first"
+        )
     return hit
 
+
+# ---- TensorRT's ONNX parser support (engines/trt_ops.json) ----------------------------------------------
+
+TRT_OPS_FILE = Path(__file__).resolve().parent / "trt_ops.json"
+
+
+def trt_supported_ops() -> dict[str, Any]:
+    """The operator list kept in the repo (with its source and TensorRT version)."""
+    doc: dict[str, Any] = json.loads(TRT_OPS_FILE.read_text())
+    return doc
+
+
+def tensorrt_op_report(onnx_path: str | Path) -> dict[str, Any]:
+    """The graph's ops (subgraphs included), opset and I/O types against the TensorRT list: `unsupported`
+    lists every problem found (empty: the parser should take the graph). Needs the onnx package."""
+    import onnx
+
+    doc = trt_supported_ops()
+    model = onnx.load(str(onnx_path))
+    supported = set(doc["supported"])
+    nodes: list[Any] = []
+    graphs = [model.graph]
+    while graphs:
+        g = graphs.pop()
+        for node in g.node:
+            nodes.append(node)
+            graphs.extend(a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH)
+            graphs.extend(a.graphs for a in node.attribute if a.type == onnx.AttributeProto.GRAPHS)  # type: ignore[misc]
+    ops = sorted({n.op_type for n in nodes})
+    problems = [f"{op} is not in the TensorRT {doc['tensorrt']} list" for op in ops if op not in supported]
+    problems += sorted({f"{n.op_type} is in the custom domain {n.domain!r}" for n in nodes if n.domain not in ("", "ai.onnx")})
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if not doc["opset_min"] <= opset <= doc["opset_max"]:
+        problems.append(f"opset {opset} is outside {doc['opset_min']}..{doc['opset_max']}")
+    constants = {i.name for i in model.graph.initializer}
+    constants |= {o for n in nodes if n.op_type == "Constant" for o in n.output}
+    for n in nodes:
+        if n.op_type in doc["restricted_axes_input"] and len(n.input) > 1 and n.input[1] and n.input[1] not in constants:
+            problems.append(f"{n.op_type} {n.name!r} takes its axes from a computed tensor {n.input[1]!r}")
+    names = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16",
+             onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT8: "int8",
+             onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.BOOL: "bool"}
+    for v in [*model.graph.input, *model.graph.output]:
+        t = names.get(v.type.tensor_type.elem_type, f"type {v.type.tensor_type.elem_type}")
+        if t not in doc["io_dtypes"]:
+            problems.append(f"network I/O {v.name} is {t}")
+    return {"ops": ops, "opset": opset, "list": f"TensorRT {doc['tensorrt']} ({doc['source']})", "unsupported": problems}

@@ -1,88 +1,142 @@
 """INT8 calibration: windows recorded from real sources feed TensorRT's entropy calibrator.
 
-`record(url, out_dir, windows)` stores windows as .npz batches (the same decode and windowing as
-live sources); `entropy_calibrator(dir, batch)` returns an IInt8EntropyCalibrator2 that uploads them
-batch by batch. The calibrator is NOT EXECUTED on the development machines (no GPU, no TensorRT);
-recording is.
+`record(windows, out_dir)` stores windows (as ingest produced them: uint8 video, float32 audio, masks)
+in .npz files; `streamer engine calibrate` decodes the sources with the live ingest code and calls it.
+`entropy_calibrator(dir, cache_file, batch)` returns an IInt8EntropyCalibrator2 that re-chunks the
+recorded windows into batches of exactly `batch` (calibration runs at one fixed shape: the build uses a
+calibration profile with min = opt = max = `batch`) and uploads them with pycuda; `close()` frees its
+device buffers.
+
+Recording is executed and tested here. The calibrator is NOT EXECUTED on the development machines (no
+GPU, no TensorRT); it is written to the TensorRT 10 Python API (IInt8EntropyCalibrator2: get_batch_size,
+get_batch, read_calibration_cache, write_calibration_cache) and type-checked with tensorrt-stubs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from engines.build import TENSORRT_MISSING, ensure_real
-from engines.errors import BackendUnavailable, EngineError
-from engines.spec import INPUT_AUDIO, INPUT_AUDIO_MASK, INPUT_NAMES, INPUT_VIDEO, INPUT_VIDEO_MASK, ModelSpec
+from engines.build import cuda_call, import_cuda, import_tensorrt
+from engines.errors import EngineError
+from engines.spec import INPUT_AUDIO, INPUT_AUDIO_MASK, INPUT_NAMES, INPUT_VIDEO, INPUT_VIDEO_MASK
+
+FILE_GLOB = "windows-*.npz"
 
 
-def record(url: str, out_dir: str | Path, spec: ModelSpec, windows: int = 512, batch: int = 8, hop: float = 0.5) -> int:
-    """Decode `url` (file or stream) into windows and save them as calibration batches; returns how many."""
-    from streamer.ingest.source import SourceOptions, SourceReader, probe_geometry
+class WindowLike(Protocol):
+    """What calibration needs of a window (streamer.window.Window has these fields)."""
 
+    video: np.ndarray
+    audio: np.ndarray
+    video_mask: float
+    audio_mask: float
+
+
+def record(windows: Iterable[WindowLike], out_dir: str | Path, limit: int = 512, per_file: int = 64) -> int:
+    """Save up to `limit` windows into `out_dir` as .npz files of `per_file` windows; returns how many.
+    Files already there are kept (several sources can be recorded into one directory)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    reader = SourceReader(url, "calibrate", probe_geometry(spec, hop), SourceOptions(realtime=False))
-    pending: list = []
-    n = len(list(out.glob("batch-*.npz")))
+    n_file = len(list(out.glob(FILE_GLOB)))
+    pending: list[WindowLike] = []
     saved = 0
-    for w in reader.windows():
-        pending.append(w)
-        if len(pending) == batch:
-            _save(out / f"batch-{n:05d}.npz", pending)
-            n, saved, pending = n + 1, saved + batch, []
-        if saved >= windows:
+    for w in windows:
+        if saved + len(pending) >= limit:
             break
+        pending.append(w)
+        if len(pending) == per_file:
+            _save(out / f"windows-{n_file:05d}.npz", pending)
+            n_file, saved, pending = n_file + 1, saved + len(pending), []
+    if pending:
+        _save(out / f"windows-{n_file:05d}.npz", pending)
+        saved += len(pending)
     return saved
 
 
-def _save(path: Path, ws: list) -> None:
-    np.savez(path, **{  # type: ignore[arg-type]
-        INPUT_VIDEO: np.stack([w.video for w in ws]),
-        INPUT_AUDIO: np.stack([w.audio for w in ws]),
+def _save(path: Path, ws: list[WindowLike]) -> None:
+    arrays = {
+        INPUT_VIDEO: np.stack([w.video for w in ws]).astype(np.uint8, copy=False),
+        INPUT_AUDIO: np.stack([w.audio for w in ws]).astype(np.float32, copy=False),
         INPUT_VIDEO_MASK: np.array([w.video_mask for w in ws], np.float32),
         INPUT_AUDIO_MASK: np.array([w.audio_mask for w in ws], np.float32),
-    })
+    }
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+    tmp.replace(path)
 
 
-def entropy_calibrator(calib_dir: str | Path, cache_file: str | Path) -> Any:
-    try:
-        import pycuda.driver as cuda  # type: ignore[import-not-found]
-        import tensorrt as trt
-    except ImportError as e:
-        raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
-    ensure_real(trt)
-    files = sorted(Path(calib_dir).glob("batch-*.npz"))
+def calibration_files(calib_dir: str | Path) -> list[Path]:
+    files = sorted(Path(calib_dir).glob(FILE_GLOB))
     if not files:
-        raise EngineError(f"no calibration batches in {calib_dir}: run `streamer engine calibrate` first")
+        raise EngineError(f"no calibration windows in {calib_dir}: run `streamer engine calibrate` first")
+    return files
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+
+def batches(calib_dir: str | Path, batch: int) -> Iterator[dict[str, np.ndarray]]:
+    """The recorded windows in feeds of exactly `batch` windows (a remainder smaller than `batch` is left out)."""
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    held: dict[str, list[np.ndarray]] = {n: [] for n in INPUT_NAMES}
+    count = 0
+    for path in calibration_files(calib_dir):
+        with np.load(path) as data:
+            missing = [n for n in INPUT_NAMES if n not in data]
+            if missing:
+                raise EngineError(f"{path} is not a calibration file (missing {missing})")
+            for n in INPUT_NAMES:
+                held[n].append(data[n])
+            count += int(data[INPUT_VIDEO].shape[0])
+        while count >= batch:
+            joined = {n: np.concatenate(held[n]) for n in INPUT_NAMES}
+            yield {n: np.ascontiguousarray(joined[n][:batch]) for n in INPUT_NAMES}
+            held = {n: [joined[n][batch:]] for n in INPUT_NAMES}
+            count -= batch
+
+
+def entropy_calibrator(calib_dir: str | Path, cache_file: str | Path, batch: int) -> Any:
+    """An IInt8EntropyCalibrator2 over the windows in `calib_dir`. Needs TensorRT, pycuda and a current
+    CUDA context (engines.build.build_engine provides it); call `close()` after the build."""
+    trt = import_tensorrt()
+    cuda = import_cuda()
+    calibration_files(calib_dir)  # fail now, before the build starts, when nothing was recorded
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
-            first = np.load(files[0])
-            self.batch = int(first[INPUT_VIDEO].shape[0])
-            self.files = iter(files)
-            self.device = {n: cuda.mem_alloc(first[n].nbytes) for n in INPUT_NAMES}
+            self.batch = batch
+            self.cache_file = Path(cache_file)
+            self._feeds = batches(calib_dir, batch)
+            self._device: dict[str, Any] = {}
+            self.batches_used = 0
 
         def get_batch_size(self) -> int:
             return self.batch
 
         def get_batch(self, names: list[str]) -> list[int]:
-            path = next(self.files, None)
-            if path is None:
-                return []  # calibration data exhausted
-            data = np.load(path)
+            feed = next(self._feeds, None)
+            if feed is None:
+                return []  # no more data: calibration ends
             for n in INPUT_NAMES:
-                cuda.memcpy_htod(self.device[n], np.ascontiguousarray(data[n]))
-            return [int(self.device[n]) for n in names]
+                if n not in self._device:
+                    self._device[n] = cuda_call(cuda, f"mem_alloc({n})", cuda.mem_alloc, feed[n].nbytes)
+                cuda_call(cuda, f"memcpy_htod({n})", cuda.memcpy_htod, self._device[n], feed[n])
+            self.batches_used += 1
+            return [int(self._device[n]) for n in names]
 
         def read_calibration_cache(self) -> bytes | None:
-            p = Path(cache_file)
-            return p.read_bytes() if p.exists() else None
+            return self.cache_file.read_bytes() if self.cache_file.is_file() else None
 
         def write_calibration_cache(self, cache: Any) -> None:
-            Path(cache_file).write_bytes(bytes(cache))
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            self.cache_file.write_bytes(bytes(cache))
+
+        def close(self) -> None:
+            for n, mem in list(self._device.items()):
+                cuda_call(cuda, f"DeviceAllocation.free({n})", mem.free)
+            self._device = {}
 
     return EntropyCalibrator()

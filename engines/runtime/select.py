@@ -5,57 +5,57 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from engines.errors import BackendUnavailable
+from engines.build import DEFAULT_PRECISION, TENSORRT_MISSING
+from engines.errors import BackendUnavailable, ModelLoadError
 from engines.runtime.base import Runtime
 from engines.spec import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
-TENSORRT_MISSING = (
-    "backend 'tensorrt' needs TensorRT and pycuda: pip install 'streamer[gpu]' on a machine with an "
-    "NVIDIA driver"
-)
+__all__ = ["BACKENDS", "TENSORRT_MISSING", "open_runtime", "tensorrt_importable"]
 
 
 def tensorrt_importable() -> bool:
-    """True when both tensorrt and pycuda can be imported (checked without importing them)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "pycuda"))
+    """True when both tensorrt and pycuda can be found (checked without importing them). tensorrt-stubs
+    alone does not count: it installs a `tensorrt` folder of .pyi files only."""
+    spec = importlib.util.find_spec("tensorrt")
+    if spec is None or spec.origin in (None, "namespace"):  # a folder of .pyi stubs imports as a namespace package
+        return False
+    return importlib.util.find_spec("pycuda") is not None
 
 
-def _open_tensorrt(model_path: Path, threads: int) -> Runtime:
+def _open_tensorrt(model_path: Path, max_batch: int, precision: str, engine_cache: str | Path | None) -> Runtime:
     if not tensorrt_importable():
         raise BackendUnavailable(TENSORRT_MISSING)
-    try:
-        mod = importlib.import_module("engines.runtime.tensorrt")
-    except ModuleNotFoundError as e:
-        if e.name == "engines.runtime.tensorrt":
-            raise BackendUnavailable("the TensorRT runtime is not part of this build of engines yet") from e
-        raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
-    except ImportError as e:  # e.g. libnvinfer or the CUDA driver missing at import time
-        raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
-    runtime: Runtime = mod.TensorRTRuntime(model_path)
-    return runtime
+    from engines.runtime.tensorrt import TensorRTRuntime  # imports tensorrt/pycuda lazily, inside
+
+    return TensorRTRuntime(model_path, max_batch=max_batch, precision=precision, cache_dir=engine_cache)
 
 
-def open_runtime(model_path: str | Path = DEFAULT_MODEL, backend: str = "auto", threads: int = 0) -> Runtime:
+def open_runtime(model_path: str | Path = DEFAULT_MODEL, backend: str = "auto", threads: int = 0, *,
+                 max_batch: int = 8, precision: str = DEFAULT_PRECISION,
+                 engine_cache: str | Path | None = None) -> Runtime:
     """Open `model_path` (an ONNX file with its `.json` sidecar) on `backend`.
 
-    `auto` tries TensorRT (when importable), then ONNX Runtime with CUDA (when that provider exists),
-    then ONNX Runtime on the CPU, and logs what it chose and why. `threads` sets the CPU intra-op
-    threads (0: the backend's default).
+    `auto` tries TensorRT (when importable and an engine was built for this GPU), then ONNX Runtime
+    with CUDA (when that provider exists), then ONNX Runtime on the CPU, and logs what it chose and
+    why. `threads` sets the CPU intra-op threads (0: the backend's default). `max_batch`, `precision`
+    and `engine_cache` choose the TensorRT engine from the cache `streamer engine build` fills.
     """
     model_path = Path(model_path)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if backend == "tensorrt":
-        return _open_tensorrt(model_path, threads)
+        return _open_tensorrt(model_path, max_batch, precision, engine_cache)
     if backend == "torch":
-        from engines.runtime.torch import TorchRuntime
-
-        return TorchRuntime(model_path, threads=threads)
+        # by name: the reference backend pulls in torch and the training code, which neither the serving
+        # path nor the type check of the TensorRT modules should depend on
+        torch_runtime: Callable[..., Runtime] = importlib.import_module("engines.runtime.torch").TorchRuntime
+        return torch_runtime(model_path, threads=threads)
     from engines.runtime.onnxruntime import OnnxRuntime, cuda_available
 
     if backend == "onnxruntime":
@@ -64,11 +64,11 @@ def open_runtime(model_path: str | Path = DEFAULT_MODEL, backend: str = "auto", 
     # auto
     if tensorrt_importable():
         try:
-            rt = _open_tensorrt(model_path, threads)
-            log.info("engine backend: tensorrt for %s", model_path.name)
+            rt = _open_tensorrt(model_path, max_batch, precision, engine_cache)
+            log.info("engine backend: tensorrt for %s (%s, max batch %s)", model_path.name, precision, rt.max_batch)
             return rt
-        except BackendUnavailable as e:
-            log.warning("TensorRT is installed but unusable, falling back to ONNX Runtime: %s", e)
+        except (BackendUnavailable, ModelLoadError) as e:  # e.g. no engine built for this GPU yet
+            log.warning("TensorRT is installed but not usable here, falling back to ONNX Runtime: %s", e)
     else:
         log.debug("TensorRT/pycuda not importable; skipping the tensorrt backend")
     if cuda_available():
@@ -76,7 +76,7 @@ def open_runtime(model_path: str | Path = DEFAULT_MODEL, backend: str = "auto", 
             rt = OnnxRuntime(model_path, device="cuda", intra_op_threads=threads)
             log.info("engine backend: onnxruntime CUDA for %s", model_path.name)
             return rt
-        except BackendUnavailable as e:
+        except (BackendUnavailable, ModelLoadError) as e:
             log.warning("ONNX Runtime CUDA unusable, falling back to CPU: %s", e)
     rt = OnnxRuntime(model_path, device="cpu", intra_op_threads=threads)
     log.info("engine backend: onnxruntime CPU for %s (threads=%s)", model_path.name, threads or "auto")

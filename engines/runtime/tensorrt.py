@@ -1,13 +1,17 @@
 """TensorRT runtime with pycuda: pinned host buffers, device buffers, one CUDA stream.
 
-Buffers are sized from the optimisation profile's maximum shape; each call sets the input shapes
-and tensor addresses and runs `execute_async_v3` (TensorRT 10 API), with async copies on one stream.
-Every CUDA or TensorRT failure becomes an InferenceError/EngineError naming the call. Resources are
-released by close() (or the context manager), never in __del__.
+The engine comes from the cache that `streamer engine build` fills (engines/build.py); its stored key
+is checked against this model, GPU, TensorRT and precision before it is deserialized, so a stale or
+foreign engine is never loaded. Buffers are sized from the optimisation profile's maximum shape; each
+call copies the feed into pinned memory, sets the input shapes, copies in asynchronously, runs
+`execute_async_v3` (TensorRT 10 API) and copies the outputs back on the same stream. Every CUDA or
+TensorRT failure becomes an EngineError (InferenceError while running) that names the call. The CUDA
+context is pushed around each use, so any one thread may call `infer`. Resources are released by
+`close()` (or the context manager), never in `__del__`.
 
 NOT EXECUTED on the development machines (no GPU, no TensorRT): written to NVIDIA's documented
-TensorRT 10 and pycuda APIs and type-checked with tensorrt-stubs. Importing this module needs
-neither package; opening a runtime without them raises one clear line.
+TensorRT 10 and pycuda APIs and type-checked with tensorrt-stubs. Importing this module needs neither
+package; opening a runtime without them raises BackendUnavailable with one clear line.
 """
 
 from __future__ import annotations
@@ -18,118 +22,147 @@ from typing import Any
 
 import numpy as np
 
-from engines.build import DEFAULT_CACHE, TENSORRT_MISSING, engine_for, ensure_real
-from engines.errors import BackendUnavailable, EngineError, InferenceError
+from engines.build import (
+    DEFAULT_PRECISION,
+    CudaContext,
+    EngineKey,
+    check_engine,
+    cuda_call,
+    default_cache,
+    engine_for,
+    import_cuda,
+    import_tensorrt,
+    make_key,
+    read_sidecar,
+    trt_check,
+)
+from engines.errors import EngineError, InferenceError, ModelLoadError
 from engines.runtime._load import load_model_spec
 from engines.runtime.base import Runtime
 from engines.spec import INPUT_NAMES, OUTPUT_NAMES
-
-log = logging.getLogger(__name__)
-
-
-def _import_cuda() -> Any:
-    try:
-        import pycuda.driver as cuda  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
-    return cuda
 
 
 def _dims(d: Any) -> list[int]:
     return [int(d[i]) for i in range(len(d))]
 
 
-def trt_dims(shape: list[int]) -> Any:
-    import tensorrt as trt
-
-    return trt.Dims(shape)
-
-
 class TensorRTRuntime(Runtime):
+    """`max_batch`: the most windows the caller will send at once (an engine whose profile reaches it is
+    chosen from the cache); `engine_path`: a specific engine file (its key file is still checked)."""
+
     backend = "tensorrt"
 
-    def __init__(self, model_path: str | Path, engine_path: str | Path | None = None, cache_dir: str | Path = DEFAULT_CACHE,
-                 precision: str = "fp16") -> None:
+    def __init__(self, model_path: str | Path, *, max_batch: int = 8, precision: str = DEFAULT_PRECISION,
+                 cache_dir: str | Path | None = None, engine_path: str | Path | None = None) -> None:
         spec = load_model_spec(model_path)
         super().__init__(model_path, spec)
-        try:
-            import tensorrt as trt  # typed by tensorrt-stubs for mypy
-        except ImportError as e:
-            raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
-        ensure_real(trt)
-        cuda = self._cuda = _import_cuda()
+        trt = self._trt = import_tensorrt()
+        import_cuda()
         self.precision = precision
-        self._ctx = None
+        self._gpu: CudaContext | None = None
+        self._host: dict[str, np.ndarray] = {}
+        self._device: dict[str, Any] = {}
+        self._stream: Any = None
+        self._context: Any = None
+        self._engine: Any = None
+        self._trt_runtime: Any = None
+        self._gpu = CudaContext()  # this process owns the accelerator: one context, used by push/pop
         try:
-            cuda.init()
-            self._ctx = cuda.Device(0).make_context()  # this process owns the accelerator
-        except cuda.Error as e:
-            raise EngineError(f"CUDA context creation failed (cuda.Device(0).make_context): {e}") from e
-        try:
-            path = Path(engine_path) if engine_path else engine_for(model_path, cache_dir, precision)
-            self._logger = trt.Logger(trt.Logger.WARNING)
-            self._trt_runtime = trt.Runtime(self._logger)
-            self._engine = self._trt_runtime.deserialize_cuda_engine(path.read_bytes())
-            if self._engine is None:
-                raise EngineError(f"IRuntime.deserialize_cuda_engine failed for {path} (built by another TensorRT?)")
-            self._context = self._engine.create_execution_context()
-            if self._context is None:
-                raise EngineError("ICudaEngine.create_execution_context failed (out of device memory?)")
-            self._stream = cuda.Stream()
-            self._host: dict[str, np.ndarray] = {}
-            self._device: dict[str, Any] = {}
-            names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-            if sorted(names) != sorted((*INPUT_NAMES, *OUTPUT_NAMES)):
-                raise EngineError(f"engine {path} has tensors {names}, expected {INPUT_NAMES + OUTPUT_NAMES}")
-            self.max_batch = int(self._engine.get_tensor_profile_shape(INPUT_NAMES[0], 0)[2][0])
-            for name in names:
-                dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
-                if self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                    shape = _dims(self._engine.get_tensor_profile_shape(name, 0)[2])  # the profile's max
-                else:
-                    shape = [self.max_batch, *_dims(self._engine.get_tensor_shape(name))[1:]]
-                self._host[name] = cuda.pagelocked_empty(int(np.prod(shape)), dtype)
-                self._device[name] = cuda.mem_alloc(self._host[name].nbytes)
-                self._context.set_tensor_address(name, int(self._device[name]))
-        except cuda.Error as e:
-            self._close_impl()
-            raise EngineError(f"CUDA allocation failed (pagelocked_empty / mem_alloc): {e}") from e
-        except Exception:
+            with self._gpu.active() as cuda:
+                self._open(trt, cuda, max_batch, cache_dir, engine_path)
+        except BaseException:
             self._close_impl()
             raise
-        log.info("TensorRT engine %s loaded (max batch %d, %s)", path.name, self.max_batch, precision)
+
+    def _open(self, trt: Any, cuda: Any, max_batch: int, cache_dir: str | Path | None,
+              engine_path: str | Path | None) -> None:
+        assert self._gpu is not None
+        gpu = self._gpu
+        facts = dict(tensorrt_version=trt.__version__, gpu=gpu.device_name, compute_capability=gpu.compute_capability)
+        if engine_path is None:
+            path = engine_for(self.model_path, cache_dir if cache_dir is not None else default_cache(),
+                              self.precision, max_batch, **facts)
+        else:
+            path = Path(engine_path)
+        stored: EngineKey = read_sidecar(path)[0]
+        want = make_key(self.model_path, precision=self.precision, batch=stored.profile, **facts)
+        plan = check_engine(path, want, any_profile_up_to=1)  # never a stale or foreign engine; max batch read below
+        self.engine_path = path
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._trt_runtime = trt.Runtime(self._logger)
+        trt_check(self._trt_runtime, "trt.Runtime(logger)")
+        self._engine = self._trt_runtime.deserialize_cuda_engine(plan)
+        trt_check(self._engine, f"IRuntime.deserialize_cuda_engine({path.name})")
+        self._context = self._engine.create_execution_context()
+        trt_check(self._context, "ICudaEngine.create_execution_context (out of device memory?)")
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        if sorted(names) != sorted((*INPUT_NAMES, *OUTPUT_NAMES)):
+            raise ModelLoadError(f"engine {path} has tensors {names}, expected {[*INPUT_NAMES, *OUTPUT_NAMES]}")
+        profile_max = _dims(self._engine.get_tensor_profile_shape(INPUT_NAMES[0], 0)[2])
+        self.max_batch = int(profile_max[0])
+        self._stream = cuda_call(cuda, "cuda.Stream()", cuda.Stream)
+        for name in names:
+            dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
+            is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            if is_input:
+                want_shape, want_dtype = self._inputs[name]
+                if dtype != want_dtype:
+                    raise ModelLoadError(f"engine {path} takes {name} as {dtype}, the model spec says {want_dtype}")
+                shape = _dims(self._engine.get_tensor_profile_shape(name, 0)[2])  # the profile's max
+            else:
+                shape = [self.max_batch, *_dims(self._engine.get_tensor_shape(name))[1:]]
+            if any(d < 0 for d in shape):
+                raise ModelLoadError(f"engine {path}: {name} has an unbounded shape {shape}")
+            count = int(np.prod(shape))
+            self._host[name] = cuda_call(cuda, f"pagelocked_empty({name}, {shape})", cuda.pagelocked_empty, count, dtype)
+            self._device[name] = cuda_call(cuda, f"mem_alloc({name}, {self._host[name].nbytes} B)", cuda.mem_alloc,
+                                           self._host[name].nbytes)
+            trt_check(self._context.set_tensor_address(name, int(self._device[name])),
+                      f"IExecutionContext.set_tensor_address({name})")
+        logging.getLogger(__name__).info("TensorRT engine %s loaded (max batch %d, %s)", path.name, self.max_batch,
+                                         self.precision)
 
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        cuda = self._cuda
+        assert self._gpu is not None
         try:
-            for name in INPUT_NAMES:
-                arr = feed[name]
-                flat = self._host[name][: arr.size]
-                flat[...] = arr.reshape(-1)
-                if not self._context.set_input_shape(name, trt_dims(list(arr.shape))):
-                    raise InferenceError(f"IExecutionContext.set_input_shape({name}, {arr.shape}) was refused")
-                cuda.memcpy_htod_async(self._device[name], flat, self._stream)
-            if not self._context.execute_async_v3(self._stream.handle):
-                raise InferenceError("IExecutionContext.execute_async_v3 failed")
-            out = {}
-            for name in OUTPUT_NAMES:
-                shape = _dims(self._context.get_tensor_shape(name))
-                host = self._host[name][: int(np.prod(shape))]
-                cuda.memcpy_dtoh_async(host, self._device[name], self._stream)
-                out[name] = host.reshape(shape)
-            self._stream.synchronize()
-        except cuda.Error as e:
-            raise InferenceError(f"CUDA error during inference (memcpy / execute_async_v3 / synchronize): {e}") from e
-        return {k: v.copy() for k, v in out.items()}
+            with self._gpu.active() as cuda:
+                return self._run(cuda, feed)
+        except EngineError as e:
+            if isinstance(e, InferenceError):
+                raise
+            raise InferenceError(str(e)) from e
+
+    def _run(self, cuda: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        stream, context = self._stream, self._context
+        for name in INPUT_NAMES:
+            arr = feed[name]
+            host = self._host[name][: arr.size]
+            host[...] = arr.reshape(-1)
+            trt_check(context.set_input_shape(name, tuple(arr.shape)),
+                      f"IExecutionContext.set_input_shape({name}, {tuple(arr.shape)})")
+            cuda_call(cuda, f"memcpy_htod_async({name})", cuda.memcpy_htod_async, self._device[name], host, stream)
+        trt_check(context.execute_async_v3(stream.handle), "IExecutionContext.execute_async_v3")
+        out: dict[str, np.ndarray] = {}
+        for name in OUTPUT_NAMES:
+            shape = _dims(context.get_tensor_shape(name))
+            host = self._host[name][: int(np.prod(shape))]
+            cuda_call(cuda, f"memcpy_dtoh_async({name})", cuda.memcpy_dtoh_async, host, self._device[name], stream)
+            out[name] = host.reshape(shape)
+        cuda_call(cuda, "Stream.synchronize()", stream.synchronize)
+        return {k: v.copy() for k, v in out.items()}  # the pinned buffers are reused by the next call
 
     def _close_impl(self) -> None:
-        for mem in getattr(self, "_device", {}).values():
-            mem.free()
-        self._device = {}
-        for attr in ("_context", "_engine", "_trt_runtime"):
-            if hasattr(self, attr):
-                setattr(self, attr, None)
-        if self._ctx is not None:
-            self._ctx.pop()
-            self._ctx.detach()
-            self._ctx = None
+        gpu, self._gpu = self._gpu, None
+        if gpu is None:
+            return
+        try:
+            with gpu.active() as cuda:
+                self._context = self._engine = self._trt_runtime = None  # TensorRT objects before their memory
+                for name, mem in list(self._device.items()):
+                    cuda_call(cuda, f"DeviceAllocation.free({name})", mem.free)
+                for name, host in list(self._host.items()):
+                    alloc: Any = host.base  # pycuda's HostAllocation behind the pinned array
+                    cuda_call(cuda, f"HostAllocation.free({name})", alloc.free)
+                self._device, self._host, self._stream = {}, {}, None
+        finally:
+            gpu.close()
