@@ -1,4 +1,4 @@
-"""`streamer` command line: check, run, demo, alerts, stats, probe, train."""
+"""`streamer` command line: check, run, demo, alerts, stats, probe, engine, eval, learn-normal, train."""
 
 from __future__ import annotations
 
@@ -286,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--windows", type=int, default=512, help="calibrate: windows per source")
     s.add_argument("--force", action="store_true", help="build even when a cached engine matches")
     s.set_defaults(fn=cmd_engine)
+
+    from streamer.eval_cli import add_parsers as add_eval_parsers
+
+    add_eval_parsers(sub)  # eval classify|anomaly, learn-normal
 
     s = sub.add_parser("train", help="train the default fusion model (needs the train extra)", add_help=False)
     s.add_argument("rest", nargs=argparse.REMAINDER)
