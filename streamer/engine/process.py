@@ -1,10 +1,20 @@
-"""The engine process and its client.
+"""The engine process and its client in the main process.
 
-The engine process opens the runtime (one CUDA context / TensorRT engine when there is a GPU),
-reads windows straight from the cameras' shared-memory rings, batches them across cameras and
-returns one small result per window (scores, embedding, the window's timing, and for evidence its
-keyframe and audio) on a queue. The main process waits for a ready handshake, notices the engine's
-death and restarts it.
+The engine process opens the runtime (with a GPU: the one CUDA context and TensorRT engine of this
+machine), reads windows straight from the cameras' shared-memory rings (streamer/ring.py), batches them
+across cameras (streamer/engine/batcher.py: `max_batch`, `max_wait_ms`) and sends one small result per
+window to the main process: scores, embedding, timing, and for evidence the window's keyframe and
+audio (the video stays in the engine). A camera's "end" message follows its last result.
+
+Inside the engine process:
+    collector thread per camera:  ring.get() -> batcher.submit(window) -> (camera, window, future) on `order`
+    main thread:                  batcher.run_once() -> runtime.infer(batch) (the thread that opened it)
+    deliverer thread:             `order` in submission order -> future.result() -> results queue
+
+`EngineClient` (main process) starts the process and waits for its ready handshake; a missing handshake
+raises EngineStartError naming `engine.ready_timeout`, a dead engine raises EngineDied from `get()`.
+Restarting is the parent's job: a process killed while reading a ring's queue can leave that queue's
+lock taken, so the pipeline restarts the rings, the engine and the ingest processes together.
 """
 
 from __future__ import annotations
@@ -19,20 +29,24 @@ from typing import Any
 
 import numpy as np
 
-from streamer.engine.batcher import Batcher
+from streamer.engine.batcher import Batcher, BatcherClosed
 from streamer.errors import StreamerError
 from streamer.ring import END, WindowRing
 from streamer.window import Window
 
 log = logging.getLogger(__name__)
 
+READY_SETTING = "engine.ready_timeout"
+
 
 class EngineStartError(StreamerError, RuntimeError):
-    """The engine could not start (model or backend unusable, or no ready signal in time). Not recoverable."""
+    """The engine could not start: the model or backend is unusable, or no ready signal came in time.
+    Not recoverable by restarting: fix the model/backend, or raise `engine.ready_timeout`."""
 
 
 class EngineDied(StreamerError, RuntimeError):
-    """The engine process died while running. Recoverable: the pipeline restarts its process tree."""
+    """The engine process died while running. Recoverable: the pipeline restarts its process tree
+    (capped per minute)."""
 
 
 @dataclass
@@ -42,8 +56,9 @@ class Result:
     window: Window  # video replaced by an empty array
     scores: np.ndarray  # [K] sigmoid of event_logits
     embedding: np.ndarray  # [D]
-    infer_start: float  # time.monotonic()
-    infer_s: float
+    infer_start: float  # time.monotonic() when its batch started
+    infer_s: float  # the batch's inference time
+    batch: int = 1  # how many windows shared that call
 
 
 @dataclass(frozen=True)
@@ -53,40 +68,48 @@ class EngineOptions:
     threads: int
     max_batch: int
     max_wait_ms: float
+    precision: str = "fp16"  # TensorRT: which built engine to load
+    engine_cache: str | None = None  # TensorRT: engine cache directory (default ~/.cache/streamer/engines)
+
+
+@dataclass(frozen=True)
+class Ready:
+    backend: str
+    precision: str
+    max_batch: int
+    pid: int
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x.astype(np.float64)))
 
 
 def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any, stop: Any) -> None:
     """Entry point of the engine process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import os
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through `stop`
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
     from engines import spec as espec
     from engines.runtime.select import open_runtime
     from streamer.outputs import metrics as m
 
     try:
-        runtime = open_runtime(opts.model, backend=opts.backend, threads=opts.threads)
-    except Exception as e:  # any failure to open is reported to the parent, then this process ends
+        runtime = open_runtime(opts.model, backend=opts.backend, threads=opts.threads, max_batch=opts.max_batch,
+                               precision=opts.precision, engine_cache=opts.engine_cache)
+    except Exception as e:  # reported to the parent, which raises EngineStartError; then this process ends
         results.put(("error", f"{type(e).__name__}: {e}"))
         return
     precision = getattr(runtime, "precision", "fp32")
+    max_batch = opts.max_batch
+    if runtime.max_batch is not None and runtime.max_batch < max_batch:
+        log.warning("engine.max_batch %d is more than this %s engine takes (%d); batches are capped at %d",
+                    max_batch, runtime.backend, runtime.max_batch, runtime.max_batch)
+        max_batch = runtime.max_batch
     m.ENGINE_INFO.labels(runtime.backend, precision, runtime.spec.name).set(1)
-    batcher = Batcher(opts.max_batch, opts.max_wait_ms, capacity=2 * opts.max_batch)
 
-    def collect(camera: str, ring: WindowRing) -> None:
-        while not stop.is_set():
-            try:
-                item = ring.get(timeout=0.5)
-            except (queue.Empty, OSError, ValueError):
-                continue
-            batcher.put((camera, item))
-            if item == END:
-                return
-
-    for cam, ring in rings.items():
-        threading.Thread(target=collect, args=(cam, ring), name=f"streamer:collect:{cam}", daemon=True).start()
-    empty = np.zeros(0, np.uint8)
-
-    def infer(windows: list[Window]) -> None:
+    def infer(windows: list[Window]) -> list[tuple[np.ndarray, np.ndarray, float, float, int]]:
+        """One runtime call; one row per window that the runtime returned (the batcher checks the count)."""
         t0 = time.monotonic()
         feed = {
             espec.INPUT_VIDEO: np.stack([w.video for w in windows]),
@@ -94,35 +117,69 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
             espec.INPUT_VIDEO_MASK: np.array([w.video_mask for w in windows], np.float32),
             espec.INPUT_AUDIO_MASK: np.array([w.audio_mask for w in windows], np.float32),
         }
-        try:
-            out = runtime.infer(feed)
-            logits, emb = out[espec.OUTPUT_LOGITS], out[espec.OUTPUT_EMBEDDING]
-            if logits.shape[0] != len(windows) or emb.shape[0] != len(windows):  # one result per input, always
-                raise RuntimeError(f"the runtime returned {logits.shape[0]} results for {len(windows)} windows")
-        except Exception as e:  # the whole batch fails together: every window of it is counted
-            log.error("inference failed for a batch of %d: %s", len(windows), e)
-            for w in windows:
-                m.WINDOWS_DROPPED.labels(w.camera, "engine_error").inc()
-            return
+        out = runtime.infer(feed)
+        logits, emb = out[espec.OUTPUT_LOGITS], out[espec.OUTPUT_EMBEDDING]
+        if logits.shape[0] != emb.shape[0]:
+            raise RuntimeError(f"the runtime returned {logits.shape[0]} logit rows but {emb.shape[0]} embeddings")
         dt = time.monotonic() - t0
         m.STAGE_LATENCY.labels("infer").observe(dt)
         m.BATCH_SIZE.observe(len(windows))
-        scores = 1 / (1 + np.exp(-logits.astype(np.float64)))
-        for w, s, e in zip(windows, scores, emb):
+        for w in windows:
             m.STAGE_LATENCY.labels("queue").observe(max(t0 - w.arrival, 0))
-            w.video = empty
-            results.put(("result", Result(w, s, e, t0, dt)))
+        scores = _sigmoid(logits)
+        return [(scores[i], emb[i], t0, dt, len(windows)) for i in range(logits.shape[0])]
 
-    results.put(("ready", runtime.backend, precision))
-    with runtime:
+    batcher: Batcher[Window, tuple] = Batcher(infer, max_batch, opts.max_wait_ms, capacity=2 * max_batch)
+    order: queue.Queue = queue.Queue()  # (camera, window | END, future | None), in submission order per camera
+    empty = np.zeros(0, np.uint8)
+
+    def collect(camera: str, ring: WindowRing) -> None:
         while not stop.is_set():
-            items = batcher.next_batch(timeout=0.2)
-            windows = [w for _cam, w in items if not isinstance(w, str)]
-            ended = [cam for cam, w in items if isinstance(w, str)]  # reported after this batch's results
-            if windows:
-                infer(windows)
-            for cam in ended:
-                results.put(("end", cam))
+            try:
+                item = ring.get(timeout=0.5)
+            except (queue.Empty, OSError, ValueError, EOFError):
+                continue
+            if isinstance(item, str):  # END: reported after this camera's last result
+                order.put((camera, END, None))
+                return
+            try:
+                fut = batcher.submit(item)
+            except BatcherClosed:
+                return
+            order.put((camera, item, fut))
+
+    def deliver() -> None:
+        while True:
+            camera, w, fut = order.get()
+            if w is None:
+                return
+            if isinstance(w, str):
+                results.put(("end", camera))
+                continue
+            try:
+                scores, emb, t0, dt, n = fut.result()
+            except Exception as e:  # that window's batch failed: counted, never silently lost
+                if not isinstance(e, BatcherClosed):
+                    log.error("camera %s: window at %.2f s lost: %s", camera, w.start, e)
+                m.WINDOWS_DROPPED.labels(camera, "engine_error").inc()
+                continue
+            w.video = empty
+            results.put(("result", Result(w, scores, emb, t0, dt, n)))
+
+    threads = [threading.Thread(target=collect, args=(cam, ring), name=f"streamer:engine:collect:{cam}", daemon=True)
+               for cam, ring in rings.items()]
+    deliverer = threading.Thread(target=deliver, name="streamer:engine:deliver", daemon=True)
+    for t in [*threads, deliverer]:
+        t.start()
+    results.put(("ready", Ready(runtime.backend, precision, max_batch, os.getpid())))
+    with runtime:
+        try:
+            while not stop.is_set():
+                batcher.run_once(timeout=0.2)  # errors go to the batch's windows, counted by the deliverer
+        finally:
+            batcher.close()
+            order.put(("", None, None))
+            deliverer.join(timeout=5)
 
 
 class EngineClient:
@@ -133,53 +190,67 @@ class EngineClient:
         self.results: Any = ctx.Queue()
         self.stop = ctx.Event()
         self.backend = self.precision = "?"
+        self.max_batch = opts.max_batch
         self.proc: Any = None
         self._start()
 
     def _start(self) -> None:
         self.proc = self.ctx.Process(target=engine_main, args=(self.opts, self.rings, self.results, self.stop),
                                      name="streamer:engine", daemon=True)
+        t_start = time.monotonic()
         self.proc.start()
-        deadline = time.monotonic() + self.ready_timeout
+        deadline = t_start + self.ready_timeout
         while True:
             try:
                 msg = self.results.get(timeout=max(min(deadline - time.monotonic(), 0.5), 0.01))
             except queue.Empty:
                 if time.monotonic() >= deadline:
-                    self.proc.terminate()
-                    raise EngineStartError(f"the engine sent no ready signal within {self.ready_timeout:g} s; "
-                                           f"raise engine.ready_timeout if the model takes longer to load") from None
+                    self._kill()
+                    raise EngineStartError(
+                        f"the engine process sent no ready signal within {self.ready_timeout:g} s "
+                        f"({READY_SETTING}); raise {READY_SETTING} if loading the model takes longer here"
+                    ) from None
                 if not self.proc.is_alive():
-                    raise EngineStartError(f"the engine process exited with code {self.proc.exitcode} before it was ready")
+                    raise EngineStartError(f"the engine process exited with code {self.proc.exitcode} before it "
+                                           "was ready") from None
                 continue
             if msg[0] == "ready":
-                _, self.backend, self.precision = msg
-                log.info("engine ready: %s %s (pid %d)", self.backend, self.precision, self.proc.pid)
+                ready: Ready = msg[1]
+                self.backend, self.precision, self.max_batch = ready.backend, ready.precision, ready.max_batch
+                log.info("engine ready in %.1f s: %s %s, max batch %d (pid %d)", time.monotonic() - t_start,
+                         self.backend, self.precision, self.max_batch, ready.pid)
                 return
             if msg[0] == "error":
                 self.proc.join(timeout=5)
                 raise EngineStartError(f"the engine could not start: {msg[1]}")
 
-    def get(self, timeout: float) -> tuple | None:
-        """The next message from the engine, or None; EngineDied when the engine process is gone.
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.is_alive()
 
-        A process killed while it waited on a queue can leave that queue's lock taken, so the caller
-        restarts the whole tree (rings, engine, ingest) rather than reusing the queues."""
+    def get(self, timeout: float) -> tuple | None:
+        """The next message from the engine ("result", Result) or ("end", camera), or None; EngineDied
+        when the engine process is gone and nothing is left to read from it."""
         try:
             return self.results.get(timeout=timeout)
         except queue.Empty:
             pass
         if self.proc.exitcode is not None and not self.stop.is_set():
-            raise EngineDied(f"the engine process died (exit code {self.proc.exitcode})")
+            raise EngineDied(f"the engine process died (exit code {self.proc.exitcode}, pid {self.proc.pid})")
         return None
+
+    def _kill(self) -> None:
+        self.proc.terminate()
+        self.proc.join(timeout=2)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=2)
 
     def close(self) -> None:
         self.stop.set()
         if self.proc is not None:
             self.proc.join(timeout=5)
             if self.proc.is_alive():
-                self.proc.terminate()
-                self.proc.join(timeout=2)
+                self._kill()
             from streamer.outputs import metrics as m
 
             m.process_exited(self.proc.pid)

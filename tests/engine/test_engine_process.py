@@ -1,8 +1,8 @@
-"""The engine process with the real ONNX Runtime backend and the default model; the batcher under load."""
+"""The engine process with the real ONNX Runtime backend and the default model (no mocks)."""
 
+import dataclasses
 import multiprocessing as mp
 import os
-import random
 import signal
 import threading
 import time
@@ -10,7 +10,6 @@ import time
 import pytest
 
 from engines.spec import DEFAULT_MODEL, load_spec
-from streamer.engine.batcher import Batcher
 from streamer.engine.process import EngineClient, EngineDied, EngineOptions, EngineStartError
 from streamer.ingest.clip import clip_windows
 from streamer.ingest.source import probe_geometry
@@ -19,6 +18,7 @@ from streamer.ring import WindowRing
 
 SPEC = load_spec(DEFAULT_MODEL)
 GEO = probe_geometry(SPEC, 0.5)
+CTX = mp.get_context("spawn")
 
 
 @pytest.fixture(scope="module")
@@ -26,95 +26,122 @@ def windows(media_dir):
     return clip_windows(media_dir / "h264_aac.mp4", SPEC)
 
 
+def make_rings(n=3, slots=4):
+    return {f"cam{i}": WindowRing(CTX, GEO, slots) for i in range(n)}
+
+
 @pytest.fixture
 def rings():
-    ctx = mp.get_context("spawn")
-    made = {f"cam{i}": WindowRing(ctx, GEO, 4) for i in range(3)}
-    yield ctx, made
+    made = make_rings()
+    yield made
     for r in made.values():
         r.close(unlink=True)
 
 
-def opts(model=str(DEFAULT_MODEL)):
-    return EngineOptions(model, "onnxruntime", 1, 8, 10)
+def opts(model=str(DEFAULT_MODEL), max_batch=8, max_wait_ms=10):
+    return EngineOptions(model, "onnxruntime", 1, max_batch, max_wait_ms)
 
 
-def results(client, n, timeout=20):
-    got, deadline = [], time.monotonic() + timeout
-    while len(got) < n and time.monotonic() < deadline:
+def drain(client, until, timeout=30):
+    """Messages until `until(msgs)` holds (or the timeout)."""
+    msgs, deadline = [], time.monotonic() + timeout
+    while not until(msgs) and time.monotonic() < deadline:
         msg = client.get(timeout=0.2)
-        if msg and msg[0] == "result":
-            got.append(msg[1])
-    return got
+        if msg is not None:
+            msgs.append(msg)
+    return msgs
 
 
-def test_batcher_many_cameras_every_item_once_within_limits():
-    b = Batcher(max_batch=8, max_wait_ms=20, capacity=32)
-
-    def camera(cid):
-        for i in range(50):
-            b.put((cid, i))
-            time.sleep(random.random() * 0.002)
-
-    threads = [threading.Thread(target=camera, args=(c,)) for c in range(16)]
-    for t in threads:
-        t.start()
-    seen, sizes = [], []
-    while len(seen) < 800:
-        batch = b.next_batch(timeout=2)
-        assert batch, "batcher stalled"
-        sizes.append(len(batch))
-        seen += batch
-    assert sorted(seen) == sorted((c, i) for c in range(16) for i in range(50))
-    assert max(sizes) == 8 and all(1 <= s <= 8 for s in sizes)
-    for c in range(16):  # each camera's windows keep their order
-        assert [i for cid, i in seen if cid == c] == list(range(50))
+def feed(rings, windows, n):
+    for cam, ring in rings.items():
+        for w in windows[:n]:
+            ring.put(dataclasses.replace(w, camera=cam), block=True, timeout=10)
 
 
-def test_ready_handshake_and_one_result_per_window(rings, windows):
-    ctx, rs = rings
-    client = EngineClient(ctx, opts(), rs, ready_timeout=60)
+def test_ready_handshake_then_one_result_per_window_in_order(rings, windows):
+    client = EngineClient(CTX, opts(), rings, ready_timeout=60)
     try:
-        assert client.backend == "onnxruntime"
-        for cam, ring in rs.items():
-            for w in windows[:3]:
-                w.camera = cam
-                ring.put(w, block=True)
-        got = results(client, 9)
-        assert len(got) == 9
-        assert sorted((r.window.camera, r.window.start) for r in got) == sorted((c, w.start) for c in rs for w in windows[:3])
-        assert all(r.scores.shape == (len(SPEC.classes),) and 0 <= r.scores.min() and r.scores.max() <= 1 for r in got)
-        assert all(r.embedding.shape == (SPEC.embedding_dim,) for r in got)
-        assert all(r.window.video.size == 0 and r.window.audio.shape == (16000,) for r in got)  # video stays in the engine
+        assert (client.backend, client.precision, client.max_batch) == ("onnxruntime", "fp32", 8)
+        feed(rings, windows, 3)
+        for ring in rings.values():
+            ring.put_end()
+        msgs = drain(client, lambda ms: sum(x[0] == "end" for x in ms) == 3)
+        results = [x[1] for x in msgs if x[0] == "result"]
+        assert len(results) == 9
+        for cam in rings:  # per camera: every window once, in order, then its end
+            mine = [i for i, x in enumerate(msgs) if (x[0] == "result" and x[1].window.camera == cam) or x == ("end", cam)]
+            assert [msgs[i][1].window.start for i in mine[:-1]] == [w.start for w in windows[:3]]
+            assert msgs[mine[-1]] == ("end", cam)
+        assert all(r.scores.shape == (len(SPEC.classes),) and 0 <= r.scores.min() and r.scores.max() <= 1 for r in results)
+        assert all(r.embedding.shape == (SPEC.embedding_dim,) for r in results)
+        assert all(r.window.video.size == 0 and r.window.audio.shape == (16000,) for r in results)  # video stays there
+        assert all(1 <= r.batch <= 8 for r in results)
     finally:
         client.close()
+    assert not client.alive()
 
 
-def test_ready_timeout_names_the_setting(rings):
-    ctx, rs = rings
-    with pytest.raises(EngineStartError, match="engine.ready_timeout"):
-        EngineClient(ctx, opts(), rs, ready_timeout=0.05)
+def test_many_cameras_share_batches(windows):
+    rs = make_rings(n=12, slots=2)
+    client = EngineClient(CTX, opts(max_batch=8, max_wait_ms=50), rs, ready_timeout=60)
+    try:
+        threads = [threading.Thread(target=feed, args=({c: r}, windows, 4)) for c, r in rs.items()]
+        for t in threads:
+            t.start()
+        msgs = drain(client, lambda ms: len(ms) >= 48)
+        for t in threads:
+            t.join(10)
+        results = [x[1] for x in msgs if x[0] == "result"]
+        assert len(results) == 48
+        assert sorted((r.window.camera, r.window.start) for r in results) == sorted(
+            (c, w.start) for c in rs for w in windows[:4])
+        assert max(r.batch for r in results) > 1 and all(r.batch <= 8 for r in results)
+    finally:
+        client.close()
+        for r in rs.values():
+            r.close(unlink=True)
 
 
-def test_unusable_model_fails_at_start(rings, tmp_path):
-    ctx, rs = rings
+def test_slow_start_names_the_ready_timeout_setting(rings):
+    t0 = time.monotonic()
+    with pytest.raises(EngineStartError, match=r"within 0.05 s \(engine.ready_timeout\); raise engine.ready_timeout"):
+        EngineClient(CTX, opts(), rings, ready_timeout=0.05)  # a real start takes longer than 50 ms
+    assert time.monotonic() - t0 < 10
+
+
+def test_unusable_model_fails_at_start_and_is_not_recoverable(rings, tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    (tmp_path / "bad.json").write_text((DEFAULT_MODEL.with_suffix(".json")).read_text())
-    with pytest.raises(EngineStartError, match="could not start"):
-        EngineClient(ctx, opts(str(bad)), rs, ready_timeout=60)
+    (tmp_path / "bad.json").write_text(DEFAULT_MODEL.with_suffix(".json").read_text())
+    with pytest.raises(EngineStartError, match="could not start: ModelLoadError"):
+        EngineClient(CTX, opts(str(bad)), rings, ready_timeout=60)
+    assert "Not recoverable" in EngineStartError.__doc__ and "Recoverable" in EngineDied.__doc__
 
 
-def test_engine_death_is_reported(rings):
-    ctx, rs = rings
-    client = EngineClient(ctx, opts(), rs, ready_timeout=60)
+def test_death_is_detected_and_a_restarted_engine_serves_again(windows):
+    rs = make_rings(n=2)
+    client = EngineClient(CTX, opts(), rs, ready_timeout=60)
     try:
+        feed(rs, windows, 1)
+        assert len(drain(client, lambda ms: len(ms) >= 2)) == 2
         os.kill(client.proc.pid, signal.SIGKILL)
         client.proc.join(5)
-        with pytest.raises(EngineDied, match="died"):
-            client.get(timeout=0.1)
+        with pytest.raises(EngineDied, match=r"died \(exit code -9"):
+            while True:
+                client.get(timeout=0.1)
     finally:
         client.close()
+        for r in rs.values():
+            r.close(unlink=True)
+    rs = make_rings(n=2)  # what the pipeline does: fresh rings, a fresh engine process
+    client = EngineClient(CTX, opts(), rs, ready_timeout=60)
+    try:
+        feed(rs, windows, 2)
+        assert len([x for x in drain(client, lambda ms: len(ms) >= 4) if x[0] == "result"]) == 4
+    finally:
+        client.close()
+        for r in rs.values():
+            r.close(unlink=True)
 
 
 def test_pipeline_restarts_a_dead_engine_and_keeps_going(redis_server, media_dir, tmp_path):
@@ -128,13 +155,13 @@ def test_pipeline_restarts_a_dead_engine_and_keeps_going(redis_server, media_dir
     counts = {}
 
     def kill_engine():
-        time.sleep(4)
+        time.sleep(3)
         counts["before_kill"] = pipe.stats.windows
         os.kill(pipe.engine.proc.pid, signal.SIGKILL)
 
     threading.Thread(target=kill_engine, daemon=True).start()
     try:
-        pipe.run(duration=16)
+        pipe.run(duration=12)
     finally:
         pipe.close()
     assert m.ENGINE_RESTARTS._value.get() == before + 1

@@ -1,0 +1,144 @@
+"""`streamer engine build | calibrate | info`: the TensorRT build step, INT8 calibration recording, model facts.
+
+Wired into the main CLI by `add_parser(subparsers)`. Building is separate from running: `streamer run`
+never builds an engine, it loads one that `streamer engine build` put in the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _engine_settings(args: argparse.Namespace) -> tuple[str, int]:
+    """(model path, max batch) from the flags, else from `--config`'s engine section, else defaults."""
+    from engines import spec as espec
+
+    model, max_batch = None, 8
+    if args.config:
+        from streamer.config import load_config
+
+        cfg = load_config(args.config)
+        model, max_batch = cfg.engine.model, cfg.engine.max_batch
+    return args.model or model or str(espec.DEFAULT_MODEL), args.max_batch or max_batch
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from engines import build
+    from engines import spec as espec
+    from engines.runtime.select import tensorrt_importable
+
+    model, max_batch = _engine_settings(args)
+    spec = espec.load_spec(model)
+    info: dict[str, Any] = {
+        "model": model, "name": spec.name, "version": spec.version, "classes": list(spec.classes),
+        "frames": spec.frames, "size": [spec.height, spec.width], "window_seconds": spec.window_seconds,
+        "onnx_sha256": build.sha256_file(model), "tensorrt_importable": tensorrt_importable(),
+    }
+    try:
+        report = build.tensorrt_op_report(model)
+        info.update(ops=report["ops"], opset=report["opset"], tensorrt_ops=report["list"],
+                    tensorrt_unsupported_ops=report["unsupported"])
+    except ImportError as e:
+        info["ops"] = f"unknown: {e} (pip install onnx)"
+    cache = Path(args.cache) if args.cache else build.default_cache()
+    sha = info["onnx_sha256"]
+    info["engine_cache"] = str(cache)
+    info["cached_engines"] = [
+        {"file": p.name, **{k: v for k, v in json.loads(p.read_text())["key"].items() if k != "onnx_sha256"}}
+        for p in sorted(cache.glob("*.json")) if p.with_suffix(".engine").is_file() and _key_sha(p) == sha
+    ]
+    info["default_profile"] = list(build.default_profile(max_batch))
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _key_sha(meta: Path) -> str | None:
+    try:
+        return str(json.loads(meta.read_text())["key"]["onnx_sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Decode each source with the live ingest code and record its windows for INT8 calibration."""
+    from engines import spec as espec
+    from engines.calibrate import record
+    from streamer.ingest.source import SourceOptions, SourceReader, probe_geometry
+
+    model, _ = _engine_settings(args)
+    spec = espec.load_spec(model)
+    if not args.sources:
+        print("calibrate: give at least one file or stream URL to record windows from", file=sys.stderr)
+        return 2
+    total = 0
+    for i, url in enumerate(args.sources):
+        reader = SourceReader(url, f"calibrate{i}", probe_geometry(spec, args.hop), SourceOptions(realtime=False))
+        n = record(reader.windows(), args.out, limit=args.windows)
+        print(f"{url}: {n} windows", file=sys.stderr)
+        total += n
+    print(f"recorded {total} windows into {args.out}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from engines.build import build_engine, default_profile
+
+    model, max_batch = _engine_settings(args)
+    batch = tuple(args.batch) if args.batch else default_profile(max_batch)
+    path = build_engine(model, precision=args.precision, batch=batch, cache_dir=args.cache,  # type: ignore[arg-type]
+                        workspace_mb=args.workspace_mb, calibration_dir=args.calib if args.precision == "int8" else None,
+                        force=args.force)
+    print(path)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from engines.errors import EngineError
+    from streamer.errors import ConfigError
+
+    try:
+        return int(args.engine_fn(args))
+    except (EngineError, ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"streamer engine {args.action}: {e}", file=sys.stderr)
+        return 1
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `engine` with its actions to the main CLI's subparsers; returns the `engine` parser."""
+    p = subparsers.add_parser("engine", help="build a TensorRT engine, record INT8 calibration windows, show the model",
+                              description=__doc__.splitlines()[0])
+    acts = p.add_subparsers(dest="action", required=True)
+
+    def common(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--model", default=None, help="ONNX model, its .json beside it (default: engine.model, else the bundled one)")
+        s.add_argument("--config", default=None, help="read engine.model and engine.max_batch from this config file")
+        s.add_argument("--max-batch", type=int, default=None, help="the most windows per call (default: engine.max_batch, 8)")
+        s.add_argument("--cache", default=None, help="engine cache directory (default: $STREAMER_ENGINE_CACHE or ~/.cache/streamer/engines)")
+        s.set_defaults(fn=_run)
+
+    s = acts.add_parser("build", help="build (or find in the cache) the TensorRT engine for this GPU")
+    common(s)
+    s.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    s.add_argument("--batch", type=int, nargs=3, default=None, metavar=("MIN", "OPT", "MAX"),
+                   help="optimisation profile (default: 1, max-batch/2, max-batch)")
+    s.add_argument("--calib", default="calibration", help="int8: directory of windows recorded by `engine calibrate`")
+    s.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit")
+    s.add_argument("--force", action="store_true", help="build even when a cached engine matches")
+    s.set_defaults(engine_fn=cmd_build)
+
+    s = acts.add_parser("calibrate", help="record windows from real sources for INT8 calibration")
+    common(s)
+    s.add_argument("sources", nargs="*", help="files or stream URLs to record windows from")
+    s.add_argument("--out", default="calibration", help="where to write the windows")
+    s.add_argument("--windows", type=int, default=512, help="windows per source")
+    s.add_argument("--hop", type=float, default=0.5, help="seconds between window starts")
+    s.set_defaults(engine_fn=cmd_calibrate)
+
+    s = acts.add_parser("info", help="the model's spec, ops and TensorRT support, and its cached engines")
+    common(s)
+    s.set_defaults(engine_fn=cmd_info)
+    return p
