@@ -109,6 +109,9 @@ class TensorRTRuntime(Runtime):
                 if dtype != want_dtype:
                     raise ModelLoadError(f"engine {path} takes {name} as {dtype}, the model spec says {want_dtype}")
                 shape = _dims(self._engine.get_tensor_profile_shape(name, 0)[2])  # the profile's max
+                if shape[1:] != list(want_shape[1:]):
+                    raise ModelLoadError(f"engine {path} takes {name} of shape {['B', *shape[1:]]}, the model spec "
+                                         f"says {['B', *want_shape[1:]]}")
             else:
                 shape = [self.max_batch, *_dims(self._engine.get_tensor_shape(name))[1:]]
             if any(d < 0 for d in shape):
