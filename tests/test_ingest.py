@@ -164,6 +164,7 @@ def test_codecs_decode_to_aligned_windows(tmp_path, name, video, audio, channels
     assert bright and abs(1.0 + (bright[0] + 0.5) / 25 - 1.5) <= 1 / 25 + 1e-6
     onset = int(np.argmax(np.abs(w.audio) > 0.4))
     assert abs(1.0 + onset / 16000 - 1.5) <= 0.02
+    assert 0.8 <= np.abs(w.audio).max() <= 1.0  # a 0.9 click on both channels stays 0.9 in mono
 
 
 @pytest.mark.parametrize("codec,ext", [("aac", "mp4"), ("libopus", "mkv")])

@@ -145,7 +145,9 @@ class SourceReader:
             resampler = None
             if aus is not None:
                 self.stats.codecs["audio"] = aus.codec_context.name
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=self.geo.sample_rate)
+                # resample only; the channels are averaged below (swresample's downmix adds them at -3 dB
+                # each, which takes loud stereo past 1.0)
+                resampler = av.AudioResampler(format="fltp", rate=self.geo.sample_rate)
                 streams.append(aus)
             t0: float | None = None
             last_t: dict[str, float | None] = {"video": None, "audio": None}  # raw stream times
@@ -204,7 +206,9 @@ class SourceReader:
                         else:
                             self.stats.audio_frames_decoded += 1
                             for out in resampler.resample(frame):
-                                pcm = out.to_ndarray().reshape(-1)
+                                planes = out.to_ndarray()  # [channels, samples]
+                                pcm = planes[0] if planes.shape[0] == 1 else planes.mean(axis=0, dtype=np.float32)
+                                pcm = np.clip(pcm, -1.0, 1.0)  # resampling rings past a full-scale step
                                 windower.add_audio(rt, pcm, time.perf_counter() - t_dec)
                                 end_t = max(end_t, rt + len(pcm) / self.geo.sample_rate)
                                 rt += len(pcm) / self.geo.sample_rate
