@@ -179,40 +179,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_engine(args: argparse.Namespace) -> int:
-    from engines import spec as espec
-    from engines.errors import EngineError
-
-    model = args.model or str(espec.DEFAULT_MODEL)
-    try:
-        if args.action == "info":
-            from engines.export import graph_ops
-            from engines.runtime.select import tensorrt_importable
-
-            spec = espec.load_spec(model)
-            print(json.dumps({"model": model, "name": spec.name, "version": spec.version, "classes": list(spec.classes),
-                              "frames": spec.frames, "size": [spec.height, spec.width], "window_seconds": spec.window_seconds,
-                              "ops": sorted(graph_ops(model)), "tensorrt_importable": tensorrt_importable()}, indent=2))
-        elif args.action == "calibrate":
-            from engines.calibrate import record
-
-            total = sum(record(url, args.out, espec.load_spec(model), windows=args.windows) for url in args.sources)
-            print(f"recorded {total} windows into {args.out}")
-        else:  # build
-            from engines.build import DEFAULT_CACHE, build_engine
-            from engines.calibrate import entropy_calibrator
-
-            cache = args.cache or DEFAULT_CACHE
-            calib = entropy_calibrator(args.calib, f"{cache}/calibration.cache") if args.precision == "int8" else None
-            path = build_engine(model, precision=args.precision, batch=tuple(args.batch), cache_dir=cache,
-                                calibrator=calib, force=args.force)
-            print(path)
-    except (EngineError, FileNotFoundError, ValueError) as e:
-        print(e, file=sys.stderr)
-        return 1
-    return 0
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     try:
         from engines.train.__main__ import main as train_main
@@ -274,18 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_probe)
 
-    s = sub.add_parser("engine", help="build a TensorRT engine, record INT8 calibration windows, show the model")
-    s.add_argument("action", choices=("build", "calibrate", "info"))
-    s.add_argument("sources", nargs="*", help="calibrate: files or URLs to record windows from")
-    s.add_argument("--model", default=None, help="ONNX model (default: the bundled one)")
-    s.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
-    s.add_argument("--batch", type=int, nargs=3, default=[1, 8, 16], metavar=("MIN", "OPT", "MAX"), help="optimisation profile")
-    s.add_argument("--cache", default=None, help="engine cache directory (default ~/.cache/streamer/engines)")
-    s.add_argument("--calib", default="calibration", help="int8: directory of recorded windows")
-    s.add_argument("--out", default="calibration", help="calibrate: where to write windows")
-    s.add_argument("--windows", type=int, default=512, help="calibrate: windows per source")
-    s.add_argument("--force", action="store_true", help="build even when a cached engine matches")
-    s.set_defaults(fn=cmd_engine)
+    from streamer.engine.cli import add_parser as add_engine_parser
+
+    add_engine_parser(sub)  # engine build|calibrate|info
 
     from streamer.eval_cli import add_parsers as add_eval_parsers
 
