@@ -62,18 +62,20 @@ def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float) 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from streamer.config import load_config
+    from streamer.engine.process import EngineStartError
     from streamer.errors import ConfigError
 
     try:
         cfg = load_config(args.file)
         return _run(cfg, args.duration, print_alerts=args.print_alerts, summary_every=args.summary_every)
-    except ConfigError as e:
+    except (ConfigError, EngineStartError) as e:
         print(e, file=sys.stderr)
         return 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from streamer.config import parse_config
+    from streamer.engine.process import EngineStartError
     from streamer.errors import ConfigError
 
     data = {
@@ -85,7 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         cfg = parse_config(data, "demo")
         return _run(cfg, args.duration, print_alerts=True, summary_every=5.0)
-    except ConfigError as e:
+    except (ConfigError, EngineStartError) as e:
         print(e, file=sys.stderr)
         return 1
 

@@ -97,6 +97,8 @@ class EngineConfig(Strict):
     max_batch: int = Field(8, ge=1, le=256, description="Most windows inferred together, across cameras.")
     max_wait_ms: float = Field(20.0, ge=0, description="Longest a window waits for a batch to fill.")
     ready_timeout: float = Field(60.0, gt=0, description="Seconds the engine process may take to load the model and report ready.")
+    precision: Literal["fp32", "fp16", "int8"] = Field("fp16", description="TensorRT: which engine built by `streamer engine build` to load.")
+    cache_dir: str | None = Field(None, description="TensorRT: engine cache directory (default $STREAMER_ENGINE_CACHE or ~/.cache/streamer/engines).")
 
     @field_validator("model")
     @classmethod

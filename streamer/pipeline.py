@@ -84,8 +84,8 @@ class Pipeline:
         self.rings = {c.id: WindowRing(self._ctx, self.geo, self.cfg.window.queue, kf) for c in self.cfg.cameras}
         e = self.cfg.engine
         try:
-            self.engine = EngineClient(self._ctx, EngineOptions(self.model_path, e.backend, e.threads, e.max_batch, e.max_wait_ms),
-                                       self.rings, e.ready_timeout)
+            opts = EngineOptions(self.model_path, e.backend, e.threads, e.max_batch, e.max_wait_ms, e.precision, e.cache_dir)
+            self.engine = EngineClient(self._ctx, opts, self.rings, e.ready_timeout)
         except Exception:
             self._close_rings()
             raise
@@ -134,7 +134,7 @@ class Pipeline:
                     log.error("%s: restarting the engine, the rings and the ingest processes", e)
                     m.ENGINE_RESTARTS.inc()
                     stop_ingest()
-                    m.process_exited(self.engine.proc.pid)
+                    self.engine.close()  # reaps the dead process and marks it dead for the metrics
                     self._close_rings()
                     self._start_engine()
                     stop = ctx.Event()
