@@ -390,3 +390,21 @@ def read_layout(onnx_path) -> dict[str, Any] | None:
     from engines.eval import read_layout as _read
 
     return _read(onnx_path)
+
+
+def set_static_output_dims(onnx_path, spec: ModelSpec) -> None:
+    """Write the class and embedding widths into the ONNX outputs' shapes (the exporter leaves the
+    embedding's width symbolic when it is a Concat); only the batch axis stays dynamic, as TensorRT
+    engines and the runtimes' shape checks expect."""
+    import onnx
+
+    from engines.spec import OUTPUT_EMBEDDING, OUTPUT_LOGITS
+
+    m = onnx.load(str(onnx_path))
+    widths = {OUTPUT_LOGITS: len(spec.classes), OUTPUT_EMBEDDING: spec.embedding_dim}
+    for o in m.graph.output:
+        if o.name in widths:
+            dim = o.type.tensor_type.shape.dim[1]
+            dim.Clear()
+            dim.dim_value = widths[o.name]
+    onnx.save(m, str(onnx_path))

@@ -21,10 +21,19 @@ FPS = 10
 @pytest.fixture(scope="module")
 def spatial_model(tmp_path_factory) -> Path:
     """A tiny FusionNet with a 4x4 spatial block in its embedding, exported with its layout."""
+    import onnx
     import torch
 
     from engines.export import export_onnx
-    from engines.model import Arch, FusionNet, embedding_layout, read_layout, spatial_dim, write_layout
+    from engines.model import (
+        Arch,
+        FusionNet,
+        embedding_layout,
+        read_layout,
+        set_static_output_dims,
+        spatial_dim,
+        write_layout,
+    )
 
     arch = Arch(video_channels=(4, 8, 8), video_strides=(2, 2, 1), audio_channels=(4, 8), audio_strides=(2, 2),
                 n_mels=16, hidden=16, dropout=0.0, spatial_grid=4, motion_to_fuse=True)
@@ -35,7 +44,10 @@ def spatial_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"
     export_onnx(model, spec, path)
     write_layout(path, embedding_layout(spec, arch))
+    set_static_output_dims(path, spec)
     assert read_layout(path)["spatial"] == [16, 64]
+    dims = [[d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in onnx.load(str(path)).graph.output]
+    assert dims == [["batch", 3], ["batch", 64]]  # only the batch axis is dynamic
     return path
 
 
