@@ -188,7 +188,7 @@ def classify_report(labels: list[str], scores: np.ndarray, classes: tuple[str, .
     best = s.argmax(axis=1)
     pred = [pos[i] for i in best]
     if neg:
-        passes = (s >= thr).any(axis=1)
+        passes = np.asarray((s >= thr).any(axis=1)).tolist()
         pred = [p if ok else "<negative>" for p, ok in zip(pred, passes)]
     truth = ["<negative>" if lab in neg else lab for lab in labels]
     correct = np.array([p == t for p, t in zip(pred, truth)])

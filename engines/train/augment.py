@@ -104,9 +104,10 @@ def augment_video(v: np.ndarray, rng: np.random.Generator, p_crop: float = 0.7, 
         out = np.stack([cv2.GaussianBlur(np.ascontiguousarray(f), (k, k), 0) for f in out])
     if rng.random() < p_jpeg:
         q = int(rng.integers(15, 60))
-        frames = []
+        frames: list[np.ndarray] = []
         for f in out:
             ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(f), [cv2.IMWRITE_JPEG_QUALITY, q])
-            frames.append(cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else f)
+            dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else None
+            frames.append(dec if dec is not None else f)
         out = np.stack(frames)
     return np.ascontiguousarray(out)
