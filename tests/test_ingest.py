@@ -145,6 +145,21 @@ def test_b_frames_and_variable_frame_rate(tmp_path):
     assert values == sorted(values) and len(set(values)) > 4
 
 
+def test_unsampled_non_reference_frames_are_not_decoded(tmp_path):
+    path = tmp_path / "bframes.mkv"
+    _video_with_pts(path, list(range(150)))  # 6 s at 25 fps; x264's default B-frames
+    spec = ModelSpec(frames=8, height=8, width=8)
+    runs = {}
+    for skip in (False, True):
+        reader = SourceReader(str(path), "cam", probe_geometry(spec, 0.5), SourceOptions(skip_unsampled=skip))
+        runs[skip] = (list(reader.windows()), reader.stats)
+    (plain, full), (skipped, part) = runs[False], runs[True]
+    assert full.frames_read == part.frames_read == full.frames_decoded == 150
+    assert part.frames_decoded < 130  # B-frames nobody samples were skipped
+    assert len(plain) == len(skipped) == 11
+    assert all(np.array_equal(a.video, b.video) for a, b in zip(plain, skipped))  # the same frames sampled
+
+
 @pytest.mark.parametrize("name,video,audio,channels", [
     ("hevc_pcmu.mov", "hevc", "pcm_mulaw", 1),
     ("mjpeg_pcm.mkv", "mjpeg", "pcm_s16le", 2),

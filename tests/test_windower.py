@@ -23,7 +23,7 @@ def feed(w, seconds, fps=10, audio=True):
         t = i / fps
         w.add_video(t, frame_of(t))
         if audio:
-            w.add_audio(t, np.full(100 // fps, t, np.float32))
+            w.add_audio(t, np.full(100 // fps, t / 10, np.float32))  # full scale is 1
         out += list(w.ready())
     return out
 
@@ -41,7 +41,7 @@ def test_audio_is_placed_by_timestamp():
     ws = feed(make(), 2.0)
     w = ws[1]  # [0.5, 1.5)
     assert w.audio.shape == (100,)
-    assert w.audio[0] == pytest.approx(0.5) and w.audio[-1] == pytest.approx(1.4)
+    assert w.audio[0] == pytest.approx(0.05) and w.audio[-1] == pytest.approx(0.14)
 
 
 def test_audio_gap_is_silence_and_keeps_alignment():
@@ -95,3 +95,19 @@ def test_out_of_order_frame_is_ignored():
 def test_needs_a_modality():
     with pytest.raises(ValueError, match="video or audio"):
         Windower("cam", GEO, lambda f: f, has_video=False, has_audio=False)
+
+
+def test_audio_past_full_scale_is_clipped():
+    w = make(has_video=False)
+    w.add_audio(0.0, np.full(100, 1.5, np.float32))
+    w.add_audio(1.0, np.full(100, -2.0, np.float32))
+    ws = list(w.ready())
+    assert ws[0].audio.max() == 1.0 and ws[-1].audio.min() == -1.0
+
+
+def test_wants_only_frames_near_a_sample_time():
+    w = make()  # 1 s windows, hop 0.5, 4 frames: sample times 0.125, 0.375, 0.625, 0.875, ...
+    assert w.wants(0.125, 0.01) and w.wants(0.38, 0.01) and w.wants(1.62, 0.01)
+    assert not w.wants(0.25, 0.05) and not w.wants(0.5, 0.1)
+    list(feed(w, 2.0))  # windows before 1.0 emitted: their sample times are wanted no more
+    assert not w.wants(0.125, 0.01)

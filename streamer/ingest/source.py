@@ -34,11 +34,13 @@ class SourceOptions:
     keyframe_width: int = 0  # >0: each window carries its newest frame at this width (evidence)
     hwaccel: str | None = None  # "cuda": NVDEC decoding (frames come back to system memory for windowing)
     mic: str | None = None  # `mic:<device>`: this microphone is the source's audio (aligned on arrival time)
+    skip_unsampled: bool = True  # don't decode non-reference frames that no window samples
     audio_offset: float = 0.0  # seconds added to the microphone's times (it lags the camera: negative)
 
 
 @dataclass
 class SourceStats:
+    frames_read: int = 0  # video packets (source frames), decoded or skipped
     frames_decoded: int = 0
     audio_frames_decoded: int = 0
     windows: int = 0
@@ -142,12 +144,19 @@ class SourceReader:
                     vs.codec_context.thread_count = self.opts.decoder_threads
                 self.stats.codecs["video"] = vs.codec_context.name
                 streams.append(vs)
+            # Frames no window samples are not decoded when nothing depends on them (non-reference
+            # frames, e.g. most B-frames): a frame is wanted when a sample time lies within 0.6 frame
+            # periods of it (the nearest frame to every sample time is always decoded).
+            rate = float(vs.average_rate or vs.guessed_rate or 0) if vs is not None else 0.0
+            margin = 0.6 / rate if rate > 0 and self.opts.skip_unsampled and not self.opts.hwaccel else 0.0
+            skipping = False
             resampler = None
             if aus is not None:
                 self.stats.codecs["audio"] = aus.codec_context.name
-                # resample only; the channels are averaged below (swresample's downmix adds them at -3 dB
-                # each, which takes loud stereo past 1.0)
-                resampler = av.AudioResampler(format="fltp", rate=self.geo.sample_rate)
+                # to mono at the model rate in swresample; rematrix_maxval 1 makes the downmix the mean of
+                # the channels (its default adds them at -3 dB each, which takes loud stereo past 1.0)
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=self.geo.sample_rate,
+                                              options={"rematrix_maxval": "1.0"})
                 streams.append(aus)
             t0: float | None = None
             last_t: dict[str, float | None] = {"video": None, "audio": None}  # raw stream times
@@ -158,6 +167,15 @@ class SourceReader:
                 for packet in container.demux(streams):
                     self.stats.last_packet = time.monotonic()
                     kind = packet.stream.type
+                    if kind == "video" and packet.size:
+                        self.stats.frames_read += 1
+                        if margin:
+                            pts, tb = packet.pts, packet.time_base
+                            skip = (pts is not None and tb is not None and t0 is not None
+                                    and not windower.wants(float(pts * tb) - t0 + offset + shift, margin))
+                            if skip != skipping:
+                                vs.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+                                skipping = skip
                     t_dec = time.perf_counter()
                     try:
                         frames = packet.decode()
@@ -206,9 +224,7 @@ class SourceReader:
                         else:
                             self.stats.audio_frames_decoded += 1
                             for out in resampler.resample(frame):
-                                planes = out.to_ndarray()  # [channels, samples]
-                                pcm = planes[0] if planes.shape[0] == 1 else planes.mean(axis=0, dtype=np.float32)
-                                pcm = np.clip(pcm, -1.0, 1.0)  # resampling rings past a full-scale step
+                                pcm = out.to_ndarray()[0]  # packed mono: [1, samples]
                                 windower.add_audio(rt, pcm, time.perf_counter() - t_dec)
                                 end_t = max(end_t, rt + len(pcm) / self.geo.sample_rate)
                                 rt += len(pcm) / self.geo.sample_rate

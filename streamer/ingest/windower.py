@@ -12,6 +12,7 @@ emitted with that modality's mask at 0 rather than held back.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -94,6 +95,21 @@ class Windower:
                 if key not in self._picked and key not in self._heap:
                     heapq.heappush(self._heap, key)
             self._scheduled += 1
+
+    def wants(self, t: float, margin: float) -> bool:
+        """Whether a frame at source time t could be the nearest frame to a sample time of a window
+        not yet emitted (some sample time within `margin` of t). The source skips decoding frames
+        nobody wants when the codec allows it (non-reference frames)."""
+        g = self.geo
+        spacing = g.seconds / g.frames
+        k_lo = max(self._k, math.floor((t - margin - g.seconds) / g.hop))
+        for k in range(k_lo, math.floor((t + margin) / g.hop) + 1):
+            # sample i of window k is at k*hop + (i + 0.5)*spacing: is some i in range?
+            lo = math.ceil((t - margin - k * g.hop) / spacing - 0.5)
+            hi = math.floor((t + margin - k * g.hop) / spacing - 0.5)
+            if max(lo, 0) <= min(hi, g.frames - 1):
+                return True
+        return False
 
     # ---- inputs -------------------------------------------------------------------------
     def add_video(self, t: float, frame: Any, decode_s: float = 0.0) -> None:
@@ -215,6 +231,7 @@ class Windower:
             lo, hi = max(i0, 0), min(i0 + g.samples, len(self._audio))
             if hi > lo:
                 pcm[lo - i0 : hi - i0] = self._audio[lo:hi]
+                np.clip(pcm, -1.0, 1.0, out=pcm)  # resampling rings past a full-scale step
             else:
                 audio = False
         window = Window(
