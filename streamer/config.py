@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from streamer.detect.normality import DEFAULT_DIR, DEFAULT_FAR, FOLDS
 from streamer.errors import ConfigError, redact
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp")
@@ -31,6 +32,7 @@ class CameraConfig(Strict):
     stall_timeout: float = Field(10.0, gt=0, description="Seconds without a packet before the source is reopened (the stall watchdog).")
     thresholds: dict[str, float] = Field(default_factory=dict, description="Per-class score thresholds for this camera (override detect.thresholds).")
     hwaccel: Literal["none", "cuda"] = Field("none", description="cuda: decode video with NVDEC (NVIDIA GPU hosts); none: CPU decoding.")
+    normality: str | None = Field(None, description="This camera's normality (anomaly) model file, e.g. from `streamer learn-normal --out-file`; default <anomaly.dir>/<id>.npz.")
 
     @field_validator("audio")
     @classmethod
@@ -55,6 +57,13 @@ class CameraConfig(Strict):
         if not path.is_file():
             raise ValueError(f"file not found: {path}")
         return str(path)
+
+    @field_validator("normality")
+    @classmethod
+    def _check_normality(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"normality model file not found: {v}")
+        return v
 
 
 class RedisConfig(Strict):
@@ -120,6 +129,13 @@ class DetectConfig(Strict):
     cooldown: float = Field(2.0, ge=0, description="Seconds below threshold that close an event.")
 
 
+class AnomalyConfig(Strict):
+    enabled: bool = Field(True, description="Score each window against its camera's normality model; over its threshold opens an event called anomaly.")
+    dir: str = Field(DEFAULT_DIR, description="Per-camera normality models: <dir>/<camera>.npz (where `streamer learn-normal` writes by default).")
+    learn_minutes: float = Field(10.0, ge=0, description="A camera without a model file learns its normal from its first N minutes of footage, saves the model and then alerts (0 = off).")
+    far: float = Field(DEFAULT_FAR, gt=0, lt=1, description="False-alarm rate (fraction of normal windows over threshold) for models learned by the pipeline.")
+
+
 class Config(Strict):
     cameras: list[CameraConfig] = Field(min_length=1, description="The sources to watch.")
     redis: RedisConfig = Field(default_factory=RedisConfig, description="Where alerts go.")
@@ -128,6 +144,7 @@ class Config(Strict):
     window: WindowConfig = Field(default_factory=WindowConfig, description="Window geometry.")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Turning scores into events.")
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="What is stored with an alert.")
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig, description="Per-camera normality (anomaly) alerts.")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Config":
@@ -135,7 +152,16 @@ class Config(Strict):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"camera ids must be unique: {dup}")
+        n = learn_windows(self)
+        if 0 < n < 2 * FOLDS:
+            raise ValueError(f"anomaly.learn_minutes: {self.anomaly.learn_minutes:g} min is {n} windows at window.hop "
+                             f"{self.window.hop:g} s; a learning period needs at least {2 * FOLDS}")
         return self
+
+
+def learn_windows(cfg: Config) -> int:
+    """Windows in the automatic learning period (0 = none)."""
+    return int(round(cfg.anomaly.learn_minutes * 60 / cfg.window.hop)) if cfg.anomaly.enabled else 0
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NORMALITY_DIR = "normality"
+DEFAULT_NORMALITY_DIR = "~/.local/state/streamer/normality"  # = anomaly.dir's default, where `streamer run` looks
 LIVE_DEFAULT_MINUTES = 10.0  # a live URL without --minutes
 
 
@@ -130,7 +130,7 @@ def cmd_learn_normal(args: argparse.Namespace) -> int:
         if not embs:
             raise NormalityError(f"{redact(args.source)} gave no windows")
         nm = NormalityModel.fit(np.concatenate(embs), layout=layout, camera=args.camera, far=args.far)
-        path = nm.save(Path(args.out_file) if args.out_file else camera_path(args.out, args.camera))
+        path = nm.save(Path(args.out_file) if args.out_file else camera_path(Path(args.out).expanduser(), args.camera))
     except (NormalityError, EngineError, SourceError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from engines import spec as espec
 from streamer.config import Config
+from streamer.detect.anomaly import EVENT as ANOMALY
+from streamer.detect.anomaly import AnomalyScorer
 from streamer.detect.events import EventTracker, Transition
 from streamer.engine.process import EngineClient, EngineDied, EngineOptions, Result
 from streamer.errors import ConfigError
@@ -51,8 +53,13 @@ class Pipeline:
         unknown = sorted(set(cfg.detect.thresholds) - set(self.spec.classes))
         if unknown:
             raise ConfigError(f"detect.thresholds: unknown classes {unknown}; the model has {list(self.spec.classes)}")
+        if cfg.anomaly.enabled and ANOMALY in self.spec.classes:
+            raise ConfigError(f"anomaly.enabled: the model has a class called {ANOMALY!r}; set anomaly.enabled: false")
+        self.anomaly = AnomalyScorer(cfg, self.model_path, self.spec.embedding_dim)  # a bad model file fails here
         self.tracker = EventTracker({**self.spec.thresholds, **cfg.detect.thresholds}, cfg.detect.min_windows,
                                     cfg.detect.cooldown, {c.id: dict(c.thresholds) for c in cfg.cameras})
+        for cid, nm in self.anomaly.models.items():
+            self._anomaly_threshold(cid, nm.threshold)
         self.stats = Stats()
         self._ctx = mp.get_context("spawn")
         self.rings: dict[str, WindowRing] = {}
@@ -72,11 +79,18 @@ class Pipeline:
             m.ALERTS_DROPPED.labels(c.id, "spool_full")
             for event in self.spec.classes:
                 m.ALERTS.labels(c.id, event)
+            if cfg.anomaly.enabled:
+                m.ALERTS.labels(c.id, ANOMALY)
+                m.NORMALITY_LEARNING.labels(c.id).set(self.anomaly.progress(c.id))
         m.SPOOLED.set(len(self.sink.spool))
         self._stop = threading.Event()
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _anomaly_threshold(self, camera: str, threshold: float) -> None:
+        """The model's threshold, unless the camera's `thresholds` sets one for anomaly."""
+        self.tracker.per_camera.setdefault(camera, {}).setdefault(ANOMALY, threshold)
 
     def _start_engine(self) -> None:
         """Fresh rings and a fresh engine process reading them."""
@@ -192,19 +206,37 @@ class Pipeline:
         m.STAGE_LATENCY.labels("window").observe(w.window_s)
         lat = {"decode": w.decode_s * 1000, "window": w.window_s * 1000, "queue": (r.infer_start - w.arrival) * 1000,
                "infer": r.infer_s * 1000}
-        for t in self.tracker.update(w.camera, w.start, w.end, dict(zip(self.spec.classes, r.scores.tolist()))):
-            self._publish(t, w, lat)
+        scores = dict(zip(self.spec.classes, r.scores.tolist()))
+        cell = None
+        if w.camera in self.anomaly.learners:
+            nm = self.anomaly.learn(w.camera, r.embedding)
+            m.NORMALITY_LEARNING.labels(w.camera).set(self.anomaly.progress(w.camera))
+            if nm is not None:
+                self._anomaly_threshold(w.camera, nm.threshold)
+        else:
+            scored = self.anomaly.score(w.camera, r.embedding)
+            if scored is not None:
+                scores[ANOMALY], cell = scored
+        for t in self.tracker.update(w.camera, w.start, w.end, scores):
+            self._publish(t, w, lat, cell)
         done = time.monotonic()
         m.E2E_LATENCY.labels(w.camera).observe(done - w.arrival)
         self.stats.window(w.camera, done - w.arrival)
 
-    def _publish(self, t: Transition, w: Window | None, latency_ms: dict[str, float]) -> None:
+    def _publish(self, t: Transition, w: Window | None, latency_ms: dict[str, float],
+                 cell: dict[str, int] | None = None) -> None:
         """One alert: build it (with evidence for a start), hand it to the sink. Latency ends at the hand-off."""
         t_pub = time.monotonic()
         wall_end = time.time() - (t_pub - w.arrival) if w is not None else time.time()
+        score, anomaly_score = t.score, None
+        if t.event == ANOMALY:  # an unbounded distance: `score` maps it into [0, 1), 0.5 at the threshold
+            anomaly_score = t.score
+            score = t.score / (t.score + max(self.tracker.threshold(t.camera, ANOMALY), 1e-9))
         alert = alerts_mod.make_alert(
-            camera=t.camera, event=t.event, state=t.state, score=t.score, start=t.start, end=t.end, wall_end=wall_end,
-            latency_ms=latency_ms, model=self.model, duration_s=t.duration if t.state == "end" else None,
+            camera=t.camera, event=t.event, state=t.state, score=score, start=t.start, end=t.end, wall_end=wall_end,
+            latency_ms=latency_ms, model=self.model, anomaly_score=anomaly_score,
+            anomaly_cell=cell if t.event == ANOMALY and t.state == "start" else None,
+            duration_s=t.duration if t.state == "end" else None,
         )
         files: dict[str, bytes] = {}
         if t.state == "start" and w is not None and self.cfg.evidence.enabled:

@@ -111,3 +111,39 @@ def make_clip(
     finally:
         out.close()
     return path
+
+
+def make_scene(
+    path: str | Path,
+    seconds: float = 10.0,
+    fps: int = 10,
+    size: tuple[int, int] = (160, 120),
+    block_at: tuple[float, float] | None = None,
+    seed: int = 0,
+) -> Path:
+    """A static scene (fixed textured background, the same for every seed) with a little sensor noise
+    per frame (from `seed`); during `block_at` (start, end seconds) a bright block crosses the middle
+    of the picture from left to right. H.264 only, keyframe every second. Returns the path."""
+    path = Path(path)
+    w, h = size
+    bg = np.random.default_rng(1234).integers(40, 120, (h // 8 + 1, w // 8 + 1, 3)).astype(np.int16)
+    bg = np.repeat(np.repeat(bg, 8, 0), 8, 1)[:h, :w]
+    rng = np.random.default_rng(seed)
+    bs = h // 4  # block side
+    with av.open(str(path), "w", container_options={"fflags": "+bitexact"}) as out:
+        vs = out.add_stream("libx264", rate=fps, options=_video_options("h264", fps))
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.time_base = Fraction(1, fps)
+        for i in range(int(round(seconds * fps))):
+            img = bg + rng.integers(-3, 4, bg.shape)
+            t = i / fps
+            if block_at and block_at[0] <= t < block_at[1]:
+                x = int((t - block_at[0]) / (block_at[1] - block_at[0]) * (w - bs))
+                img[(h - bs) // 2 : (h + bs) // 2, x : x + bs] = 250
+            frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for pkt in vs.encode(frame):
+                out.mux(pkt)
+        for pkt in vs.encode(None):
+            out.mux(pkt)
+    return path

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "streamer.normality/1"
 DEFAULT_FAR = 0.01
+DEFAULT_DIR = "~/.local/state/streamer/normality"  # per-camera models: <dir>/<camera>.npz
 DEFAULT_FEATURES = ("intensity", "motion_mean")  # of the spatial block (engines.model.SPATIAL_FEATURES)
 MAX_BANK = 6000  # normal windows kept (a seeded subsample beyond that)
 FOLDS = 5
@@ -189,12 +191,23 @@ class NormalityModel:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 mean, scale, bank = z["mean"], z["scale"], z["bank"]
-        except (OSError, KeyError, ValueError) as e:
-            raise NormalityError(f"cannot read normality model {path}: {e}") from e
-        if meta.get("format") != FORMAT:
-            raise NormalityError(f"{path}: not a normality model (format {meta.get('format')!r}, expected {FORMAT})")
-        return cls(meta["camera"], meta["layout"], tuple(meta["features"]), mean, scale, bank,
-                   float(meta["threshold"]), float(meta["far"]), int(meta["windows"]), meta.get("calibration", {}))
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise NormalityError(f"cannot read normality model {path}: {str(e) or type(e).__name__}") from e
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            fmt = meta.get("format") if isinstance(meta, dict) else None
+            raise NormalityError(f"{path}: not a normality model (format {fmt!r}, expected {FORMAT})")
+        try:
+            return cls(meta["camera"], meta["layout"], tuple(meta["features"]), mean, scale, bank,
+                       float(meta["threshold"]), float(meta["far"]), int(meta["windows"]), meta.get("calibration", {}))
+        except (KeyError, TypeError, ValueError) as e:
+            raise NormalityError(f"{path}: incomplete normality model ({type(e).__name__}: {e})") from e
+
+    def check(self, layout: dict[str, Any] | None, dim: int) -> None:
+        """Raise NormalityError unless this model can score embeddings of `dim` values with `layout`."""
+        if self.layout != layout:
+            raise NormalityError(f"learned on another embedding layout ({self.layout}) than the engine "
+                                 f"model's ({layout}): learn it again with this engine model")
+        self.cell_scores(np.zeros((1, dim), np.float32))
 
 
 def _subsample(z: np.ndarray, k: int, seed: int) -> np.ndarray:

@@ -53,6 +53,7 @@ def make_alert(
     latency_ms: dict[str, float],
     model: ModelInfo,
     anomaly_score: float | None = None,
+    anomaly_cell: dict[str, int] | None = None,
     evidence: dict[str, str] | None = None,
     duration_s: float | None = None,
 ) -> dict[str, Any]:
@@ -74,6 +75,8 @@ def make_alert(
         "model": {"name": model.name, "version": model.version, "backend": model.backend},
         "evidence": evidence or {},
     }
+    if anomaly_cell is not None:
+        doc["anomaly_cell"] = dict(anomaly_cell)
     if duration_s is not None:
         doc["duration_s"] = round(duration_s, 3)
     return doc

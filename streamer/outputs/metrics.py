@@ -33,6 +33,8 @@ ALERTS = Counter("streamer_alerts_total", "Alerts published, by event.", ["camer
 ALERTS_DROPPED = Counter("streamer_alerts_dropped_total", "Alerts lost, by reason (only a full spool drops).", ["camera", "reason"])
 SPOOLED = Gauge("streamer_spool_alerts", "Alerts waiting in the on-disk spool.", multiprocess_mode="livemax")
 ENGINE_RESTARTS = Counter("streamer_engine_restarts_total", "Engine process restarted after dying.")
+NORMALITY_LEARNING = Gauge("streamer_normality_learning_progress", "Learning period of the camera's normality model: 0..1, 1 = learned.",
+                           ["camera"], multiprocess_mode="livemax")
 ENGINE_INFO = Gauge("streamer_engine_info", "The engine in use (value 1).", ["backend", "precision", "model"], multiprocess_mode="livemax")
 
 

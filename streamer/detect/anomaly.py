@@ -1,0 +1,104 @@
+"""Per-camera anomaly scores in the pipeline: a normality model per camera, loaded or learned.
+
+At start each camera gets its model file (`cameras[].normality`, else `<anomaly.dir>/<id>.npz`); a file
+that cannot be used is a ConfigError naming the camera and the file. A camera without a file learns
+its normal from its first `anomaly.learn_minutes` of windows (NormalityLearner), saves it there, and is
+scored from then on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from streamer.config import CameraConfig, Config, learn_windows
+from streamer.detect.normality import NormalityError, NormalityLearner, NormalityModel, camera_path, model_layout
+from streamer.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+EVENT = "anomaly"
+
+
+def model_file(cfg: Config, cam: CameraConfig) -> Path:
+    if cam.normality:
+        return Path(cam.normality).expanduser()
+    return camera_path(Path(cfg.anomaly.dir).expanduser(), cam.id)
+
+
+def load_checked(camera: str, path: Path, layout: dict | None, dim: int) -> NormalityModel:
+    """The camera's model, or a ConfigError naming the camera and the file."""
+    try:
+        nm = NormalityModel.load(path)
+        nm.check(layout, dim)
+    except ValueError as e:  # NormalityError, or arrays of inconsistent shapes
+        raise ConfigError(f"camera {camera}: cannot use normality model {path}: {e} (learn it again with "
+                          f"`streamer learn-normal --camera {camera}`, or delete it to start a learning period)") from None
+    if nm.camera and nm.camera != camera:
+        log.warning("camera %s: normality model %s was learned for camera %s", camera, path, nm.camera)
+    return nm
+
+
+class AnomalyScorer:
+    """`score(camera, embedding)` -> (score, cell) or None (no model yet); learns where set to."""
+
+    def __init__(self, cfg: Config, model_path: str, dim: int) -> None:
+        self.models: dict[str, NormalityModel] = {}
+        self.learners: dict[str, NormalityLearner] = {}
+        if not cfg.anomaly.enabled:
+            return
+        layout = model_layout(model_path)
+        windows = learn_windows(cfg)
+        for cam in cfg.cameras:
+            path = model_file(cfg, cam)
+            if path.exists():
+                self.models[cam.id] = nm = load_checked(cam.id, path, layout, dim)
+                log.info("camera %s: normality model %s (threshold %.3f)", cam.id, path, nm.threshold)
+            elif windows:
+                self.learners[cam.id] = NormalityLearner(cam.id, layout, windows, path, cfg.anomaly.far)
+                log.info("camera %s: no normality model at %s; learning it from the first %g min (%d windows)",
+                         cam.id, path, cfg.anomaly.learn_minutes, windows)
+
+    def progress(self, camera: str) -> float:
+        """Learning progress in [0, 1]: 1 with a model, 0 without one and not learning."""
+        if camera in self.models:
+            return 1.0
+        learner = self.learners.get(camera)
+        return learner.progress if learner else 0.0
+
+    def learn(self, camera: str, embedding: np.ndarray) -> NormalityModel | None:
+        """Feed a learning period; the model once it is learned (then it scores), else None."""
+        learner = self.learners.get(camera)
+        if learner is None:
+            return None
+        try:
+            nm = learner.add(embedding)
+        except NormalityError as e:
+            log.error("camera %s: learning its normal failed, no anomaly alerts: %s", camera, e)
+            del self.learners[camera]
+            return None
+        except OSError as e:  # fitted, not saved: use it now, learn again at the next start
+            log.error("camera %s: normality model not saved to %s: %s", camera, learner.path, e)
+            nm = learner.model
+        if nm is None:
+            return None
+        del self.learners[camera]
+        self.models[camera] = nm
+        log.info("camera %s: normal learned from %d windows (threshold %.3f); anomaly alerts on", camera,
+                 nm.windows, nm.threshold)
+        return nm
+
+    def score(self, camera: str, embedding: np.ndarray) -> tuple[float, dict[str, int] | None] | None:
+        """The window's anomaly score and, with a grid, its highest-scoring cell {row, col, grid}."""
+        nm = self.models.get(camera)
+        if nm is None:
+            return None
+        cells = nm.cell_scores(np.asarray(embedding, np.float32)[None])[0]
+        i = int(cells.argmax())
+        cell = None
+        if nm.layout and nm.layout.get("spatial"):
+            g = int(nm.layout["grid"])
+            cell = {"row": i // g, "col": i % g, "grid": g}
+        return float(cells[i]), cell
