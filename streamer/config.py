@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from streamer.detect.normality import DEFAULT_DIR, DEFAULT_FAR, FOLDS
+from streamer.detect.normality import DEFAULT_DIR, FOLDS
 from streamer.errors import ConfigError, redact
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp")
@@ -133,7 +133,7 @@ class AnomalyConfig(Strict):
     enabled: bool = Field(True, description="Score each window against its camera's normality model; over its threshold opens an event called anomaly.")
     dir: str = Field(DEFAULT_DIR, description="Per-camera normality models: <dir>/<camera>.npz (where `streamer learn-normal` writes by default).")
     learn_minutes: float = Field(10.0, ge=0, description="A camera without a model file learns its normal from its first N minutes of footage, saves the model and then alerts (0 = off).")
-    far: float = Field(DEFAULT_FAR, gt=0, lt=1, description="False-alarm rate (fraction of normal windows over threshold) for models learned by the pipeline.")
+    far: float = Field(0.001, gt=0, lt=1, description="False-alarm rate (fraction of normal windows over threshold) for models learned by the pipeline: 0.001 is about 7 windows an hour at the default hop.")
 
 
 class Config(Strict):

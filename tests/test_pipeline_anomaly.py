@@ -11,7 +11,9 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
+from engines.spec import DEFAULT_MODEL, load_spec
 from streamer.config import parse_config
+from streamer.detect.anomaly import AnomalyScorer
 from streamer.detect.normality import NormalityModel, camera_path
 from streamer.errors import ConfigError
 from streamer.eval_cli import main as eval_cli
@@ -120,14 +122,19 @@ def test_bad_normality_file_is_a_config_error_at_start(tmp_path):
     other = NormalityModel.fit(np.random.default_rng(0).normal(size=(40, 8)), camera="an-other")
     path = other.save(camera_path(tmp_path / "normality", "an-other"))
     with pytest.raises(ConfigError, match="camera an-other: .*another embedding layout") as e:
-        Pipeline(parse_config(config(nowhere, tmp_path, [{"id": "an-other", "url": url}])))
+        Pipeline(parse_config(config(nowhere, tmp_path, [{"id": "an-other", "url": url}], learn_minutes=0)))
     assert str(path) in str(e.value)
+    # with a learning period, a file the pipeline learned itself is moved aside and learned anew
+    scorer = AnomalyScorer(parse_config(config(nowhere, tmp_path, [{"id": "an-other", "url": url}])),
+                           str(DEFAULT_MODEL), load_spec(DEFAULT_MODEL).embedding_dim)
+    assert "an-other" in scorer.learners and not path.exists()
+    assert path.with_name("an-other.stale.npz").exists()
 
 
 def test_anomaly_config(tmp_path):
     url = str(make_scene(tmp_path / "cam.mp4", seconds=1))
     cfg = parse_config({"cameras": [{"id": "a", "url": url}]})
-    assert cfg.anomaly.enabled and cfg.anomaly.learn_minutes == 10 and cfg.anomaly.far == 0.01
+    assert cfg.anomaly.enabled and cfg.anomaly.learn_minutes == 10 and cfg.anomaly.far == 0.001
     assert cfg.anomaly.dir == "~/.local/state/streamer/normality" and cfg.cameras[0].normality is None
     with pytest.raises(ConfigError, match=r"cameras\.0\.normality: normality model file not found"):
         parse_config({"cameras": [{"id": "a", "url": url, "normality": str(tmp_path / "none.npz")}]})

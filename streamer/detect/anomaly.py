@@ -54,9 +54,18 @@ class AnomalyScorer:
         for cam in cfg.cameras:
             path = model_file(cfg, cam)
             if path.exists():
-                self.models[cam.id] = nm = load_checked(cam.id, path, layout, dim)
-                log.info("camera %s: normality model %s (threshold %.3f)", cam.id, path, nm.threshold)
-            elif windows:
+                try:
+                    self.models[cam.id] = nm = load_checked(cam.id, path, layout, dim)
+                    log.info("camera %s: normality model %s (threshold %.3f)", cam.id, path, nm.threshold)
+                    continue
+                except ConfigError as e:
+                    if cam.normality or not windows:  # a file the user named, or no learning to replace it
+                        raise
+                    # a file the pipeline learned itself, unusable now (e.g. another engine model): learn again
+                    stale = path.with_name(path.stem + ".stale.npz")
+                    path.replace(stale)
+                    log.warning("%s; moved it to %s and learning anew", e, stale)
+            if windows:
                 self.learners[cam.id] = NormalityLearner(cam.id, layout, windows, path, cfg.anomaly.far)
                 log.info("camera %s: no normality model at %s; learning it from the first %g min (%d windows)",
                          cam.id, path, cfg.anomaly.learn_minutes, windows)
