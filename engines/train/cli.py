@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engines.train", description=__doc__.split("\n\n")[1])
-    p.add_argument("--data", type=Path, required=True, help="folder holding urbansound8k/, glass_break/, fight/")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder holding urbansound8k/, glass_break/, fight/ (required unless --card-only)")
     p.add_argument("--out", type=Path, default=Path("engines/weights"), help="output folder (fusion.onnx, ...)")
     p.add_argument("--minutes", type=float, default=5.0, help="training time budget (default 5)")
     p.add_argument("--steps", type=int, default=0, help="train a fixed number of steps instead (reproducible)")
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the same for fight, over validation no_fight windows (default 0.2)")
     p.add_argument("--mix", type=float, default=None,
                    help="probability of mixing two urbansound8k windows (targets: both; default 0.5)")
+    p.add_argument("--audio-steps", type=int, default=None,
+                   help="audio-only steps after each step with video (default: the recipe's, TrainConfig)")
     p.add_argument("--select", choices=("final", "best"), default="final",
                    help="keep the last step (default) or the step with the best validation mAP")
     p.add_argument("--resume", action="store_true", help="continue the run in .cache/train/last.pt")
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.card_only:
         return write_card(args.out, args.name)
+    if args.data is None:
+        print("error: --data is required (unless --card-only)", file=sys.stderr)
+        return 2
     for d in ("urbansound8k", "glass_break", "fight"):  # ucsd_ped2 is optional (extra negatives)
         if not (args.data / d / "labels.csv").is_file():
             print(f"error: {args.data / d / 'labels.csv'} not found (--data must hold the dataset folders)",
@@ -69,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                       select=args.select, resume=args.resume)
     if args.mix is not None:
         cfg.mix_p = args.mix
+    if args.audio_steps is not None:
+        cfg.audio_steps = args.audio_steps
     res = train(cfg)
     model, spec, report = res["model"], res["spec"], res["report"]
     spec = replace(spec, thresholds=res["thresholds"], name=args.name)
@@ -100,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     log.info("wrote %s (version %s), ORT CPU %.0f windows/s at batch 1, %.0f at batch 8",
              onnx_path, spec.version, speed[1], speed[8])
     return 0
+
+
+def _steps_split(r: dict) -> str:
+    cfg = r.get("config", {})
+    cycle = 1 + int(cfg.get("audio_steps", 0))
+    full = (int(r["steps"]) + cycle - 1) // cycle
+    return (f"{full} of {sum(r.get('batch_mix', {}).values())} windows with video, {int(r['steps']) - full} "
+            f"audio-only of {sum(cfg.get('audio_mix', {}).values())} windows")
 
 
 def _f(x, nd: int = 3) -> str:
@@ -146,6 +162,14 @@ def model_card(spec, r: dict, ev: dict | None, out: Path) -> str:
          f"({2 * r['macs'] / 1e6:.0f} MFLOPs)."),
         (f"- ONNX Runtime CPU on this machine ({r.get('machine', '?')}): **{speed[1]:.0f} windows/s at batch 1, "
          f"{speed[8]:.0f} windows/s at batch 8** (target >= 40)."),
+    ]
+    eb = r.get("engine_benchmark")
+    if eb:
+        lines.append(
+            f"- `python -m benchmarks.engine` (real windows of the demo clip, {eb.get('threads')} threads, load average "
+            f"{eb.get('loadavg_before')}): ONNX Runtime **{eb['ort_windows_per_s_b8']:.0f} windows/s at batch 8**, "
+            f"torch eager {eb['torch_windows_per_s_b8']:.0f}" + (f"; {eb['note']}" if eb.get("note") else "") + ".")
+    lines += [
         "- ONNX vs PyTorch max |diff| of logits: "
         + ", ".join(f"batch {p['batch']}: {p['max_abs_diff_logits']:.1e}" for p in r["parity"]) + ".",
         "- Files: " + ", ".join(f"`{k}` ({v / 1e6:.2f} MB)" for k, v in files.items()) + ".",
@@ -228,12 +252,18 @@ def model_card(spec, r: dict, ev: dict | None, out: Path) -> str:
         "",
         f"- Command: `{r.get('command', '?')}`",
         (f"- Wall time: **{r['wall_seconds'] / 60:.1f} min** in total (decode/cache {r['decode_seconds']:.0f} s, "
-         f"training {r['train_seconds'] / 60:.1f} min, {r['steps']} steps of {sum(r.get('batch_mix', {}).values())} "
-         f"windows, kept step {r['kept_step']} ({r.get('select', 'final')})), on {r.get('machine', '?')}, seed "
+         f"training {r['train_seconds'] / 60:.1f} min, {r['steps']} steps"
+         + (f" ({_steps_split(r)})" if cfg.get("audio_steps") else
+            f" of {sum(r.get('batch_mix', {}).values())} windows")
+         + f", kept step {r['kept_step']} ({r.get('select', 'final')})), on {r.get('machine', '?')}, seed "
          f"{cfg.get('seed', 0)}; resumable (`--resume`, checkpoints in .cache/train)."),
         "- Windows: 1 s, hop 0.5 s, decoded by `streamer.ingest.clip.clip_windows` (the live ingest code).",
         f"- Train windows: {r['train_windows']}; validation windows: {r['val_windows']}.",
-        (f"- Batch mix: {r.get('batch_mix')}; multi-label BCE; negatives (glass_break `background`, fight "
+        (f"- Batch mix: {r.get('batch_mix')}"
+         + (f", each such step followed by {cfg['audio_steps']} audio-only step(s) of {cfg.get('audio_mix')} "
+            "(no video, no paired video: ~3x cheaper, so the audio classes see far more windows in the budget)"
+            if cfg.get("audio_steps") else "")
+         + "; multi-label BCE; negatives (glass_break `background`, fight "
          "`no_fight`, UCSD Ped2 normal training footage) have all-zero targets."),
         ("- Augmentation: " + (f"two urbansound8k windows mixed at -5..5 dB with both labels as targets (p "
          f"{cfg.get('mix_p')}); " if cfg.get("mix_p") else "") + "audio mixed into a background (glass_break background or fight audio) at 0-20 dB SNR "
@@ -245,6 +275,22 @@ def model_card(spec, r: dict, ev: dict | None, out: Path) -> str:
          f"{cfg.get('pair_video_p')})."),
         (f"- AdamW (lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}), 5% warm-up then cosine to 0 "
          f"over the time budget. Validation mAP during training (step: mAP): {hist}."),
+    ]
+    abl = r.get("ablations")
+    if abl:
+        lines += [
+            "",
+            "## Ablations behind this recipe",
+            "",
+            abl["note"],
+            "",
+            "| run | change from the 33-min recipe | steps | val mAP | US8K fold-2 acc (mean / max) | glass AP | fight clip AUC |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for a in abl["runs"]:
+            lines.append(f"| {a['name']} | {a['change']} | {a['steps']} | {a['val_map']:.3f} | {a['us8k_acc_mean']:.3f} / "
+                         f"{a['us8k_acc_max']:.3f} | {a['glass_ap']:.3f} | {a['fight_auc_max']:.3f} |")
+    lines += [
         "",
         "## Embedding",
         "",
@@ -266,7 +312,7 @@ def model_card(spec, r: dict, ev: dict | None, out: Path) -> str:
         "",
         "## Limits",
         "",
-        ("- Trained from scratch (no pretrained backbone) in about half an hour on 2 CPU cores, on ~870 "
+        (f"- Trained from scratch (no pretrained backbone) in {r['train_seconds'] / 60:.0f} minutes on 2 CPU cores, on ~870 "
          "UrbanSound8K clips, ~210 glass_break clips and ~140 fight clips from ~25 source videos."),
         "- Audio-only classes were never seen together with their own video.",
         ("- The anomaly grid sees changes of grey level and motion per cell of a fixed camera; it does not "
