@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from streamer.detect.normality import DEFAULT_DIR
+
 log = logging.getLogger(__name__)
 
-DEFAULT_NORMALITY_DIR = "~/.local/state/streamer/normality"  # = anomaly.dir's default, where `streamer run` looks
 LIVE_DEFAULT_MINUTES = 10.0  # a live URL without --minutes
 
 
@@ -170,7 +171,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--from", dest="source", required=True, metavar="FILE_OR_URL", help="normal footage: file or URL")
     s.add_argument("--minutes", type=float, default=None, help="learn from the first N minutes (default: all of "
                    f"a file, {LIVE_DEFAULT_MINUTES:g} of a live URL)")
-    s.add_argument("--out", default=DEFAULT_NORMALITY_DIR, help=f"folder of per-camera models (default {DEFAULT_NORMALITY_DIR})")
+    s.add_argument("--out", default=DEFAULT_DIR, help=f"folder of per-camera models (default {DEFAULT_DIR}, where `streamer run` looks)")
     s.add_argument("--out-file", default=None, help="exact output path instead of <out>/<camera>.npz")
     s.add_argument("--far", type=float, default=0.01, help="false-alarm rate (fraction of normal windows) the "
                    "threshold is calibrated to (default 0.01)")

@@ -58,8 +58,6 @@ class Pipeline:
         self.anomaly = AnomalyScorer(cfg, self.model_path, self.spec.embedding_dim)  # a bad model file fails here
         self.tracker = EventTracker({**self.spec.thresholds, **cfg.detect.thresholds}, cfg.detect.min_windows,
                                     cfg.detect.cooldown, {c.id: dict(c.thresholds) for c in cfg.cameras})
-        for cid, nm in self.anomaly.models.items():
-            self._anomaly_threshold(cid, nm.threshold)
         self.stats = Stats()
         self._ctx = mp.get_context("spawn")
         self.rings: dict[str, WindowRing] = {}
@@ -87,10 +85,6 @@ class Pipeline:
 
     def stop(self) -> None:
         self._stop.set()
-
-    def _anomaly_threshold(self, camera: str, threshold: float) -> None:
-        """The model's threshold, unless the camera's `thresholds` sets one for anomaly."""
-        self.tracker.per_camera.setdefault(camera, {}).setdefault(ANOMALY, threshold)
 
     def _start_engine(self) -> None:
         """Fresh rings and a fresh engine process reading them."""
@@ -209,14 +203,14 @@ class Pipeline:
         scores = dict(zip(self.spec.classes, r.scores.tolist()))
         cell = None
         if w.camera in self.anomaly.learners:
-            nm = self.anomaly.learn(w.camera, r.embedding)
+            self.anomaly.learn(w.camera, r.embedding)
             m.NORMALITY_LEARNING.labels(w.camera).set(self.anomaly.progress(w.camera))
-            if nm is not None:
-                self._anomaly_threshold(w.camera, nm.threshold)
         else:
             scored = self.anomaly.score(w.camera, r.embedding)
             if scored is not None:
                 scores[ANOMALY], cell = scored
+                # the model's threshold, unless the camera's `thresholds` sets one for anomaly
+                self.tracker.per_camera.setdefault(w.camera, {}).setdefault(ANOMALY, self.anomaly.models[w.camera].threshold)
         for t in self.tracker.update(w.camera, w.start, w.end, scores):
             self._publish(t, w, lat, cell)
         done = time.monotonic()

@@ -98,7 +98,7 @@ def test_learning_period_saves_the_model_then_scores(redis_server, tmp_path):
     again = Pipeline(parse_config(cfg))
     try:
         assert "an-learn" in again.anomaly.models and not again.anomaly.learners
-        assert again.tracker.threshold("an-learn", "anomaly") == pytest.approx(nm.threshold)
+        assert again.anomaly.models["an-learn"].threshold == pytest.approx(nm.threshold)
     finally:
         again.close()
     cfg["cameras"][0]["thresholds"] = {"anomaly": 99.0}

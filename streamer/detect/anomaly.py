@@ -104,10 +104,5 @@ class AnomalyScorer:
         nm = self.models.get(camera)
         if nm is None:
             return None
-        cells = nm.cell_scores(np.asarray(embedding, np.float32)[None])[0]
-        i = int(cells.argmax())
-        cell = None
-        if nm.layout and nm.layout.get("spatial"):
-            g = int(nm.layout["grid"])
-            cell = {"row": i // g, "col": i % g, "grid": g}
-        return float(cells[i]), cell
+        scores, (where,) = nm.score_where(np.asarray(embedding, np.float32)[None])
+        return float(scores[0]), None if where is None else {"row": where[0], "col": where[1], "grid": nm.grid}

@@ -165,10 +165,18 @@ class NormalityModel:
 
     def where(self, embedding_rows: np.ndarray) -> list[tuple[int, int] | None]:
         """For each window, the (row, column) of the grid cell that scored highest (None without a grid)."""
-        if not (self.layout and self.layout.get("spatial")):
-            return [None] * len(embedding_rows)
-        g = int(self.layout["grid"])
-        return [divmod(int(i), g) for i in self.cell_scores(embedding_rows).argmax(axis=1)]
+        return self.score_where(embedding_rows)[1]
+
+    def score_where(self, embedding_rows: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int] | None]]:
+        """`score` and `where` from one pass over the cells."""
+        cells = self.cell_scores(embedding_rows)
+        g = self.grid
+        return cells.max(axis=1), [divmod(int(i), g) if g else None for i in cells.argmax(axis=1)]
+
+    @property
+    def grid(self) -> int:
+        """G of the G x G grid the model compares (0 without one)."""
+        return int(self.layout["grid"]) if self.layout and self.layout.get("spatial") else 0
 
     # -- files -----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -149,6 +149,7 @@ class SourceReader:
             # periods of it (the nearest frame to every sample time is always decoded).
             rate = float(vs.average_rate or vs.guessed_rate or 0) if vs is not None else 0.0
             margin = 0.6 / rate if rate > 0 and self.opts.skip_unsampled and not self.opts.hwaccel else 0.0
+            video_tb = float(vs.time_base) if vs is not None and vs.time_base else 0.0
             skipping = False
             resampler = None
             if aus is not None:
@@ -170,9 +171,9 @@ class SourceReader:
                     if kind == "video" and packet.size:
                         self.stats.frames_read += 1
                         if margin:
-                            pts, tb = packet.pts, packet.time_base
-                            skip = (pts is not None and tb is not None and t0 is not None
-                                    and not windower.wants(float(pts * tb) - t0 + offset + shift, margin))
+                            pts = packet.pts
+                            skip = (pts is not None and video_tb > 0 and t0 is not None
+                                    and not windower.wants(pts * video_tb - t0 + offset + shift, margin))
                             if skip != skipping:
                                 vs.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
                                 skipping = skip

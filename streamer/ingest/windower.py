@@ -101,15 +101,9 @@ class Windower:
         not yet emitted (some sample time within `margin` of t). The source skips decoding frames
         nobody wants when the codec allows it (non-reference frames)."""
         g = self.geo
-        spacing = g.seconds / g.frames
-        k_lo = max(self._k, math.floor((t - margin - g.seconds) / g.hop))
-        for k in range(k_lo, math.floor((t + margin) / g.hop) + 1):
-            # sample i of window k is at k*hop + (i + 0.5)*spacing: is some i in range?
-            lo = math.ceil((t - margin - k * g.hop) / spacing - 0.5)
-            hi = math.floor((t + margin - k * g.hop) / spacing - 0.5)
-            if max(lo, 0) <= min(hi, g.frames - 1):
-                return True
-        return False
+        first = max(self._k, math.floor((t - margin - g.seconds) / g.hop))
+        return any(abs(s - t) <= margin for k in range(first, math.floor((t + margin) / g.hop) + 1)
+                   for s in self._sample_times(k))
 
     # ---- inputs -------------------------------------------------------------------------
     def add_video(self, t: float, frame: Any, decode_s: float = 0.0) -> None:
