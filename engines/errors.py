@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from streamer.errors import StreamerError
 
-class EngineError(RuntimeError):
-    """Base of the engine's own errors."""
+
+class EngineError(StreamerError, RuntimeError):
+    """Base of the engine's own errors (under streamer's root, StreamerError)."""
 
 
 class BackendUnavailable(EngineError, ImportError):
@@ -24,6 +26,8 @@ class InputError(EngineError, ValueError):
 class InferenceError(EngineError):
     """The backend failed while running a valid feed. Possibly recoverable: the engine process may be
     restarted."""
+
+    recoverable = True
 
 
 class ExportError(EngineError):

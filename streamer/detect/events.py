@@ -14,6 +14,7 @@ class Transition:
     start: float  # event start on the source clock
     end: float  # window end (start) or event end (end)
     duration: float = 0.0
+    reason: str | None = None  # end only, when not the cooldown: "source_end", "engine_restart", "stop"
 
 
 @dataclass
@@ -58,11 +59,11 @@ class EventTracker:
                     out.append(Transition(camera, event, "end", tr.peak, tr.start, tr.last_above, tr.last_above - tr.start))
         return out
 
-    def close_all(self, camera: str | None = None) -> list[Transition]:
-        """End every open event (a source that ended, or shutdown)."""
+    def close_all(self, camera: str | None = None, reason: str | None = None) -> list[Transition]:
+        """End every open event (a source that ended, an engine restart, or shutdown); `reason` says which."""
         out = []
         for (cam, event), tr in self._tracks.items():
             if tr.open and (camera is None or cam == camera):
                 tr.open, tr.above = False, 0
-                out.append(Transition(cam, event, "end", tr.peak, tr.start, tr.last_above, tr.last_above - tr.start))
+                out.append(Transition(cam, event, "end", tr.peak, tr.start, tr.last_above, tr.last_above - tr.start, reason))
         return out

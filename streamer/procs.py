@@ -1,0 +1,106 @@
+"""Child processes die with their parent, and a parent can find and kill what is left of its children.
+
+Linux: `die_with_parent()` sets PR_SET_PDEATHSIG (prctl via ctypes) so the kernel sends SIGKILL to the
+process when its parent ends, however it ends (SIGKILL included); `popen_preexec()` does the same for
+a subprocess (the embedded Redis). Elsewhere these do nothing and the parent's own stop path is all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+_libc = None
+
+
+def _prctl_pdeathsig(sig: int) -> bool:
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return _libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent(parent_pid: int | None = None, sig: int = signal.SIGKILL) -> None:
+    """This process gets `sig` when its parent ends. `parent_pid`: the expected parent; when it is
+    already gone (it died before we got here) this process exits at once."""
+    _prctl_pdeathsig(sig)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def popen_preexec() -> None:
+    """preexec_fn for subprocess.Popen: the child gets SIGKILL when the parent ends."""
+    _prctl_pdeathsig(signal.SIGKILL)
+
+
+def children(pid: int | None = None) -> list[int]:
+    """Direct children of `pid` (default: this process), from /proc."""
+    pid = os.getpid() if pid is None else pid
+    out = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[:1] != ["Z"]
+
+
+def _resource_tracker_pid() -> int | None:
+    try:
+        from multiprocessing import resource_tracker
+
+        return resource_tracker._resource_tracker._pid  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        return None
+
+
+def kill_children(sig: int = signal.SIGKILL, wait: float = 0.5) -> list[int]:
+    """Send `sig` to every direct child of this process but multiprocessing's resource tracker (it
+    ends by itself after us and unlinks what shared memory is left); wait up to `wait` s for them to
+    go. Returns the pids signalled."""
+    tracker = _resource_tracker_pid()
+    pids = [p for p in children() if p != tracker]
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except OSError:
+            pass
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        for p in pids:
+            try:
+                os.waitpid(p, os.WNOHANG)
+            except OSError:
+                pass
+        time.sleep(0.02)
+    return pids
