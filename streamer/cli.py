@@ -15,11 +15,70 @@ DEMO_CLIP = ASSETS / "demo.mp4"
 
 
 def _setup_logging(verbose: bool) -> None:
+    from streamer.errors import install_log_redaction
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    install_log_redaction()  # no URL password or credential query parameter in any log line
+
+
+STOP_BUDGET_S = 3.0  # SIGINT/SIGTERM to exit, at the most
+
+
+class _Stopper:
+    """SIGINT and SIGTERM (to the main pid alone or to the whole group): the first asks the pipeline to
+    stop (its own deadlines keep that well under STOP_BUDGET_S; during start-up it raises Stopped,
+    which unwinds the start). If the stop is still going shortly before STOP_BUDGET_S, or on a second
+    signal: the hard stop, which writes every undelivered alert to the spool, SIGKILLs the children and
+    exits."""
+
+    def __init__(self) -> None:
+        self.pipe = None
+        self.signalled: str | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum: int, _frame: object) -> None:
+        import threading
+
+        from streamer.errors import Stopped
+
+        name = signal.Signals(signum).name
+        if self.signalled is not None:
+            self.hard(f"second {name}")
+            return
+        self.signalled = name
+        os.write(2, f"[streamer] {name}: stopping\n".encode())  # not print(): a handler may interrupt a print
+        timer = threading.Timer(STOP_BUDGET_S - 0.5, self.hard, args=("the stop took too long",))
+        timer.daemon = True
+        timer.start()
+        if self.pipe is None:
+            raise Stopped(name)  # still starting: unwind the start-up (it cleans up after itself)
+        self.pipe.stop()
+
+    def hard(self, why: str) -> None:
+        from streamer import procs
+        from streamer.outputs import metrics
+
+        os.write(2, f"[streamer] {why}: undelivered alerts to the spool, children killed\n".encode())
+        try:
+            if self.pipe is not None and self.pipe.sink is not None:
+                self.pipe.sink.abandon()
+        except Exception:
+            pass
+        procs.kill_children(wait=0.3)
+        try:
+            if self.pipe is not None:
+                self.pipe._close_rings()
+        except Exception:
+            pass
+        metrics.cleanup()
+        os._exit(0)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -43,20 +102,33 @@ def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float) 
         if print_alerts:
             print(json.dumps(alert), flush=True)
 
-    pipe = Pipeline(cfg, on_alert=on_alert)
-    if cfg.metrics.port:
-        port = metrics.serve(cfg.metrics.host, cfg.metrics.port)
-        print(f"[streamer] metrics on http://{cfg.metrics.host}:{port}/metrics", file=sys.stderr)
-    print(f"[streamer] alerts: Redis {pipe.redis_url} stream {cfg.redis.stream}, channels {cfg.redis.channel_prefix}:<camera>; "
-          f"engine {pipe.backend} model {pipe.spec.name} v{pipe.spec.version}", file=sys.stderr)
-    signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
+    from streamer.errors import Stopped, redact
+
+    stopper = _Stopper()
+    stopper.install()
     try:
-        pipe.run(duration=duration, summary_every=summary_every, summary=lambda s: print(s, file=sys.stderr, flush=True))
-    except KeyboardInterrupt:
-        print("[streamer] interrupted, stopping", file=sys.stderr)
+        if cfg.metrics.port:  # first: a port that is taken fails before anything is started
+            port = metrics.serve(cfg.metrics.host, cfg.metrics.port)
+            print(f"[streamer] metrics on http://{cfg.metrics.host}:{port}/metrics", file=sys.stderr)
+        pipe = Pipeline(cfg, on_alert=on_alert)
+    except Stopped:
+        metrics.cleanup()
+        print("[streamer] stopped while starting", file=sys.stderr)
+        return 0
+    except BaseException:
+        metrics.cleanup()
+        raise
+    stopper.pipe = pipe
+    print(f"[streamer] alerts: Redis {redact(pipe.redis_url)} stream {cfg.redis.stream}, channels {cfg.redis.channel_prefix}:<camera>; "
+          f"engine {pipe.backend} model {pipe.spec.name} v{pipe.spec.version}", file=sys.stderr)
+    try:
+        if not stopper.signalled:
+            pipe.run(duration=duration, summary_every=summary_every, summary=lambda s: print(s, file=sys.stderr, flush=True))
     finally:
         pipe.close()
         metrics.cleanup()
+    if stopper.signalled:
+        print(f"[streamer] stopped ({stopper.signalled})", file=sys.stderr)
     return 0
 
 
@@ -265,7 +337,33 @@ def main(argv: list[str] | None = None) -> int:
 
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="streamer-metrics-")
     _setup_logging(args.verbose)
-    return int(args.fn(args) or 0)
+    return _guarded(args)
+
+
+def _guarded(args: argparse.Namespace) -> int:
+    """Every failure is one line on stderr and exit 1 (a config's error list keeps a line per error);
+    the traceback only with -v."""
+    import traceback
+
+    from streamer.errors import StreamerError, Stopped, redact_text
+
+    try:
+        return int(args.fn(args) or 0)
+    except Stopped:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except StreamerError as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(redact_text(str(e)), file=sys.stderr)
+        return 1
+    except Exception as e:
+        if args.verbose:
+            traceback.print_exc()
+        text = " | ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f"streamer {args.cmd}: {type(e).__name__}: {redact_text(text)} (run with -v for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

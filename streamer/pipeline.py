@@ -4,12 +4,23 @@ Ingest processes write windows into a shared-memory ring per camera (streamer/ri
 source (a stream, or a file paced in real time) a full ring drops its oldest window and counts it, so
 latency and memory stay flat when the engine falls behind. A file read as fast as it decodes waits
 instead (nothing dropped).
+
+Stopping (`stop()`, from the CLI's SIGINT/SIGTERM handler): the loop ends within 0.1 s; open events are
+closed with `end` alerts (reason "stop"); the ingest processes and the engine are asked to stop and
+are terminated, then killed, when they have not within STOP_GRACE_S; the alert sink delivers what it
+can within SINK_GRACE_S and spools the rest. Every child has PR_SET_PDEATHSIG set, so none outlives
+the main process even when it is SIGKILLed.
+
+Restarts keep the timeline: a respawned ingest process continues its camera's source time from the
+last window delivered (so an event open across the restart closes normally); an engine restart
+closes open events with `end` alerts carrying reason "engine_restart".
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import threading
 import time
 from typing import Any, Callable
@@ -20,7 +31,7 @@ from streamer.detect.anomaly import EVENT as ANOMALY
 from streamer.detect.anomaly import AnomalyScorer
 from streamer.detect.events import EventTracker, Transition
 from streamer.engine.process import EngineClient, EngineDied, EngineOptions, Result
-from streamer.errors import ConfigError
+from streamer.errors import ConfigError, Stopped
 from streamer.ingest.source import probe_geometry
 from streamer.ingest.supervisor import ingest_main
 from streamer.outputs import alerts as alerts_mod
@@ -36,12 +47,28 @@ from streamer.window import Window
 log = logging.getLogger(__name__)
 
 MAX_RESTARTS_PER_MIN = 5
+STOP_GRACE_S = 1.0  # ingest processes and the engine: asked to stop, then terminated
+SINK_GRACE_S = 0.7  # the alert sink: delivers while Redis answers, then spools the rest
+REDIS_TIMEOUT_S = 2.0  # per call and try: a Redis that stops answering fails the delivery thread's call after this
 
 
 class Pipeline:
     def __init__(self, cfg: Config, on_alert: Callable[[dict], None] | None = None) -> None:
         self.cfg = cfg
         self.on_alert = on_alert
+        self._stop = threading.Event()
+        self.running = False
+        self.engine: EngineClient | None = None  # type: ignore[assignment]
+        self._embedded: alerts_mod.EmbeddedRedis | None = None
+        self.sink: AlertSink | None = None  # type: ignore[assignment]
+        self.rings: dict[str, WindowRing] = {}
+        try:
+            self._setup(cfg)
+        except BaseException:  # a bad setting, or Stopped by a signal: nothing is left behind
+            self._abort()
+            raise
+
+    def _setup(self, cfg: Config) -> None:
         self.model_path = cfg.engine.model or str(espec.DEFAULT_MODEL)
         try:
             self.spec = espec.load_spec(self.model_path)
@@ -60,19 +87,20 @@ class Pipeline:
                                     cfg.detect.cooldown, {c.id: dict(c.thresholds) for c in cfg.cameras})
         self.stats = Stats()
         self._ctx = mp.get_context("spawn")
-        self.rings: dict[str, WindowRing] = {}
+        self._last: dict[str, tuple[float, float]] = {}  # camera -> (end, arrival) of its last window: the timeline to continue
+        r = cfg.redis
+        spool = Spool(r.spool_dir, r.spool_max_alerts)  # a bad redis.spool_dir fails here, naming it
         self._start_engine()  # the engine loads the model now: a bad model or backend fails here, not later
         self.backend = self.engine.backend
         self.model = alerts_mod.ModelInfo(self.spec.name, self.spec.version, self.backend)
-        self._embedded: alerts_mod.EmbeddedRedis | None = None
         self.redis_url = cfg.redis.url
         if self.redis_url is None:
             self._embedded = alerts_mod.EmbeddedRedis()
             self.redis_url = self._embedded.url
-        r = cfg.redis
-        client = alerts_mod.connect(self.redis_url, ssl_ca_certs=r.ssl_ca_certs, ssl_certfile=r.ssl_certfile, ssl_keyfile=r.ssl_keyfile)
+        client = alerts_mod.connect(self.redis_url, retries=1, timeout=REDIS_TIMEOUT_S, ssl_ca_certs=r.ssl_ca_certs,
+                                    ssl_certfile=r.ssl_certfile, ssl_keyfile=r.ssl_keyfile)
         self.sink = AlertSink(client, self.redis_url, stream=r.stream, maxlen=r.maxlen, channel_prefix=r.channel_prefix,
-                              spool=Spool(r.spool_dir, r.spool_max_alerts), evidence_ttl=cfg.evidence.ttl)
+                              spool=spool, evidence_ttl=cfg.evidence.ttl)
         for c in cfg.cameras:  # export every series from the start, at 0
             m.ALERTS_DROPPED.labels(c.id, "spool_full")
             for event in self.spec.classes:
@@ -81,10 +109,23 @@ class Pipeline:
                 m.ALERTS.labels(c.id, ANOMALY)
                 m.NORMALITY_LEARNING.labels(c.id).set(self.anomaly.progress(c.id))
         m.SPOOLED.set(len(self.sink.spool))
-        self._stop = threading.Event()
 
     def stop(self) -> None:
+        """Ask `run()` to end (safe from a signal handler and from any thread)."""
         self._stop.set()
+
+    def _abort(self) -> None:
+        """Undo a start that failed or was stopped half-way."""
+        try:
+            if self.engine is not None:
+                self.engine.close(timeout=0.2)
+            self._close_rings()
+            if self.sink is not None:
+                self.sink.close(timeout=0.2)
+            if self._embedded is not None:
+                self._embedded.close()
+        except Exception as e:  # best effort: the original error is the one to report
+            log.debug("cleanup after a failed start: %s", e)
 
     def _start_engine(self) -> None:
         """Fresh rings and a fresh engine process reading them."""
@@ -93,7 +134,7 @@ class Pipeline:
         e = self.cfg.engine
         try:
             opts = EngineOptions(self.model_path, e.backend, e.threads, e.max_batch, e.max_wait_ms, e.precision, e.cache_dir)
-            self.engine = EngineClient(self._ctx, opts, self.rings, e.ready_timeout)
+            self.engine = EngineClient(self._ctx, opts, self.rings, e.ready_timeout, should_stop=self._stop.is_set)
         except Exception:
             self._close_rings()
             raise
@@ -105,17 +146,25 @@ class Pipeline:
         cams = {c.id: c for c in self.cfg.cameras}
 
         def spawn(cid: str) -> Any:
-            p = ctx.Process(target=ingest_main, args=(cams[cid], self.geo, self.rings[cid], stop, kf), name=f"streamer:ingest:{cid}", daemon=True)
+            p = ctx.Process(target=ingest_main, args=(cams[cid], self.geo, self.rings[cid], stop, kf, self._last.get(cid), os.getpid()),
+                            name=f"streamer:ingest:{cid}", daemon=True)
             p.start()
             return p
 
-        def stop_ingest() -> None:
+        def stop_ingest(grace: float = STOP_GRACE_S) -> None:
+            """Ask every ingest process to stop; terminate, then kill, those still running after `grace` s."""
             stop.set()
+            deadline = time.monotonic() + grace
             for p in procs.values():
-                p.join(timeout=5)
+                p.join(timeout=max(deadline - time.monotonic(), 0))
+            for p in procs.values():
                 if p.is_alive():
                     p.terminate()
-                    p.join(timeout=2)
+            for p in procs.values():
+                p.join(timeout=0.3)
+                if p.is_alive():
+                    p.kill()
+                    p.join(timeout=1)
                 m.process_exited(p.pid)
 
         live = set(cams)
@@ -126,8 +175,12 @@ class Pipeline:
         deadline = now + duration if duration else None
         next_summary = now + summary_every if summary_every else None
         stats_done = threading.Event()
-        stats_thread = threading.Thread(target=self._stats_loop, args=(stats_done,), name="streamer:stats", daemon=True)
-        stats_thread.start()  # reading every process's metrics takes long enough to delay alerts: not on this thread
+        # reading every process's metrics (the summary line, the stats records) and writing to Redis take
+        # long enough to delay alerts: not on this thread
+        stats_thread = threading.Thread(target=self._stats_loop, args=(stats_done, summary_every, summary),
+                                        name="streamer:stats", daemon=True)
+        stats_thread.start()
+        self.running = True
         try:
             while live and not self._stop.is_set():
                 now = time.monotonic()
@@ -136,11 +189,15 @@ class Pipeline:
                 try:
                     msg = self.engine.get(timeout=0.1)
                 except EngineDied as e:
+                    if self._stop.is_set():
+                        break  # it was stopped with us (a signal to the whole group)
                     engine_restarts = [t for t in engine_restarts if now - t < 60] + [now]
                     if len(engine_restarts) > MAX_RESTARTS_PER_MIN:
                         raise
                     log.error("%s: restarting the engine, the rings and the ingest processes", e)
                     m.ENGINE_RESTARTS.inc()
+                    for t in self.tracker.close_all(reason="engine_restart"):  # their windows are cut: say so
+                        self._publish(t, None, {})
                     stop_ingest()
                     self.engine.close()  # reaps the dead process and marks it dead for the metrics
                     self._close_rings()
@@ -152,9 +209,11 @@ class Pipeline:
                     self._detect_and_publish(msg[1])
                 elif msg is not None and msg[0] == "end":
                     live.discard(msg[1])
-                    for t in self.tracker.close_all(msg[1]):
+                    for t in self.tracker.close_all(msg[1], reason="source_end"):
                         self._publish(t, None, {})
                 for cid, p in procs.items():  # an ingest process that died without finishing is restarted
+                    if self._stop.is_set():
+                        break
                     if cid in live and p.exitcode not in (None, 0):
                         restarts[cid] = [t for t in restarts[cid] if now - t < 60] + [now]
                         if len(restarts[cid]) > MAX_RESTARTS_PER_MIN:
@@ -164,27 +223,31 @@ class Pipeline:
                         log.error("camera %s: ingest process died (exit code %s); restarting it", cid, p.exitcode)
                         m.process_exited(p.pid)
                         m.PROCESS_RESTARTS.labels(cid).inc()
-                        procs[cid] = spawn(cid)
-                if next_summary and summary and now >= next_summary:
-                    summary(self.stats.summary())
-                    next_summary += summary_every
+                        procs[cid] = spawn(cid)  # continues the camera's timeline (self._last)
+        except Stopped:
+            pass  # a stop while the engine was restarting
         finally:
+            self.running = False
             stop.set()
-            for t in self.tracker.close_all():
+            if self.engine is not None:
+                self.engine.stop.set()  # the engine stops while the ingest processes do
+            for t in self.tracker.close_all(reason="stop"):
                 self._publish(t, None, {})
             stop_ingest()
-            stats_done.set()
-            stats_thread.join(timeout=5)
-            self._publish_stats()
+            stats_done.set()  # the stats thread publishes its last record and ends
+            stats_thread.join(timeout=0.3)
             if summary:
                 summary(self.stats.summary())
 
     def close(self) -> None:
-        self.engine.close()
+        """Stop the engine, free the rings, deliver or spool every accepted alert, stop the embedded Redis.
+        Bounded: about STOP_GRACE_S + SINK_GRACE_S + 1 s at the worst (a Redis that does not answer)."""
+        if self.engine is not None:
+            self.engine.close(timeout=STOP_GRACE_S)
         self._close_rings()
-        self.sink.flush()
-        self.sink.close()
-        self.sink.client.close()
+        if self.sink is not None:
+            self.sink.close(timeout=SINK_GRACE_S)  # what Redis did not take in time is in the spool
+            self.sink.client.close()
         if self._embedded:
             self._embedded.close()
 
@@ -211,6 +274,7 @@ class Pipeline:
                 scores[ANOMALY], cell = scored
                 # the model's threshold, unless the camera's `thresholds` sets one for anomaly
                 self.tracker.per_camera.setdefault(w.camera, {}).setdefault(ANOMALY, self.anomaly.models[w.camera].threshold)
+        self._last[w.camera] = (w.end, w.arrival)
         for t in self.tracker.update(w.camera, w.start, w.end, scores):
             self._publish(t, w, lat, cell)
         done = time.monotonic()
@@ -231,14 +295,16 @@ class Pipeline:
             latency_ms=latency_ms, model=self.model, anomaly_score=anomaly_score,
             anomaly_cell=cell if t.event == ANOMALY and t.state == "start" else None,
             duration_s=t.duration if t.state == "end" else None,
+            reason=t.reason if t.state == "end" else None,
         )
         files: dict[str, bytes] = {}
         if t.state == "start" and w is not None and self.cfg.evidence.enabled:
             keys = evidence.keys("streamer:evidence", alert["id"])
-            if w.keyframe is not None:
-                files[keys["keyframe"]] = evidence.jpeg(w.keyframe, self.cfg.evidence.jpeg_quality)
-            if w.audio_mask:
-                files[keys["audio"]] = evidence.wav(w.audio, self.spec.sample_rate)
+            keyframe, audio = self.engine.evidence(w.camera, w.start)  # only start alerts fetch it
+            if keyframe is not None:
+                files[keys["keyframe"]] = evidence.jpeg(keyframe, self.cfg.evidence.jpeg_quality)
+            if audio is not None and w.audio_mask:
+                files[keys["audio"]] = evidence.wav(audio, self.spec.sample_rate)
             alert["evidence"] = {name: key for name, key in keys.items() if key in files}
         if w is not None:
             done = time.monotonic()
@@ -251,9 +317,28 @@ class Pipeline:
         if self.on_alert:
             self.on_alert(alert)
 
-    def _stats_loop(self, done: threading.Event) -> None:
-        while not done.wait(self.cfg.redis.stats_interval):
-            self._publish_stats()
+    def _stats_loop(self, done: threading.Event, summary_every: float = 0.0,
+                    summary: Callable[[str], None] | None = None) -> None:
+        """The stats records to Redis every `stats_interval` s and the summary line every `summary_every`
+        s; a last record when `done` is set."""
+        every = self.cfg.redis.stats_interval
+        next_stats = time.monotonic() + every
+        next_summary = time.monotonic() + summary_every if summary_every and summary else None
+        while True:
+            wake = min(next_stats, next_summary) if next_summary else next_stats
+            if done.wait(max(wake - time.monotonic(), 0)):
+                break
+            now = time.monotonic()
+            if next_summary and now >= next_summary:
+                try:
+                    summary(self.stats.summary())  # type: ignore[misc]
+                except Exception as e:
+                    log.debug("summary: %s", e)
+                next_summary += summary_every
+            if now >= next_stats:
+                self._publish_stats()
+                next_stats += every
+        self._publish_stats()
 
     def _publish_stats(self) -> None:
         try:

@@ -3,13 +3,17 @@
 The engine process opens the runtime (with a GPU: the one CUDA context and TensorRT engine of this
 machine), reads windows straight from the cameras' shared-memory rings (streamer/ring.py), batches them
 across cameras (streamer/engine/batcher.py: `max_batch`, `max_wait_ms`) and sends one small result per
-window to the main process: scores, embedding, timing, and for evidence the window's keyframe and
-audio (the video stays in the engine). A camera's "end" message follows its last result.
+window to the main process: scores, embedding, timing (the video, the audio and the keyframe stay in
+the engine). The results queue is bounded: a main process that falls behind holds the engine back,
+and the cameras' rings then drop their oldest windows. Evidence (keyframe and audio) is kept for each
+camera's last `EVIDENCE_KEEP` windows and sent only when the main process asks for it, for a start
+alert (`EngineClient.evidence`). A camera's "end" message follows its last result.
 
 Inside the engine process:
     collector thread per camera:  ring.get() -> batcher.submit(window) -> (camera, window, future) on `order`
     main thread:                  batcher.run_once() -> runtime.infer(batch) (the thread that opened it)
     deliverer thread:             `order` in submission order -> future.result() -> results queue
+    evidence thread:              requests (camera, window start) -> that window's keyframe + audio
 
 `EngineClient` (main process) starts the process and waits for its ready handshake; a missing handshake
 raises EngineStartError naming `engine.ready_timeout`, a dead engine raises EngineDied from `get()`.
@@ -19,6 +23,7 @@ lock taken, so the pipeline restarts the rings, the engine and the ingest proces
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import signal
@@ -37,6 +42,7 @@ from streamer.window import Window
 log = logging.getLogger(__name__)
 
 READY_SETTING = "engine.ready_timeout"
+EVIDENCE_KEEP = 16  # windows per camera whose keyframe and audio the engine keeps for evidence requests
 
 
 class EngineStartError(StreamerError, RuntimeError):
@@ -48,12 +54,14 @@ class EngineDied(StreamerError, RuntimeError):
     """The engine process died while running. Recoverable: the pipeline restarts its process tree
     (capped per minute)."""
 
+    recoverable = True
+
 
 @dataclass
 class Result:
     """One window's outcome, as the main process needs it (no video: it stays in the engine)."""
 
-    window: Window  # video replaced by an empty array
+    window: Window  # video and audio replaced by empty arrays, no keyframe (see EngineClient.evidence)
     scores: np.ndarray  # [K] sigmoid of event_logits
     embedding: np.ndarray  # [D]
     infer_start: float  # time.monotonic() when its batch started
@@ -84,12 +92,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x.astype(np.float64)))
 
 
-def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any, stop: Any) -> None:
+def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any, stop: Any,
+                requests: Any = None, replies: Any = None, parent_pid: int | None = None) -> None:
     """Entry point of the engine process."""
     import os
 
+    from streamer.errors import install_log_redaction
+    from streamer.procs import die_with_parent
+
+    die_with_parent(parent_pid)  # SIGKILL when the main process ends, however it ends
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through `stop`
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+    install_log_redaction()
     from engines import spec as espec
     from engines.runtime.select import open_runtime
     from streamer.outputs import metrics as m
@@ -130,8 +144,32 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
         return [(scores[i], emb[i], t0, dt, len(windows)) for i in range(logits.shape[0])]
 
     batcher: Batcher[Window, tuple] = Batcher(infer, max_batch, opts.max_wait_ms, capacity=2 * max_batch)
-    order: queue.Queue = queue.Queue()  # (camera, window | END, future | None), in submission order per camera
+    # (camera, window | END, future | None), in submission order per camera; bounded: a full one holds the
+    # collectors back (the rings then drop their oldest windows), memory stays flat
+    order: queue.Queue = queue.Queue(maxsize=4 * max_batch + 2 * len(rings))
     empty = np.zeros(0, np.uint8)
+    empty_audio = np.zeros(0, np.float32)
+    kept: dict[str, collections.deque] = {cam: collections.deque(maxlen=EVIDENCE_KEEP) for cam in rings}
+    kept_lock = threading.Lock()
+
+    def send(msg: tuple) -> bool:
+        """Put on the bounded results queue, waiting while it is full; False once stopping."""
+        while True:
+            try:
+                results.put(msg, timeout=0.2)
+                return True
+            except queue.Full:
+                if stop.is_set():
+                    return False
+
+    def put_order(item: tuple) -> bool:
+        while True:
+            try:
+                order.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                if stop.is_set():
+                    return False
 
     def collect(camera: str, ring: WindowRing) -> None:
         while not stop.is_set():
@@ -140,13 +178,14 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
             except (queue.Empty, OSError, ValueError, EOFError):
                 continue
             if isinstance(item, str):  # END: reported after this camera's last result
-                order.put((camera, END, None))
+                put_order((camera, END, None))
                 return
             try:
                 fut = batcher.submit(item)
             except BatcherClosed:
                 return
-            order.put((camera, item, fut))
+            if not put_order((camera, item, fut)):
+                return
 
     def deliver() -> None:
         while True:
@@ -154,7 +193,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
             if w is None:
                 return
             if isinstance(w, str):
-                results.put(("end", camera))
+                send(("end", camera))
                 continue
             try:
                 scores, emb, t0, dt, n = fut.result()
@@ -163,13 +202,36 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
                     log.error("camera %s: window at %.2f s lost: %s", camera, w.start, e)
                 m.WINDOWS_DROPPED.labels(camera, "engine_error").inc()
                 continue
-            w.video = empty
-            results.put(("result", Result(w, scores, emb, t0, dt, n)))
+            with kept_lock:
+                kept[camera].append((w.start, w.keyframe, w.audio if w.audio_mask else None))
+            w.video, w.audio, w.keyframe = empty, empty_audio, None
+            if not send(("result", Result(w, scores, emb, t0, dt, n))):
+                return
+
+    def serve_evidence() -> None:
+        while requests is not None and not stop.is_set():
+            try:
+                req = requests.get(timeout=0.5)
+            except (queue.Empty, OSError, EOFError, ValueError):
+                continue
+            if req is None:
+                return
+            camera, start = req
+            found = (None, None)
+            with kept_lock:
+                for t, key, audio in kept.get(camera, ()):
+                    if abs(t - start) < 1e-6:
+                        found = (key, audio)
+            try:
+                replies.put((camera, start, *found), timeout=1.0)
+            except queue.Full:
+                pass
 
     threads = [threading.Thread(target=collect, args=(cam, ring), name=f"streamer:engine:collect:{cam}", daemon=True)
                for cam, ring in rings.items()]
     deliverer = threading.Thread(target=deliver, name="streamer:engine:deliver", daemon=True)
-    for t in [*threads, deliverer]:
+    evidence_server = threading.Thread(target=serve_evidence, name="streamer:engine:evidence", daemon=True)
+    for t in [*threads, deliverer, evidence_server]:
         t.start()
     results.put(("ready", Ready(runtime.backend, precision, max_batch, os.getpid())))
     with runtime:
@@ -178,16 +240,32 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
                 batcher.run_once(timeout=0.2)  # errors go to the batch's windows, counted by the deliverer
         finally:
             batcher.close()
-            order.put(("", None, None))
-            deliverer.join(timeout=5)
+            try:
+                order.put(("", None, None), timeout=0.5)
+            except queue.Full:
+                pass  # the deliverer is waiting on a full results queue: it sees `stop` itself
+            deliverer.join(timeout=1)
+            # results nobody will read must not hold this process at exit (its queue feeder would wait
+            # for the pipe to drain)
+            for q in (results, replies):
+                if q is not None:
+                    q.cancel_join_thread()
 
 
 class EngineClient:
-    """Starts the engine process, waits for its ready handshake, and reports its death."""
+    """Starts the engine process, waits for its ready handshake, and reports its death.
 
-    def __init__(self, ctx: Any, opts: EngineOptions, rings: dict[str, WindowRing], ready_timeout: float) -> None:
+    `should_stop`: polled while waiting for the handshake; when it returns True the start is abandoned
+    (the process killed) and `Stopped` raised, so a stop during a slow model load takes no longer than
+    any other."""
+
+    def __init__(self, ctx: Any, opts: EngineOptions, rings: dict[str, WindowRing], ready_timeout: float,
+                 should_stop: Any = None, results_queue: int = 0) -> None:
         self.ctx, self.opts, self.rings, self.ready_timeout = ctx, opts, rings, ready_timeout
-        self.results: Any = ctx.Queue()
+        self.should_stop = should_stop
+        self.results: Any = ctx.Queue(maxsize=results_queue or max(64, 8 * len(rings)))
+        self.requests: Any = ctx.Queue()
+        self.replies: Any = ctx.Queue(maxsize=64)
         self.stop = ctx.Event()
         self.backend = self.precision = "?"
         self.max_batch = opts.max_batch
@@ -195,14 +273,28 @@ class EngineClient:
         self._start()
 
     def _start(self) -> None:
-        self.proc = self.ctx.Process(target=engine_main, args=(self.opts, self.rings, self.results, self.stop),
-                                     name="streamer:engine", daemon=True)
+        import os
+
+        self.proc = self.ctx.Process(target=engine_main, name="streamer:engine", daemon=True,
+                                     args=(self.opts, self.rings, self.results, self.stop, self.requests, self.replies,
+                                           os.getpid()))
         t_start = time.monotonic()
         self.proc.start()
+        try:
+            self._wait_ready(t_start)
+        except BaseException:  # Stopped (a signal), or anything else: no engine is left behind
+            self._kill()
+            raise
+
+    def _wait_ready(self, t_start: float) -> None:
+        from streamer.errors import Stopped
+
         deadline = t_start + self.ready_timeout
         while True:
+            if self.should_stop is not None and self.should_stop():
+                raise Stopped("stopped while the engine was starting")
             try:
-                msg = self.results.get(timeout=max(min(deadline - time.monotonic(), 0.5), 0.01))
+                msg = self.results.get(timeout=max(min(deadline - time.monotonic(), 0.1), 0.01))
             except queue.Empty:
                 if time.monotonic() >= deadline:
                     self._kill()
@@ -224,6 +316,28 @@ class EngineClient:
                 self.proc.join(timeout=5)
                 raise EngineStartError(f"the engine could not start: {msg[1]}")
 
+    def evidence(self, camera: str, start: float, timeout: float = 0.25) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The keyframe and audio (None when the window had none) of a camera's recent window, asked of
+        the engine; (None, None) when the engine no longer has it or does not answer within `timeout`."""
+        try:
+            self.requests.put((camera, start))
+        except (OSError, ValueError):
+            return None, None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("camera %s: no evidence from the engine within %.0f ms", camera, timeout * 1000)
+                return None, None
+            try:
+                cam, t, key, audio = self.replies.get(timeout=left)
+            except queue.Empty:
+                continue
+            except (OSError, ValueError, EOFError):
+                return None, None
+            if cam == camera and abs(t - start) < 1e-6:
+                return key, audio
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.is_alive()
 
@@ -239,16 +353,19 @@ class EngineClient:
         return None
 
     def _kill(self) -> None:
+        if self.proc is None or self.proc.pid is None:
+            return
         self.proc.terminate()
-        self.proc.join(timeout=2)
+        self.proc.join(timeout=0.3)
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(timeout=2)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Ask the engine to stop; after `timeout` s it is terminated, then killed."""
         self.stop.set()
         if self.proc is not None:
-            self.proc.join(timeout=5)
+            self.proc.join(timeout=timeout)
             if self.proc.is_alive():
                 self._kill()
             from streamer.outputs import metrics as m

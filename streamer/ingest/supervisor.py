@@ -56,10 +56,20 @@ class DecoderLog(logging.Handler):
         return handler
 
 
-def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, keyframe_width: int = 0) -> None:
-    """Entry point of one ingest process: decode, window, reconnect with capped exponential backoff."""
+def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, keyframe_width: int = 0,
+                resume: tuple[float, float] | None = None, parent_pid: int | None = None) -> None:
+    """Entry point of one ingest process: decode, window, reconnect with capped exponential backoff.
+
+    `resume`: (source time, time.monotonic()) of the last window the previous ingest process of this
+    camera delivered; a respawned process continues the timeline from there (plus the time since),
+    so events open across the restart continue and close normally."""
+    from streamer.errors import install_log_redaction
+    from streamer.procs import die_with_parent
+
+    die_with_parent(parent_pid)  # SIGKILL when the main process ends, however it ends
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+    install_log_redaction()
     tail = DecoderLog.install()
     stream = is_stream_url(cam.url)
     mic_only = cam.url.startswith("mic:")
@@ -72,7 +82,7 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
         metric.labels(cam.id)  # export every series from the start, at 0
     m.WINDOWS_DROPPED.labels(cam.id, "queue_full")
     backoff = 0.5
-    resume_at, lost_at = 0.0, 0.0  # source time to continue from after a reconnect, and when it was lost
+    resume_at, lost_at = resume or (0.0, 0.0)  # source time to continue from after a reconnect, and when it was lost
     try:
         while not stop.is_set():
             start = resume_at + (time.monotonic() - lost_at if lost_at else 0.0)
@@ -121,4 +131,7 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
     finally:
         m.SOURCE_UP.labels(cam.id).set(0)
         ring.put_end()
+        if stop.is_set():  # stopping: windows nobody will read must not hold this process at exit
+            ring.ready.cancel_join_thread()
+            ring.free.cancel_join_thread()
         ring.close()

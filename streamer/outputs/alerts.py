@@ -85,11 +85,12 @@ def make_alert(
     return doc
 
 
-def connect(url: str, *, retries: int = 3, **tls: str | None) -> redis.Redis:
+def connect(url: str, *, retries: int = 3, timeout: float = 5.0, **tls: str | None) -> redis.Redis:
     """A client with redis-py's retry policy on connection errors and timeouts.
 
     ACL user and password come in the URL (redis://user:pass@host); `rediss://` is TLS, with
-    `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile` passed through when given.
+    `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile` passed through when given. `timeout`: connect and
+    socket timeout, seconds (a Redis that stops answering fails a call after that long, per try).
     """
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
     extra = {k: v for k, v in tls.items() if v is not None}
@@ -98,8 +99,8 @@ def connect(url: str, *, retries: int = 3, **tls: str | None) -> redis.Redis:
         **extra,
         retry=retry,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError, socket.timeout],
-        socket_connect_timeout=5,
-        socket_timeout=5,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
         health_check_interval=30,
     )
 

@@ -39,11 +39,21 @@ ENGINE_INFO = Gauge("streamer_engine_info", "The engine in use (value 1).", ["ba
 
 
 def serve(host: str, port: int) -> int:
-    """Start the /metrics endpoint aggregating every process; returns the bound port."""
+    """Start the /metrics endpoint aggregating every process; returns the bound port. A port that is
+    taken (or an address that is not ours) is a ConfigError naming `metrics.port` / `metrics.host`."""
+    from streamer.errors import ConfigError
+
     registry = CollectorRegistry()
     if os.environ.get(MULTIPROC_ENV):
         multiprocess.MultiProcessCollector(registry)
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as e:
+        import errno
+
+        key = "metrics.port" if e.errno in (errno.EADDRINUSE, errno.EACCES) else "metrics.host"
+        raise ConfigError(f"{key}: cannot serve metrics on {host}:{port}: {e.strerror or e} "
+                          "(set another metrics.port, or 0 to turn the endpoint off)") from None
     return server.server_address[1]
 
 

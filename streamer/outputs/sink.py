@@ -1,10 +1,18 @@
-"""Delivery of alerts to Redis: nothing accepted is lost, nothing is delivered twice.
+"""Delivery of alerts to Redis, on its own thread: nothing accepted is lost, nothing is delivered twice,
+and the caller (the detection thread) never waits on the network.
 
-Each alert (with its evidence) goes out in one MULTI/EXEC: evidence keys SET with a TTL, XADD to the
-stream (MAXLEN ~), PUBLISH on `<prefix>:<camera>`. redis-py's retry policy absorbs short blips; when
-Redis stays unreachable the alert goes to the on-disk spool, and so does every later alert until the
-spool has been replayed, so order is kept. A background thread replays the spool when Redis is back;
-alerts already in the stream (a reply lost after the write) are recognised by id and skipped.
+`submit()` puts the alert on a bounded queue and returns; when the queue is full (Redis answers too
+slowly for the alert rate) the alert goes straight to the on-disk spool instead. The delivery thread
+sends each alert in one MULTI/EXEC: evidence keys SET with a TTL, XADD to the stream (MAXLEN ~),
+PUBLISH on `<prefix>:<camera>`. redis-py's retry policy absorbs short blips; when Redis stays
+unreachable (or does not answer within the socket timeout) the alert goes to the spool, and so does
+every later alert until the spool has been replayed, so order is kept (the spool replays by the
+order alerts were accepted). The same thread replays the spool when Redis answers again; alerts
+already in the stream (a reply lost after the write) are recognised by id and skipped.
+
+`close(timeout)`: the queue is delivered while Redis answers, for at most `timeout` s; whatever is
+left (the queue, an alert in flight to a Redis that does not answer) is written to the spool, so a
+stop never waits on the network for long and loses nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +20,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import queue
 import threading
+import time
 from typing import Any
 
 import redis
@@ -36,6 +46,7 @@ class AlertSink:
         spool: Spool,
         evidence_ttl: int = 86400,
         retry_every: float = 1.0,
+        queue_size: int = 1000,
     ) -> None:
         self.client = client
         self.url = redact(url)
@@ -45,52 +56,65 @@ class AlertSink:
         self.spool = spool
         self.evidence_ttl = evidence_ttl
         self.retry_every = retry_every
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_loop, name="streamer:spool", daemon=True)
-        self._flusher.start()
+        self._q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
+        self._seq_lock = threading.Lock()
+        self._last_seq = 0
+        self._inflight: dict[str, Any] | None = None
+        self._closing = threading.Event()  # deliver what is queued, then end
+        self._abandoned = threading.Event()  # no more network: everything goes to the spool
+        self._down_logged = False
+        self._next_replay = 0.0
+        self.delivered = 0
+        self._thread = threading.Thread(target=self._run, name="streamer:delivery", daemon=True)
+        self._thread.start()
         if len(spool):
             log.info("spool holds %d undelivered alert(s); replaying when %s answers", len(spool), self.url)
-            self._wake.set()
 
     def channel(self, camera: str) -> str:
         return f"{self.channel_prefix}:{camera}"
 
+    @property
+    def pending(self) -> int:
+        """Alerts accepted and not yet delivered or spooled."""
+        return self._q.qsize() + (self._inflight is not None)
+
+    def _seq(self) -> int:
+        with self._seq_lock:
+            self._last_seq = max(self._last_seq + 1, time.time_ns())
+            return self._last_seq
+
     def submit(self, alert: dict[str, Any], evidence: dict[str, bytes] | None = None) -> bool:
-        """Deliver now, or spool. False only when the spool is full and the alert was dropped (counted)."""
+        """Accept an alert for delivery; never waits on the network. False only when it had to be
+        spooled and the spool is full (the alert is dropped, counted)."""
+        item = {**alert, "_seq": self._seq()}
         if evidence:
-            alert = {**alert, "_evidence": {k: base64.b64encode(v).decode() for k, v in evidence.items()}}
-        with self._lock:
-            if not len(self.spool):
-                try:
-                    self._send(alert)
-                    return True
-                except redis.RedisError as e:
-                    log.warning("Redis %s unreachable (%s): spooling alerts to %s", self.url, e, self.spool.path)
-            ok = self.spool.append(alert)
-            m.SPOOLED.set(len(self.spool))
+            item["_evidence"] = {k: base64.b64encode(v).decode() for k, v in evidence.items()}
+        if not self._abandoned.is_set():
+            try:
+                self._q.put_nowait(item)
+                return True
+            except queue.Full:
+                log.warning("alert queue full (%d): Redis %s is slow; spooling", self._q.maxsize, self.url)
+        return self._spool(item)
+
+    def _spool(self, item: dict[str, Any]) -> bool:
+        ok = self.spool.append(item)
+        m.SPOOLED.set(len(self.spool))
         if not ok:
-            m.ALERTS_DROPPED.labels(alert["camera"], "spool_full").inc()
-            log.error("spool full (%d alerts): alert %s dropped", self.spool.max_alerts, alert["id"])
-        self._wake.set()
+            m.ALERTS_DROPPED.labels(item["camera"], "spool_full").inc()
+            log.error("spool full (%d alerts): alert %s dropped", self.spool.max_alerts, item["id"])
         return ok
 
     def _send(self, alert: dict[str, Any]) -> None:
-        evidence = alert.pop("_evidence", None) if "_evidence" in alert else None
-        doc = json.dumps(alert, separators=(",", ":"))
+        evidence = alert.get("_evidence") or {}
+        doc = json.dumps({k: v for k, v in alert.items() if not k.startswith("_")}, separators=(",", ":"))
         pipe = self.client.pipeline(transaction=True)
-        for key, b64 in (evidence or {}).items():
+        for key, b64 in evidence.items():
             pipe.set(key, base64.b64decode(b64), ex=self.evidence_ttl)
         pipe.xadd(self.stream, {"id": alert["id"], "camera": alert["camera"], "event": alert["event"], "json": doc},
                   maxlen=self.maxlen, approximate=True)
         pipe.publish(self.channel(alert["camera"]), doc)
-        try:
-            pipe.execute()
-        except redis.RedisError:
-            if evidence is not None:
-                alert["_evidence"] = evidence
-            raise
+        pipe.execute()
 
     def _replay(self) -> int:
         recent = self.client.xrevrange(self.stream, count=len(self.spool) + 16)
@@ -99,38 +123,73 @@ class AlertSink:
         def deliver(alert: dict[str, Any]) -> None:
             if alert["id"] not in delivered:
                 self._send(alert)
+                delivered.add(alert["id"])
 
         try:
             return self.spool.replay(deliver)
         finally:
             m.SPOOLED.set(len(self.spool))
 
-    def _flush_loop(self) -> None:
-        while not self._closed.is_set():
-            self._wake.wait(self.retry_every)
-            self._wake.clear()
-            if not len(self.spool):
-                continue
-            with self._lock:
+    def _run(self) -> None:
+        while not self._abandoned.is_set():
+            if len(self.spool) and not self._closing.is_set() and time.monotonic() >= self._next_replay:
                 try:
                     n = self._replay()
                     log.info("Redis %s is back: replayed %d spooled alert(s)", self.url, n)
+                    self._down_logged = False
                 except redis.RedisError:
-                    pass  # still down: try again in retry_every
-            if len(self.spool):
-                self._closed.wait(self.retry_every)
+                    self._next_replay = time.monotonic() + self.retry_every  # still down
+            try:
+                item = self._q.get(timeout=0.05 if self._closing.is_set() else 0.2)
+            except queue.Empty:
+                if self._closing.is_set():
+                    return
+                continue
+            if len(self.spool) or self._abandoned.is_set():
+                self._spool(item)  # behind the spooled ones
+                continue
+            self._inflight = item
+            try:
+                self._send(item)
+                self.delivered += 1
+            except redis.RedisError as e:
+                if not self._down_logged:
+                    log.warning("Redis %s unreachable (%s): spooling alerts to %s", self.url, e, self.spool.path)
+                    self._down_logged = True
+                self._spool(item)
+                self._next_replay = time.monotonic() + self.retry_every
+            finally:
+                self._inflight = None
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Try to empty the spool now; True when it is empty."""
-        with self._lock:
-            if len(self.spool):
-                try:
-                    self._replay()
-                except redis.RedisError:
-                    pass
-            return not len(self.spool)
+        """Wait up to `timeout` s for the queue and the spool to be delivered; True when both are empty."""
+        self._next_replay = 0.0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (self.pending or len(self.spool)) and self._thread.is_alive():
+            time.sleep(0.02)
+        return not (self.pending or len(self.spool))
 
-    def close(self) -> None:
-        self._closed.set()
-        self._wake.set()
-        self._flusher.join(timeout=2)
+    def close(self, timeout: float = 1.0) -> None:
+        """Deliver what is queued while Redis answers, for at most `timeout` s; spool the rest."""
+        self._closing.set()
+        self._thread.join(timeout)
+        self.abandon()
+
+    def abandon(self) -> int:
+        """No more network: the alert in flight (if any) and the queue go to the spool. Returns how many.
+        (An alert in flight may also have reached Redis; the replay recognises it by id.)"""
+        self._abandoned.set()
+        n = 0
+        inflight = self._inflight
+        if inflight is not None:
+            self._spool(inflight)
+            n += 1
+        while True:
+            try:
+                self._spool(self._q.get_nowait())
+                n += 1
+            except queue.Empty:
+                break
+        if n:
+            log.info("%d undelivered alert(s) written to the spool %s", n, self.spool.path)
+        return n

@@ -59,7 +59,7 @@ class Stats:
 
     def summary(self) -> str:
         el = time.monotonic() - self.started
-        lat = [x for c in self.cams.values() for x in c.latencies]
+        lat = [x for c in list(self.cams.values()) for x in list(c.latencies)]  # copies: the detection thread appends
         dropped = sum(_by_camera("streamer_windows_dropped_total").values())
         return (
             f"[streamer] {el:6.1f} s  cameras {len(self.cams)}  windows {self.windows} ({self.windows / max(el, 1e-9):.1f}/s)  "
@@ -74,7 +74,7 @@ class Stats:
         frames = _by_camera("streamer_frames_decoded_total")
         dropped = _by_camera("streamer_windows_dropped_total")
         out = []
-        for cam, c in sorted(self.cams.items()):
+        for cam, c in sorted(list(self.cams.items())):
             out.append({
                 "camera": cam,
                 "time": time.time(),
@@ -84,8 +84,8 @@ class Stats:
                 "frames_decoded": int(frames.get(cam, 0)),
                 "dropped_windows": int(dropped.get(cam, 0)),
                 "alerts": c.alerts,
-                "latency_p50_ms": round(_pct(c.latencies, 50), 2),
-                "latency_p99_ms": round(_pct(c.latencies, 99), 2),
+                "latency_p50_ms": round(_pct(list(c.latencies), 50), 2),
+                "latency_p99_ms": round(_pct(list(c.latencies), 99), 2),
             })
             c.last_windows, c.last_frames = c.windows, frames.get(cam, 0.0)
         return out
