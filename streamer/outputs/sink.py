@@ -121,6 +121,8 @@ class AlertSink:
         delivered = {fields.get(b"id", b"").decode() for _id, fields in recent}
 
         def deliver(alert: dict[str, Any]) -> None:
+            if self._abandoned.is_set():
+                raise redis.RedisError("stopping: the rest stays in the spool")
             if alert["id"] not in delivered:
                 self._send(alert)
                 delivered.add(alert["id"])

@@ -74,7 +74,11 @@ def test_ready_handshake_then_one_result_per_window_in_order(rings, windows):
             assert msgs[mine[-1]] == ("end", cam)
         assert all(r.scores.shape == (len(SPEC.classes),) and 0 <= r.scores.min() and r.scores.max() <= 1 for r in results)
         assert all(r.embedding.shape == (SPEC.embedding_dim,) for r in results)
-        assert all(r.window.video.size == 0 and r.window.audio.shape == (16000,) for r in results)  # video stays there
+        # video, audio and keyframe stay in the engine; evidence is asked for (start alerts only)
+        assert all(r.window.video.size == 0 and r.window.audio.size == 0 and r.window.keyframe is None for r in results)
+        key, audio = client.evidence("cam1", windows[1].start)
+        assert key is None and audio.shape == (16000,) and abs(audio - windows[1].audio).max() == 0  # no keyframe asked for
+        assert client.evidence("cam1", 999.0) == (None, None)  # not a recent window: none
         assert all(1 <= r.batch <= 8 for r in results)
     finally:
         client.close()

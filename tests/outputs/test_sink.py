@@ -33,9 +33,17 @@ def sink_for(url, spool_dir, **kw):
 
 def wait_empty(sink, timeout=15):
     deadline = time.monotonic() + timeout
-    while len(sink.spool) and time.monotonic() < deadline:
+    while (len(sink.spool) or sink.pending) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return not len(sink.spool)
+    return not len(sink.spool) and not sink.pending
+
+
+def wait_handled(sink, timeout=15):
+    """Until the delivery thread has delivered or spooled everything submitted."""
+    deadline = time.monotonic() + timeout
+    while sink.pending and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not sink.pending
 
 
 def stream_ids(url):
@@ -53,11 +61,13 @@ def test_redis_outage_every_alert_exactly_once_in_order(redis_server, tmp_path):
     sent = [alert(i) for i in range(5)]
     for a in sent:
         assert sink.submit(a)
+    assert wait_handled(sink)
     before = stream_ids(redis_server.url)  # the test server keeps no data across a restart
     redis_server.stop()
     more = [alert(i) for i in range(5, 12)]
     for a in more:
         assert sink.submit(a)  # accepted: spooled
+    assert wait_handled(sink)
     assert len(sink.spool) == 7
     redis_server.start()
     assert wait_empty(sink), "spool was not replayed after Redis came back"
@@ -70,7 +80,9 @@ def test_spool_full_counts_the_excess_and_a_restart_replays_the_rest(redis_serve
     redis_server.stop()
     before = m.ALERTS_DROPPED.labels("cam", "spool_full")._value.get()
     results = [sink.submit(alert(i)) for i in range(5)]
-    assert results == [True, True, True, False, False]
+    assert results == [True] * 5  # accepted: the delivery thread spools them
+    assert wait_handled(sink)
+    assert len(sink.spool) == 3
     assert m.ALERTS_DROPPED.labels("cam", "spool_full")._value.get() - before == 2
     sink.close()  # streamer stops with 3 alerts spooled
     spooled = [json.loads(line)["id"] for line in (tmp_path / "spool" / "alerts.jsonl").read_text().splitlines()]
@@ -86,6 +98,7 @@ def test_replay_skips_an_alert_already_delivered(redis_server, tmp_path):
     a = alert(0)
     sink.submit(a)
     sink.close()
+    assert stream_ids(redis_server.url) == [a["id"]]
     sink.spool.append(a)  # as if the reply to a delivered alert was lost
     again = sink_for(redis_server.url, tmp_path / "spool")
     assert wait_empty(again)
@@ -128,3 +141,54 @@ def test_live_subscribers_get_each_alert(redis_server, tmp_path):
     while msg is None and time.monotonic() < deadline:
         msg = ps.get_message(timeout=0.5)
     assert msg is not None and json.loads(msg["data"])["id"] == a["id"]
+
+
+def test_submit_never_waits_on_a_redis_that_does_not_answer(redis_server, tmp_path):
+    """Redis SIGSTOPped (connections accepted, nothing answered): submit returns at once; the delivery
+    thread's call times out and the alerts wait in the spool, then go out in order once Redis answers."""
+    import os
+    import signal
+
+    client = connect(redis_server.url, retries=0, timeout=0.5)
+    sink = AlertSink(client, redis_server.url, stream="streamer:alerts", maxlen=1000, channel_prefix="streamer:alerts",
+                     spool=Spool(tmp_path / "spool"), retry_every=0.2, queue_size=4)
+    first = alert(0)
+    sink.submit(first)
+    assert wait_handled(sink)
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)
+    try:
+        more = [alert(i) for i in range(1, 30)]
+        t0 = time.monotonic()
+        for a in more:
+            assert sink.submit(a)
+        took = time.monotonic() - t0
+        assert took < 0.2, f"submit waited {took:.2f} s on the network"
+        assert wait_handled(sink, timeout=10)
+        assert len(sink.spool) == len(more)  # the queue (4) spilled to the spool, the in-flight one too
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+    assert wait_empty(sink)
+    sink.close()
+    assert stream_ids(redis_server.url) == [a["id"] for a in [first, *more]]  # in order, once each
+
+
+def test_close_spools_what_a_hung_redis_did_not_take(redis_server, tmp_path):
+    import os
+    import signal
+
+    client = connect(redis_server.url, retries=0, timeout=5)
+    sink = AlertSink(client, redis_server.url, stream="streamer:alerts", maxlen=1000, channel_prefix="streamer:alerts",
+                     spool=Spool(tmp_path / "spool"), retry_every=0.2)
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)
+    try:
+        sent = [alert(i) for i in range(3)]
+        for a in sent:
+            sink.submit(a)
+        time.sleep(0.3)  # the first is in flight, waiting for a reply that does not come
+        t0 = time.monotonic()
+        sink.close(timeout=0.5)
+        assert time.monotonic() - t0 < 1.0
+        assert [json.loads(line)["id"] for line in (tmp_path / "spool" / "alerts.jsonl").read_text().splitlines()] == \
+            [a["id"] for a in sent]
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
