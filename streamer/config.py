@@ -15,6 +15,7 @@ from streamer.errors import ConfigError, redact
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp")
 REDIS_URL_ENV = "STREAMER_REDIS_URL"
+SHARD_INDEX_ENV = "STREAMER_SHARD_INDEX"
 
 
 class Strict(BaseModel):
@@ -136,6 +137,17 @@ class AnomalyConfig(Strict):
     far: float = Field(0.001, gt=0, lt=1, description="False-alarm rate (fraction of normal windows over threshold) for models learned by the pipeline: 0.001 is about 7 windows an hour at the default hop.")
 
 
+class ShardConfig(Strict):
+    replicas: int = Field(1, ge=1, le=10_000, description="Replicas sharing the cameras; each runs those whose id hashes to it (rendezvous hashing, `streamer shard plan`).")
+    index: int | None = Field(None, ge=0, description=f"This replica's index, 0..replicas-1. ${SHARD_INDEX_ENV} overrides it; absent = the hostname's -<ordinal> (a StatefulSet pod).")
+
+    @model_validator(mode="after")
+    def _index_below_replicas(self) -> "ShardConfig":
+        if self.index is not None and self.index >= self.replicas:
+            raise ValueError(f"shard.index {self.index} is not below shard.replicas ({self.replicas})")
+        return self
+
+
 class Config(Strict):
     cameras: list[CameraConfig] = Field(min_length=1, description="The sources to watch.")
     redis: RedisConfig = Field(default_factory=RedisConfig, description="Where alerts go.")
@@ -145,6 +157,7 @@ class Config(Strict):
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Turning scores into events.")
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="What is stored with an alert.")
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig, description="Per-camera normality (anomaly) alerts.")
+    shard: ShardConfig = Field(default_factory=ShardConfig, description="Splitting the cameras over several replicas.")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Config":
@@ -202,6 +215,9 @@ def parse_config(data: Any, source: str = "config", text: str | None = None) -> 
     env_url = os.environ.get(REDIS_URL_ENV)
     if env_url:
         data = {**data, "redis": {**(data.get("redis") or {}), "url": env_url}}
+    env_index = os.environ.get(SHARD_INDEX_ENV)
+    if env_index:
+        data = {**data, "shard": {**(data.get("shard") or {}), "index": env_index}}
     try:
         return Config.model_validate(data)
     except ValidationError as e:

@@ -26,6 +26,7 @@ import time
 from typing import Any, Callable
 
 from engines import spec as espec
+from streamer import shard
 from streamer.config import Config
 from streamer.detect.anomaly import EVENT as ANOMALY
 from streamer.detect.anomaly import AnomalyScorer
@@ -54,6 +55,7 @@ REDIS_TIMEOUT_S = 2.0  # per call and try: a Redis that stops answering fails th
 
 class Pipeline:
     def __init__(self, cfg: Config, on_alert: Callable[[dict], None] | None = None) -> None:
+        cfg = shard.local_config(cfg)  # only this replica's cameras (all of them with one replica)
         self.cfg = cfg
         self.on_alert = on_alert
         self._stop = threading.Event()
@@ -85,7 +87,7 @@ class Pipeline:
         self.anomaly = AnomalyScorer(cfg, self.model_path, self.spec.embedding_dim)  # a bad model file fails here
         self.tracker = EventTracker({**self.spec.thresholds, **cfg.detect.thresholds}, cfg.detect.min_windows,
                                     cfg.detect.cooldown, {c.id: dict(c.thresholds) for c in cfg.cameras})
-        self.stats = Stats()
+        self.stats = Stats(replica=cfg.shard.index or 0)
         self._ctx = mp.get_context("spawn")
         self._last: dict[str, tuple[float, float]] = {}  # camera -> (end, arrival) of its last window: the timeline to continue
         r = cfg.redis
@@ -168,6 +170,10 @@ class Pipeline:
                 m.process_exited(p.pid)
 
         live = set(cams)
+        if not cams:  # more replicas than this one's share of cameras: idle until stopped, not a crash loop
+            log.warning("shard %d of %d: no cameras hash to this replica", self.cfg.shard.index or 0, self.cfg.shard.replicas)
+            self._stop.wait(duration)
+            return
         procs = {cid: spawn(cid) for cid in cams}
         restarts: dict[str, list[float]] = {cid: [] for cid in cams}
         engine_restarts: list[float] = []

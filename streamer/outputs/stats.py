@@ -37,6 +37,7 @@ def _by_camera(name: str) -> dict[str, float]:
 
 @dataclass
 class Stats:
+    replica: int = 0  # the shard index, so that a fleet's records say which replica runs each camera
     started: float = field(default_factory=time.monotonic)
     cams: dict[str, _Cam] = field(default_factory=dict)
     _last_record: float = field(default_factory=time.monotonic)
@@ -77,6 +78,7 @@ class Stats:
         for cam, c in sorted(list(self.cams.items())):
             out.append({
                 "camera": cam,
+                "replica": self.replica,
                 "time": time.time(),
                 "fps": round((frames.get(cam, 0.0) - c.last_frames) / dt, 2),
                 "windows_per_s": round((c.windows - c.last_windows) / dt, 3),
