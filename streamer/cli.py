@@ -183,6 +183,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from streamer.outputs import reader
     from streamer.outputs.alerts import connect, default_url
 
+    if args.claim_idle is not None and (not args.group or args.claim_idle < 0):
+        print("--claim-idle: needs --group and a number of seconds >= 0", file=sys.stderr)
+        return 2
     url = args.redis or default_url()
     client = connect(url)
     if args.format == "table":
@@ -191,7 +194,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         if args.follow:
             alerts = reader.follow(client, args.channel_prefix, args.camera, args.duration)
         elif args.group:
-            alerts = reader.group(client, args.stream, args.group, args.consumer, duration=args.duration)
+            alerts = reader.group(client, args.stream, args.group, args.consumer, duration=args.duration, claim_idle=args.claim_idle)
         elif args.since is not None:
             alerts = iter(reader.since(client, args.stream, args.since, args.last))
         else:
@@ -224,7 +227,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats))
         return 0
-    cols = ("fps", "windows_per_s", "latency_p50_ms", "latency_p99_ms", "dropped_windows", "alerts")
+    cols = ("replica", "fps", "windows_per_s", "latency_p50_ms", "latency_p99_ms", "dropped_windows", "alerts")
     print(f"{'camera':16}" + "".join(f"{c:>16}" for c in cols))
     for cam, rec in stats.items():
         print(f"{cam:16}" + "".join(f"{rec.get(c, '-'):>16}" for c in cols))
@@ -292,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--since", default=None, metavar="ID", help="read the stream after this entry id (0 = from the start)")
     how.add_argument("--group", default=None, help="read as a member of this consumer group, acknowledging each alert")
     s.add_argument("--consumer", default="cli", help="consumer name within --group")
+    s.add_argument("--claim-idle", type=float, default=None, metavar="S",
+                   help="with --group: also take over alerts other consumers left unacknowledged for more than S seconds (XAUTOCLAIM)")
     s.add_argument("--last", type=int, default=100, help="how many alerts to read from the stream")
     s.add_argument("--camera", default=None, help="only this camera")
     s.add_argument("--event", default=None, help="only this event")
@@ -321,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     from streamer.eval_cli import add_parsers as add_eval_parsers
 
     add_eval_parsers(sub)  # eval classify|anomaly, learn-normal
+
+    from streamer.shard_cli import add_parser as add_shard_parser
+
+    add_shard_parser(sub)  # shard plan
 
     s = sub.add_parser("train", help="train the default fusion model (needs the train extra)", add_help=False)
     s.add_argument("rest", nargs=argparse.REMAINDER)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from streamer.detect.normality import DEFAULT_DIR, FOLDS
 from streamer.errors import ConfigError, redact
@@ -141,11 +141,13 @@ class ShardConfig(Strict):
     replicas: int = Field(1, ge=1, le=10_000, description="Replicas sharing the cameras; each runs those whose id hashes to it (rendezvous hashing, `streamer shard plan`).")
     index: int | None = Field(None, ge=0, description=f"This replica's index, 0..replicas-1. ${SHARD_INDEX_ENV} overrides it; absent = the hostname's -<ordinal> (a StatefulSet pod).")
 
-    @model_validator(mode="after")
-    def _index_below_replicas(self) -> "ShardConfig":
-        if self.index is not None and self.index >= self.replicas:
-            raise ValueError(f"shard.index {self.index} is not below shard.replicas ({self.replicas})")
-        return self
+    @field_validator("index")
+    @classmethod
+    def _index_below_replicas(cls, v: int | None, info: ValidationInfo) -> int | None:
+        replicas = info.data.get("replicas")
+        if v is not None and replicas is not None and v >= replicas:
+            raise ValueError(f"must be below shard.replicas ({replicas})")
+        return v
 
 
 class Config(Strict):
