@@ -179,7 +179,6 @@ class Pipeline:
         engine_restarts: list[float] = []
         now = time.monotonic()
         deadline = now + duration if duration else None
-        next_summary = now + summary_every if summary_every else None
         stats_done = threading.Event()
         # reading every process's metrics (the summary line, the stats records) and writing to Redis take
         # long enough to delay alerts: not on this thread
