@@ -119,6 +119,7 @@ def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float) 
         metrics.cleanup()
         raise
     stopper.pipe = pipe
+    metrics.READY.set()  # /readyz answers 200: the pipeline is built (engine loaded)
     print(f"[streamer] alerts: Redis {redact(pipe.redis_url)} stream {cfg.redis.stream}, channels {cfg.redis.channel_prefix}:<camera>; "
           f"engine {pipe.backend} model {pipe.spec.name} v{pipe.spec.version}", file=sys.stderr)
     try:

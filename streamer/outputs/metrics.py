@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, multiprocess
+from prometheus_client.exposition import ThreadingWSGIServer
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -38,8 +42,41 @@ NORMALITY_LEARNING = Gauge("streamer_normality_learning_progress", "Learning per
 ENGINE_INFO = Gauge("streamer_engine_info", "The engine in use (value 1).", ["backend", "precision", "model"], multiprocess_mode="livemax")
 
 
+READY = threading.Event()  # set once the pipeline has started (model loaded, Redis client made): /readyz answers 200
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - no line per scrape or probe
+        pass
+
+
+def _app(registry: CollectorRegistry):
+    """/metrics (any other path too, as prometheus-client serves it), /healthz: 200 while the process
+    answers, /readyz: 200 once READY is set, else 503. Probes do not collect the metrics."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path in ("/healthz", "/readyz"):
+            ok = path == "/healthz" or READY.is_set()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ok\n" if ok else b"starting\n"]
+        return metrics_app(environ, start_response)
+
+    return app
+
+
+def _start(host: str, port: int, registry: CollectorRegistry) -> ThreadingWSGIServer:
+    class Server(ThreadingWSGIServer):
+        address_family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+
+    httpd = make_server(host, port, _app(registry), Server, handler_class=_Quiet)
+    threading.Thread(target=httpd.serve_forever, name="streamer:metrics", daemon=True).start()
+    return httpd
+
+
 def serve(host: str, port: int) -> int:
-    """Start the /metrics endpoint aggregating every process; returns the bound port. A port that is
+    """Start the /metrics endpoint aggregating every process (and /healthz, /readyz); returns the bound port. A port that is
     taken (or an address that is not ours) is a ConfigError naming `metrics.port` / `metrics.host`."""
     from streamer.errors import ConfigError
 
@@ -47,7 +84,7 @@ def serve(host: str, port: int) -> int:
     if os.environ.get(MULTIPROC_ENV):
         multiprocess.MultiProcessCollector(registry)
     try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
+        server = _start(host, port, registry)
     except OSError as e:
         import errno
 
