@@ -19,7 +19,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
-    replicas = args.replicas or cfg.shard.replicas
+    replicas = cfg.shard.replicas if args.replicas is None else args.replicas
     if replicas < 1:
         print(f"--replicas: must be at least 1 (got {replicas})", file=sys.stderr)
         return 1
