@@ -75,3 +75,35 @@ def test_three_replicas_split_six_cameras(redis_server, tmp_path):
     stats = json.loads(r.stdout)
     assert {c: rec["replica"] for c, rec in stats.items()} == plan
     assert all(rec["windows"] >= 4 and rec["alerts"] == 2 for rec in stats.values()), stats
+
+
+def test_a_replica_without_cameras_stays_up_and_ready(redis_server, tmp_path, free_port):
+    """More replicas than its share: the replica idles (a pod that exited would be restarted in a loop)."""
+    import time
+    import urllib.request
+
+    clip = make_clip(tmp_path / "cam.mp4", seconds=2, fps=10, size=(160, 120))
+    cam = "cam-0"
+    idle = next(i for i in range(5) if i != shard.owner(cam, 5))
+    port = free_port()
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump({"cameras": [{"id": cam, "url": str(clip)}], "shard": {"replicas": 5, "index": idle},
+                                    "redis": {"url": redis_server.url, "spool_dir": str(tmp_path / "spool")},
+                                    "metrics": {"port": port}, "anomaly": {"enabled": False}}))
+    env = {**os.environ, "HOME": str(tmp_path)}
+    for k in ("PROMETHEUS_MULTIPROC_DIR", "STREAMER_REDIS_URL", "STREAMER_SHARD_INDEX"):
+        env.pop(k, None)
+    p = subprocess.Popen([sys.executable, "-m", "streamer.cli", "run", str(path), "--duration", "6", "--print-alerts"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ready = None
+    deadline = time.monotonic() + 30
+    while ready is None and time.monotonic() < deadline and p.poll() is None:
+        try:
+            ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status
+        except OSError:
+            time.sleep(0.2)
+    out, err = p.communicate(timeout=60)
+    assert ready == 200, err[-3000:]
+    assert p.returncode == 0 and out == "", err[-3000:]
+    assert f"shard {idle} of 5: no cameras hash to this replica" in err
+    assert redis.Redis.from_url(redis_server.url).xlen("streamer:alerts") == 0
