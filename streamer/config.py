@@ -74,6 +74,7 @@ class RedisConfig(Strict):
     channel_prefix: str = Field("streamer:alerts", description="Alerts are PUBLISHed on <channel_prefix>:<camera>.")
     spool_dir: str = Field("~/.local/state/streamer/spool", description="Where alerts wait (on disk) while Redis is unreachable; replayed in order.")
     spool_max_alerts: int = Field(100_000, ge=1, description="Spool capacity; alerts beyond it are dropped and counted.")
+    journal: str | None = Field(None, description="Optional append-only JSONL file: one line (id, camera, event, state, time) per alert the sink accepted, delivered or not; for audits (e.g. benchmarks.soak counts lost alerts from it). Off when null.")
     ssl_ca_certs: str | None = Field(None, description="rediss:// only: CA bundle that signed the server certificate.")
     ssl_certfile: str | None = Field(None, description="rediss:// only: client certificate (mutual TLS).")
     ssl_keyfile: str | None = Field(None, description="rediss:// only: client key (mutual TLS).")

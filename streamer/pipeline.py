@@ -102,7 +102,7 @@ class Pipeline:
         client = alerts_mod.connect(self.redis_url, retries=1, timeout=REDIS_TIMEOUT_S, ssl_ca_certs=r.ssl_ca_certs,
                                     ssl_certfile=r.ssl_certfile, ssl_keyfile=r.ssl_keyfile)
         self.sink = AlertSink(client, self.redis_url, stream=r.stream, maxlen=r.maxlen, channel_prefix=r.channel_prefix,
-                              spool=spool, evidence_ttl=cfg.evidence.ttl)
+                              spool=spool, evidence_ttl=cfg.evidence.ttl, journal=r.journal)
         for c in cfg.cameras:  # export every series from the start, at 0
             m.ALERTS_DROPPED.labels(c.id, "spool_full")
             for event in self.spec.classes:

@@ -98,9 +98,10 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
     import os
 
     from streamer.errors import install_log_redaction
-    from streamer.procs import die_with_parent
+    from streamer.procs import die_with_parent, set_name
 
     die_with_parent(parent_pid)  # SIGKILL when the main process ends, however it ends
+    set_name("streamer:engine")  # /proc/<pid>/comm, ps, top
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through `stop`
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
     install_log_redaction()

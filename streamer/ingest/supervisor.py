@@ -64,9 +64,10 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
     camera delivered; a respawned process continues the timeline from there (plus the time since),
     so events open across the restart continue and close normally."""
     from streamer.errors import install_log_redaction
-    from streamer.procs import die_with_parent
+    from streamer.procs import die_with_parent, set_name
 
     die_with_parent(parent_pid)  # SIGKILL when the main process ends, however it ends
+    set_name(f"ingest:{cam.id}")  # /proc/<pid>/comm, ps, top
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
     install_log_redaction()

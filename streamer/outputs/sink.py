@@ -23,11 +23,12 @@ import logging
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
 
-from streamer.errors import redact
+from streamer.errors import ConfigError, redact
 from streamer.outputs import metrics as m
 from streamer.outputs.spool import Spool
 
@@ -47,6 +48,7 @@ class AlertSink:
         evidence_ttl: int = 86400,
         retry_every: float = 1.0,
         queue_size: int = 1000,
+        journal: str | None = None,
     ) -> None:
         self.client = client
         self.url = redact(url)
@@ -65,6 +67,11 @@ class AlertSink:
         self._down_logged = False
         self._next_replay = 0.0
         self.delivered = 0
+        # redis.journal: one JSON line per accepted alert, appended (and flushed) as it is accepted
+        try:
+            self._journal = open(Path(journal).expanduser(), "a", buffering=1) if journal else None  # noqa: SIM115
+        except OSError as e:
+            raise ConfigError(f"redis.journal: cannot append to {journal!r}: {e.strerror or e.__class__.__name__}") from None
         self._thread = threading.Thread(target=self._run, name="streamer:delivery", daemon=True)
         self._thread.start()
         if len(spool):
@@ -87,6 +94,9 @@ class AlertSink:
         """Accept an alert for delivery; never waits on the network. False only when it had to be
         spooled and the spool is full (the alert is dropped, counted)."""
         item = {**alert, "_seq": self._seq()}
+        if self._journal is not None:
+            self._journal.write(json.dumps({"id": alert["id"], "camera": alert["camera"], "event": alert["event"],
+                                            "state": alert["state"], "time": alert.get("time")}) + "\n")
         if evidence:
             item["_evidence"] = {k: base64.b64encode(v).decode() for k, v in evidence.items()}
         if not self._abandoned.is_set():
@@ -176,6 +186,9 @@ class AlertSink:
         self._closing.set()
         self._thread.join(timeout)
         self.abandon()
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     def abandon(self) -> int:
         """No more network: the alert in flight (if any) and the queue go to the spool. Returns how many.

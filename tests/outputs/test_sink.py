@@ -192,3 +192,26 @@ def test_close_spools_what_a_hung_redis_did_not_take(redis_server, tmp_path):
             [a["id"] for a in sent]
     finally:
         os.kill(redis_server.proc.pid, signal.SIGCONT)
+
+
+def test_the_journal_lists_every_accepted_alert_delivered_or_spooled(redis_server, tmp_path):
+    journal = tmp_path / "journal.jsonl"
+    sink = sink_for(redis_server.url, tmp_path / "spool", journal=str(journal))
+    sent = [alert(i) for i in range(3)]
+    for a in sent[:2]:
+        assert sink.submit(a)
+    assert wait_handled(sink)
+    redis_server.stop()
+    assert sink.submit(sent[2])  # spooled: accepted all the same
+    assert wait_handled(sink)
+    sink.close(timeout=0.2)
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [x["id"] for x in lines] == [a["id"] for a in sent]
+    assert set(lines[0]) == {"id", "camera", "event", "state", "time"}
+
+
+def test_a_journal_that_cannot_be_opened_is_an_error_naming_the_key(redis_server, tmp_path):
+    from streamer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^redis.journal: cannot append to .*/nodir/j.jsonl"):
+        sink_for(redis_server.url, tmp_path / "spool", journal=str(tmp_path / "nodir" / "j.jsonl"))
