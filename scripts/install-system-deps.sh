@@ -18,6 +18,7 @@ PACKAGES=(
   gstreamer1.0-libav
   # microphones: PortAudio (sounddevice) -> ALSA's pulse plugin -> PulseAudio's sine source
   libportaudio2 pulseaudio libasound2-plugins
+  chromium                          # the status page in a real headless browser (tests/test_http.py, DevTools protocol)
 )
 
 # the packages of PACKAGES not installed, one dpkg-query for all (unknown names are simply not listed)

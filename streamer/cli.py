@@ -94,9 +94,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float) -> int:
+def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float, path: str | None = None) -> int:
+    import threading
+
+    from streamer.config import http_settings
+    from streamer.fleet import Fleet
     from streamer.outputs import metrics
     from streamer.pipeline import Pipeline
+    from streamer.web.server import HttpServer
 
     def on_alert(alert: dict) -> None:
         if print_alerts:
@@ -106,27 +111,51 @@ def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float) 
 
     stopper = _Stopper()
     stopper.install()
+    hup: list[int] = []
+    signal.signal(signal.SIGHUP, lambda *_: hup.append(1))  # while starting: applied once the pipeline runs
+    server = None
     try:
-        if cfg.metrics.port:  # first: a port that is taken fails before anything is started
-            port = metrics.serve(cfg.metrics.host, cfg.metrics.port)
-            print(f"[streamer] metrics on http://{cfg.metrics.host}:{port}/metrics", file=sys.stderr)
+        http, section = http_settings(cfg)
+        if http.port:  # first: a port that is taken (or a public host without a token) fails before anything is started
+            server = HttpServer(http.host, http.port, http.token, section).start()
+            print(f"[streamer] status page {server.url} (API {server.url}api/, metrics {server.url}metrics"
+                  f"{', Bearer token required on /api' if http.token else ''})", file=sys.stderr, flush=True)
         pipe = Pipeline(cfg, on_alert=on_alert)
     except Stopped:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        if server is not None:
+            server.close()
         metrics.cleanup()
         print("[streamer] stopped while starting", file=sys.stderr)
         return 0
     except BaseException:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        if server is not None:
+            server.close()
         metrics.cleanup()
         raise
     stopper.pipe = pipe
-    metrics.READY.set()  # /readyz answers 200: the pipeline is built (engine loaded)
+    fleet = Fleet(pipe, path, loaded=cfg)
+    if server is not None:
+        server.attach(fleet)  # the API and the page: cameras, alerts, changes
+    # SIGHUP: reread the file and apply the difference in cameras (on a thread: it waits for the pipeline's)
+    def reload(*_: object) -> None:
+        threading.Thread(target=fleet.reload, name="streamer:reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, reload)
+    if hup:
+        threading.Timer(0.5, reload).start()
+    metrics.READY.set()  # /readyz can answer 200: the pipeline is built (engine loaded)
     print(f"[streamer] alerts: Redis {redact(pipe.redis_url)} stream {cfg.redis.stream}, channels {cfg.redis.channel_prefix}:<camera>; "
           f"engine {pipe.backend} model {pipe.spec.name} v{pipe.spec.version}", file=sys.stderr)
     try:
         if not stopper.signalled:
             pipe.run(duration=duration, summary_every=summary_every, summary=lambda s: print(s, file=sys.stderr, flush=True))
     finally:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         pipe.close()
+        if server is not None:
+            server.close()
         metrics.cleanup()
     if stopper.signalled:
         print(f"[streamer] stopped ({stopper.signalled})", file=sys.stderr)
@@ -140,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.file)
-        return _run(cfg, args.duration, print_alerts=args.print_alerts, summary_every=args.summary_every)
+        return _run(cfg, args.duration, print_alerts=args.print_alerts, summary_every=args.summary_every, path=args.file)
     except (ConfigError, EngineStartError) as e:
         print(e, file=sys.stderr)
         return 1
@@ -153,7 +182,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     data = {
         "cameras": [{"id": "demo", "url": str(args.clip), "realtime": True, "loop": True}],
-        "metrics": {"host": "127.0.0.1", "port": args.metrics_port},
+        "http": {"host": "127.0.0.1", "port": args.metrics_port},
     }
     if args.redis:
         data["redis"] = {"url": args.redis}
@@ -258,12 +287,20 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    return train(args.rest)
+
+
+def train(argv: list[str]) -> int:
+    """`streamer train ...`: its own parser (streamer/train/cli.py) takes every argument."""
     try:
-        from engines.train.__main__ import main as train_main
+        import torch  # noqa: F401
+        import tqdm  # noqa: F401
+
+        from streamer.train.cli import main as train_main
     except ImportError as e:
         print(f"training needs the train extra: pip install 'streamer[train]' ({e})", file=sys.stderr)
         return 1
-    return int(train_main(args.rest) or 0)
+    return int(train_main(argv) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,11 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--summary-every", type=float, default=10.0, help="seconds between summary lines on stderr (0 = off)")
     s.set_defaults(fn=cmd_run)
 
-    s = sub.add_parser("demo", help="a bundled clip played as a live camera, embedded Redis, metrics on 127.0.0.1")
+    s = sub.add_parser("demo", help="a bundled clip played as a live camera, embedded Redis, status page and metrics on 127.0.0.1")
     s.add_argument("--duration", type=float, default=None, help="stop after N seconds (exit 0)")
     s.add_argument("--clip", default=str(DEMO_CLIP), help="clip to play in a loop")
     s.add_argument("--redis", default=None, help="Redis URL (default: embedded)")
-    s.add_argument("--metrics-port", type=int, default=9108)
+    s.add_argument("--port", "--metrics-port", dest="metrics_port", type=int, default=9108,
+                   help="port of the status page, API and /metrics (0 = none)")
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("alerts", help="print alerts from Redis (the stream by default)")
@@ -332,13 +370,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_shard_parser(sub)  # shard plan
 
-    s = sub.add_parser("train", help="train the default fusion model (needs the train extra)", add_help=False)
+    s = sub.add_parser("train", help="train the fusion model's heads: the default recipe or your own classes "
+                       "(needs the train extra; streamer train --help)", add_help=False)
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(fn=cmd_train)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # argparse's REMAINDER would not pass options such as --data on
+        return train(argv[1:])
     args = build_parser().parse_args(argv)
     if args.cmd in ("run", "demo"):
         # Before prometheus_client is imported: metrics are shared by the whole process tree.

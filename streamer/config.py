@@ -11,11 +11,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from streamer.detect.normality import DEFAULT_DIR, FOLDS
-from streamer.errors import ConfigError, redact
+from streamer.errors import ConfigError, redact, redact_text
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp")
 REDIS_URL_ENV = "STREAMER_REDIS_URL"
 SHARD_INDEX_ENV = "STREAMER_SHARD_INDEX"
+HTTP_TOKEN_ENV = "STREAMER_HTTP_TOKEN"
 
 
 class Strict(BaseModel):
@@ -101,6 +102,14 @@ class MetricsConfig(Strict):
     port: int = Field(9108, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = disabled).")
 
 
+class HttpConfig(Strict):
+    host: str = Field("127.0.0.1", description="Address of the one HTTP server (/metrics, /healthz, /readyz, /api, the status page). "
+                      "Anything but loopback needs http.token.")
+    port: int = Field(9108, ge=0, le=65535, description="Its port (0 = no HTTP server).")
+    token: str | None = Field(None, description=f"Bearer token every /api call must send (Authorization: Bearer <token>); ${HTTP_TOKEN_ENV} sets it too. "
+                              "/metrics, /healthz, /readyz and the page itself need none.")
+
+
 class EngineConfig(Strict):
     model: str | None = Field(None, description="Path to the ONNX model (its .json metadata beside it). Absent = the bundled default.")
     backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = Field("auto", description="Runtime: auto tries TensorRT, ONNX Runtime CUDA, then ONNX Runtime CPU.")
@@ -154,7 +163,8 @@ class ShardConfig(Strict):
 class Config(Strict):
     cameras: list[CameraConfig] = Field(min_length=1, description="The sources to watch.")
     redis: RedisConfig = Field(default_factory=RedisConfig, description="Where alerts go.")
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus endpoint.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus endpoint (older name of http.host/port; used when http is absent).")
+    http: HttpConfig = Field(default_factory=HttpConfig, description="The HTTP server: metrics, probes, the API and the status page.")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="The fusion model and its runtime.")
     window: WindowConfig = Field(default_factory=WindowConfig, description="Window geometry.")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Turning scores into events.")
@@ -178,6 +188,31 @@ class Config(Strict):
 def learn_windows(cfg: Config) -> int:
     """Windows in the automatic learning period (0 = none)."""
     return int(round(cfg.anomaly.learn_minutes * 60 / cfg.window.hop)) if cfg.anomaly.enabled else 0
+
+
+def http_settings(cfg: Config) -> tuple[HttpConfig, str]:
+    """The HTTP server's settings and the config section that set them: `http`, or `metrics` (its older
+    name) when only that is in the file. The token: http.token, else $STREAMER_HTTP_TOKEN."""
+    h, section = cfg.http, "http"
+    if "http" not in cfg.model_fields_set and "metrics" in cfg.model_fields_set:
+        h, section = HttpConfig(host=cfg.metrics.host, port=cfg.metrics.port), "metrics"
+    if not h.token and os.environ.get(HTTP_TOKEN_ENV):
+        h = h.model_copy(update={"token": os.environ[HTTP_TOKEN_ENV]})
+    return h, section
+
+
+def error_list(err: ValidationError) -> list[dict[str, Any]]:
+    """A validation error as [{"path": "thresholds.fight", "msg": ...}], values redacted (the API's 422)."""
+    out = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        item: dict[str, Any] = {"path": path, "msg": redact_text(msg)}
+        value = e.get("input")
+        if e["type"] != "missing" and not isinstance(value, (dict, list)):
+            item["got"] = redact(str(value))
+        out.append(item)
+    return out
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

@@ -14,6 +14,13 @@ the main process even when it is SIGKILLed.
 Restarts keep the timeline: a respawned ingest process continues its camera's source time from the
 last window delivered (so an event open across the restart closes normally); an engine restart
 closes open events with `end` alerts carrying reason "engine_restart".
+
+Cameras change while running (`call("add" | "remove" | "replace" | "thresholds", ...)`, from the HTTP
+API and SIGHUP through streamer/fleet.py): the change runs on the pipeline's own thread between two
+engine messages. An added camera gets a fresh ring, which the engine attaches (EngineClient.attach), and
+its own ingest process; a removed one's open events end (reason "stop"), its ingest process is asked to
+stop (terminated after STOP_GRACE_S), the engine detaches its ring and the ring is unlinked. No other
+camera, ring or process is touched.
 """
 
 from __future__ import annotations
@@ -21,13 +28,15 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import queue
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any, Callable
 
 from engines import spec as espec
 from streamer import shard
-from streamer.config import Config
+from streamer.config import CameraConfig, Config
 from streamer.detect.anomaly import EVENT as ANOMALY
 from streamer.detect.anomaly import AnomalyScorer
 from streamer.detect.events import EventTracker, Transition
@@ -54,10 +63,18 @@ REDIS_TIMEOUT_S = 2.0  # per call and try: a Redis that stops answering fails th
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, on_alert: Callable[[dict], None] | None = None) -> None:
+    def __init__(self, cfg: Config, on_alert: Callable[[dict], None] | None = None,
+                 on_window: Callable[[Result], None] | None = None) -> None:
         cfg = shard.local_config(cfg)  # only this replica's cameras (all of them with one replica)
         self.cfg = cfg
         self.on_alert = on_alert
+        self.on_window = on_window  # every window's result, as detection sees it (tests, tools)
+        self._commands: queue.Queue = queue.Queue()  # camera changes, run on the pipeline's thread
+        # what the status page and /api/cameras show (written by the pipeline's thread only)
+        self.cam_state: dict[str, str] = {}  # camera -> running | ended | failed
+        self.latest_scores: dict[str, dict[str, float]] = {}  # camera -> its last window's scores
+        self.last_alert: dict[str, dict[str, Any]] = {}  # camera -> its last alert (id, event, state, time, score)
+        self.pids: dict[str, int] = {}  # camera -> its ingest process
         self._stop = threading.Event()
         self.running = False
         self.engine: EngineClient | None = None  # type: ignore[assignment]
@@ -141,21 +158,38 @@ class Pipeline:
             self._close_rings()
             raise
 
+    def call(self, op: str, *args: Any, timeout: float = 10.0) -> Any:
+        """Run a camera change on the pipeline's thread and return its result (from any thread):
+        add(CameraConfig), remove(id), replace(CameraConfig), thresholds(id, dict). Raises what the
+        change raised, TimeoutError, or RuntimeError when the pipeline is not running."""
+        return self.submit(op, *args).result(timeout)
+
+    def submit(self, op: str, *args: Any) -> Future:
+        """`call` without waiting: the change's Future."""
+        if not self.running:
+            raise RuntimeError("the pipeline is not running")
+        fut: Future = Future()
+        self._commands.put((op, args, fut))
+        return fut
+
     def run(self, duration: float | None = None, summary_every: float = 0.0, summary: Callable[[str], None] | None = None) -> None:
         ctx = self._ctx
-        stop = ctx.Event()
+        stops: dict[str, Any] = {}  # camera -> its ingest process's stop event
         kf = self.cfg.evidence.jpeg_width if self.cfg.evidence.enabled else 0
         cams = {c.id: c for c in self.cfg.cameras}
 
         def spawn(cid: str) -> Any:
-            p = ctx.Process(target=ingest_main, args=(cams[cid], self.geo, self.rings[cid], stop, kf, self._last.get(cid), os.getpid()),
+            stops[cid] = ctx.Event()
+            p = ctx.Process(target=ingest_main, args=(cams[cid], self.geo, self.rings[cid], stops[cid], kf, self._last.get(cid), os.getpid()),
                             name=f"streamer:ingest:{cid}", daemon=True)
             p.start()
+            self.pids[cid], self.cam_state[cid] = p.pid, "running"
             return p
 
         def stop_ingest(grace: float = STOP_GRACE_S) -> None:
             """Ask every ingest process to stop; terminate, then kill, those still running after `grace` s."""
-            stop.set()
+            for ev in stops.values():
+                ev.set()
             deadline = time.monotonic() + grace
             for p in procs.values():
                 p.join(timeout=max(deadline - time.monotonic(), 0))
@@ -170,12 +204,112 @@ class Pipeline:
                 m.process_exited(p.pid)
 
         live = set(cams)
-        if not cams:  # more replicas than this one's share of cameras: idle until stopped, not a crash loop
+        # the loop ends when every source has ended, unless the fleet is managed while running (cameras
+        # added or removed through the API or SIGHUP) or started empty: then it runs until stopped
+        hold = not cams
+        if not cams:  # more replicas than this one's share of cameras: idle until stopped (or a camera is added)
             log.warning("shard %d of %d: no cameras hash to this replica", self.cfg.shard.index or 0, self.cfg.shard.replicas)
-            self._stop.wait(duration)
-            return
         procs = {cid: spawn(cid) for cid in cams}
         restarts: dict[str, list[float]] = {cid: [] for cid in cams}
+        removing: list[tuple[str, Any, WindowRing, float, Future]] = []  # removed cameras whose process is ending
+
+        def set_cameras() -> None:
+            self.cfg = self.cfg.model_copy(update={"cameras": list(cams.values())})
+
+        def add(fut: Future, cam: CameraConfig, resume: bool = False) -> None:
+            nonlocal hold
+            if cam.id in cams:
+                raise KeyError(f"camera {cam.id} exists")
+            self.anomaly.add(cam)  # a normality file that cannot be used fails here (ConfigError)
+            ring = WindowRing(ctx, self.geo, self.cfg.window.queue, kf)
+            self.rings[cam.id] = ring
+            self.engine.attach(cam.id, ring)
+            cams[cam.id] = cam
+            set_cameras()
+            self.tracker.per_camera[cam.id] = dict(cam.thresholds)
+            if not resume:
+                self._last.pop(cam.id, None)
+            m.ALERTS_DROPPED.labels(cam.id, "spool_full")
+            for event in self.spec.classes:
+                m.ALERTS.labels(cam.id, event)
+            if self.cfg.anomaly.enabled:
+                m.ALERTS.labels(cam.id, ANOMALY)
+                m.NORMALITY_LEARNING.labels(cam.id).set(self.anomaly.progress(cam.id))
+            procs[cam.id] = spawn(cam.id)
+            restarts[cam.id] = []
+            live.add(cam.id)
+            hold = True
+            log.info("camera %s: added (ingest pid %d)", cam.id, procs[cam.id].pid)
+            fut.set_result({"id": cam.id, "pid": procs[cam.id].pid, "ring": ring.shm.name})
+
+        def remove(fut: Future, cid: str, replacing: bool = False) -> None:
+            nonlocal hold
+            if cid not in cams:
+                raise KeyError(f"camera {cid} is not running here")
+            for t in self.tracker.close_all(cid, reason="stop"):
+                self._publish(t, None, {})
+            stops[cid].set()
+            self.engine.detach(cid)
+            ring = self.rings.pop(cid)
+            p = procs.pop(cid)
+            live.discard(cid)
+            del cams[cid], restarts[cid]
+            set_cameras()
+            self.anomaly.remove(cid)
+            self.tracker.per_camera.pop(cid, None)
+            if not replacing:
+                self._last.pop(cid, None)
+                self.stats.cams.pop(cid, None)
+            for d in (self.cam_state, self.latest_scores, self.last_alert, self.pids):
+                d.pop(cid, None)
+            hold = True
+            removing.append((cid, p, ring, time.monotonic() + STOP_GRACE_S, fut))
+
+        def replace(fut: Future, cam: CameraConfig) -> None:
+            """Another source or setting: that camera alone restarts, continuing its timeline."""
+            remove(Future(), cam.id, replacing=True)
+            add(fut, cam, resume=True)
+
+        def thresholds(fut: Future, cid: str, values: dict[str, float]) -> None:
+            cams[cid] = cams[cid].model_copy(update={"thresholds": dict(values)})
+            set_cameras()
+            self.tracker.per_camera[cid] = dict(values)  # (anomaly: the model's own again, unless set here)
+            fut.set_result({"id": cid, "thresholds": dict(values)})
+
+        ops = {"add": add, "remove": remove, "replace": replace, "thresholds": thresholds}
+
+        def apply_commands() -> None:
+            while True:
+                try:
+                    op, args, fut = self._commands.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    ops[op](fut, *args)
+                except Exception as e:
+                    if not fut.done():
+                        fut.set_exception(e)
+
+        def reap(force: bool = False) -> None:
+            """Removed cameras: once the process has ended (or its grace is over), free the ring."""
+            now = time.monotonic()
+            for item in list(removing):
+                cid, p, ring, deadline, fut = item
+                if p.exitcode is None and not force and now < deadline:
+                    continue
+                if p.exitcode is None:
+                    p.terminate()
+                    p.join(timeout=0.3)
+                    if p.is_alive():
+                        p.kill()
+                        p.join(timeout=1)
+                p.join(timeout=0)
+                m.process_exited(p.pid)
+                ring.close(unlink=True)
+                removing.remove(item)
+                log.info("camera %s: removed (ingest exit code %s, ring %s unlinked)", cid, p.exitcode, ring.shm.name)
+                if not fut.done():
+                    fut.set_result({"id": cid, "pid": p.pid, "exitcode": p.exitcode, "ring": ring.shm.name})
         engine_restarts: list[float] = []
         now = time.monotonic()
         deadline = now + duration if duration else None
@@ -187,10 +321,13 @@ class Pipeline:
         stats_thread.start()
         self.running = True
         try:
-            while live and not self._stop.is_set():
+            while (live or hold) and not self._stop.is_set():
                 now = time.monotonic()
                 if deadline and now >= deadline:
                     break
+                apply_commands()
+                if removing:
+                    reap()
                 try:
                     msg = self.engine.get(timeout=0.1)
                 except EngineDied as e:
@@ -204,16 +341,21 @@ class Pipeline:
                     for t in self.tracker.close_all(reason="engine_restart"):  # their windows are cut: say so
                         self._publish(t, None, {})
                     stop_ingest()
+                    reap(force=True)
                     self.engine.close()  # reaps the dead process and marks it dead for the metrics
                     self._close_rings()
                     self._start_engine()
-                    stop = ctx.Event()
                     procs = {cid: spawn(cid) for cid in live}
                     continue
                 if msg is not None and msg[0] == "result":
-                    self._detect_and_publish(msg[1])
+                    if msg[1].window.camera in cams:  # not a window of a camera removed meanwhile
+                        self._detect_and_publish(msg[1])
                 elif msg is not None and msg[0] == "end":
+                    ring = self.rings.get(msg[1])
+                    if ring is None or (len(msg) > 2 and msg[2] not in (None, ring.shm.name)):
+                        continue  # the end of a ring that was removed or replaced
                     live.discard(msg[1])
+                    self.cam_state[msg[1]] = "ended"
                     for t in self.tracker.close_all(msg[1], reason="source_end"):
                         self._publish(t, None, {})
                 for cid, p in procs.items():  # an ingest process that died without finishing is restarted
@@ -224,6 +366,7 @@ class Pipeline:
                         if len(restarts[cid]) > MAX_RESTARTS_PER_MIN:
                             log.error("camera %s: ingest died %d times in a minute; giving up on it", cid, len(restarts[cid]))
                             live.discard(cid)
+                            self.cam_state[cid] = "failed"
                             continue
                         log.error("camera %s: ingest process died (exit code %s); restarting it", cid, p.exitcode)
                         m.process_exited(p.pid)
@@ -233,12 +376,17 @@ class Pipeline:
             pass  # a stop while the engine was restarting
         finally:
             self.running = False
-            stop.set()
+            for ev in stops.values():
+                ev.set()
+            for _op, _args, fut in list(self._commands.queue):  # changes that came too late
+                if not fut.done():
+                    fut.set_exception(RuntimeError("the pipeline stopped"))
             if self.engine is not None:
                 self.engine.stop.set()  # the engine stops while the ingest processes do
             for t in self.tracker.close_all(reason="stop"):
                 self._publish(t, None, {})
             stop_ingest()
+            reap(force=True)
             stats_done.set()  # the stats thread publishes its last record and ends
             stats_thread.join(timeout=0.3)
             if summary:
@@ -280,6 +428,9 @@ class Pipeline:
                 # the model's threshold, unless the camera's `thresholds` sets one for anomaly
                 self.tracker.per_camera.setdefault(w.camera, {}).setdefault(ANOMALY, self.anomaly.models[w.camera].threshold)
         self._last[w.camera] = (w.end, w.arrival)
+        self.latest_scores[w.camera] = scores
+        if self.on_window:
+            self.on_window(r)
         for t in self.tracker.update(w.camera, w.start, w.end, scores):
             self._publish(t, w, lat, cell)
         done = time.monotonic()
@@ -319,6 +470,7 @@ class Pipeline:
         m.STAGE_LATENCY.labels("publish").observe(time.monotonic() - t_pub)
         m.ALERTS.labels(t.camera, t.event).inc()
         self.stats.alert(t.camera)
+        self.last_alert[t.camera] = {k: alert[k] for k in ("id", "event", "state", "time", "score")}
         if self.on_alert:
             self.on_alert(alert)
 

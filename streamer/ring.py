@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import queue
 from dataclasses import asdict
-from multiprocessing import shared_memory
+from multiprocessing import context, resource_sharer, shared_memory
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import numpy as np
@@ -106,3 +107,28 @@ class WindowRing:
         self.shm.close()
         if unlink:
             self.shm.unlink()
+
+
+class _FdSharer:
+    """Stands in for a spawning Popen while a ring is pickled for a process that is already running:
+    the pipes of its queues are sent through multiprocessing's resource sharer (a Unix socket passing
+    the descriptors, SCM_RIGHTS), its semaphores go by name, its shared memory by name."""
+
+    @staticmethod
+    def duplicate_for_child(fd: int) -> int:
+        return fd
+
+    @staticmethod
+    def DupFd(fd: int) -> Any:  # noqa: N802 - the name multiprocessing.reduction calls
+        return resource_sharer.DupFd(fd)
+
+
+def share(ring: WindowRing) -> bytes:
+    """A ring pickled for a running process (the engine), to `pickle.loads` there once. multiprocessing
+    queues refuse to be pickled outside of spawning a process; this is the same pickling, with the
+    descriptors passed the way multiprocessing passes connections between running processes."""
+    context.set_spawning_popen(_FdSharer())
+    try:
+        return bytes(ForkingPickler.dumps(ring))
+    finally:
+        context.set_spawning_popen(None)

@@ -47,28 +47,40 @@ class AnomalyScorer:
     def __init__(self, cfg: Config, model_path: str, dim: int) -> None:
         self.models: dict[str, NormalityModel] = {}
         self.learners: dict[str, NormalityLearner] = {}
+        self.cfg, self.dim = cfg, dim
         if not cfg.anomaly.enabled:
             return
-        layout = model_layout(model_path)
-        windows = learn_windows(cfg)
+        self.layout = model_layout(model_path)
         for cam in cfg.cameras:
-            path = model_file(cfg, cam)
-            if path.exists():
-                try:
-                    self.models[cam.id] = nm = load_checked(cam.id, path, layout, dim)
-                    log.info("camera %s: normality model %s (threshold %.3f)", cam.id, path, nm.threshold)
-                    continue
-                except ConfigError as e:
-                    if cam.normality or not windows:  # a file the user named, or no learning to replace it
-                        raise
-                    # a file the pipeline learned itself, unusable now (e.g. another engine model): learn again
-                    stale = path.with_name(path.stem + ".stale.npz")
-                    path.replace(stale)
-                    log.warning("%s; moved it to %s and learning anew", e, stale)
-            if windows:
-                self.learners[cam.id] = NormalityLearner(cam.id, layout, windows, path, cfg.anomaly.far)
-                log.info("camera %s: no normality model at %s; learning it from the first %g min (%d windows)",
-                         cam.id, path, cfg.anomaly.learn_minutes, windows)
+            self.add(cam)
+
+    def add(self, cam: CameraConfig) -> None:
+        """Load the camera's model or start its learning period (also for a camera added at run time)."""
+        cfg, layout, windows = self.cfg, getattr(self, "layout", None), learn_windows(self.cfg)
+        if not cfg.anomaly.enabled:
+            return
+        path = model_file(cfg, cam)
+        if path.exists():
+            try:
+                self.models[cam.id] = nm = load_checked(cam.id, path, layout, self.dim)
+                log.info("camera %s: normality model %s (threshold %.3f)", cam.id, path, nm.threshold)
+                return
+            except ConfigError as e:
+                if cam.normality or not windows:  # a file the user named, or no learning to replace it
+                    raise
+                # a file the pipeline learned itself, unusable now (e.g. another engine model): learn again
+                stale = path.with_name(path.stem + ".stale.npz")
+                path.replace(stale)
+                log.warning("%s; moved it to %s and learning anew", e, stale)
+        if windows:
+            self.learners[cam.id] = NormalityLearner(cam.id, layout, windows, path, cfg.anomaly.far)
+            log.info("camera %s: no normality model at %s; learning it from the first %g min (%d windows)",
+                     cam.id, path, cfg.anomaly.learn_minutes, windows)
+
+    def remove(self, camera: str) -> None:
+        """A camera removed at run time: its model and learning period are dropped (a learning period is lost)."""
+        self.models.pop(camera, None)
+        self.learners.pop(camera, None)
 
     def progress(self, camera: str) -> float:
         """Learning progress in [0, 1]: 1 with a model, 0 without one and not learning."""

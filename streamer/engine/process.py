@@ -14,6 +14,12 @@ Inside the engine process:
     main thread:                  batcher.run_once() -> runtime.infer(batch) (the thread that opened it)
     deliverer thread:             `order` in submission order -> future.result() -> results queue
     evidence thread:              requests (camera, window start) -> that window's keyframe + audio
+    control thread:               ("attach", camera, ring) -> a new collector; ("detach", camera) -> it ends
+
+Cameras added at run time (the HTTP API, SIGHUP): the main process makes the camera's ring and sends it
+on the control queue (`EngineClient.attach`, streamer/ring.py `share`: its queues' pipes travel through
+multiprocessing's resource sharer, its semaphores and shared memory by name); a removed camera's
+collector is told to stop (`detach`) and drops its mapping of the ring, which the main process unlinks.
 
 `EngineClient` (main process) starts the process and waits for its ready handshake; a missing handshake
 raises EngineStartError naming `engine.ready_timeout`, a dead engine raises EngineDied from `get()`.
@@ -93,7 +99,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any, stop: Any,
-                requests: Any = None, replies: Any = None, parent_pid: int | None = None) -> None:
+                requests: Any = None, replies: Any = None, parent_pid: int | None = None, control: Any = None) -> None:
     """Entry point of the engine process."""
     import os
 
@@ -172,21 +178,64 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
                 if stop.is_set():
                     return False
 
-    def collect(camera: str, ring: WindowRing) -> None:
-        while not stop.is_set():
+    detached: dict[str, threading.Event] = {}
+
+    def collect(camera: str, ring: WindowRing, gone: threading.Event | None = None) -> None:
+        try:
+            while not stop.is_set() and not (gone is not None and gone.is_set()):
+                try:
+                    item = ring.get(timeout=0.5)
+                except (queue.Empty, OSError, ValueError, EOFError):
+                    continue
+                if gone is not None and gone.is_set():
+                    return
+                if isinstance(item, str):  # END: reported after this camera's last result (naming the ring)
+                    put_order((camera, END, ring.shm.name))
+                    return
+                try:
+                    fut = batcher.submit(item)
+                except BatcherClosed:
+                    return
+                if not put_order((camera, item, fut)):
+                    return
+        finally:
+            if gone is not None and gone.is_set():  # detached: let go of the ring (the main process unlinks it)
+                try:
+                    ring.ready.cancel_join_thread()
+                    ring.free.cancel_join_thread()
+                    ring.close()
+                except (OSError, BufferError, ValueError) as e:
+                    log.debug("camera %s: closing its ring: %s", camera, e)
+
+    def control_loop() -> None:
+        """Cameras added and removed while running."""
+        import pickle
+
+        while control is not None and not stop.is_set():
             try:
-                item = ring.get(timeout=0.5)
-            except (queue.Empty, OSError, ValueError, EOFError):
+                msg = control.get(timeout=0.5)
+            except (queue.Empty, OSError, EOFError, ValueError):
                 continue
-            if isinstance(item, str):  # END: reported after this camera's last result
-                put_order((camera, END, None))
+            if msg is None:
                 return
-            try:
-                fut = batcher.submit(item)
-            except BatcherClosed:
-                return
-            if not put_order((camera, item, fut)):
-                return
+            if msg[0] == "attach":
+                camera, ring = msg[1], pickle.loads(msg[2])
+                old = detached.get(camera)
+                if old is not None:
+                    old.set()
+                gone = detached[camera] = threading.Event()
+                with kept_lock:
+                    kept[camera] = collections.deque(maxlen=EVIDENCE_KEEP)
+                threading.Thread(target=collect, args=(camera, ring, gone), name=f"streamer:engine:collect:{camera}",
+                                 daemon=True).start()
+                log.info("camera %s: attached", camera)
+            elif msg[0] == "detach":
+                gone = detached.pop(msg[1], None)
+                if gone is not None:
+                    gone.set()
+                with kept_lock:
+                    kept.pop(msg[1], None)
+                log.info("camera %s: detached", msg[1])
 
     def deliver() -> None:
         while True:
@@ -194,7 +243,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
             if w is None:
                 return
             if isinstance(w, str):
-                send(("end", camera))
+                send(("end", camera, fut))  # fut: the ring's name, so that the end of a replaced ring is told apart
                 continue
             try:
                 scores, emb, t0, dt, n = fut.result()
@@ -204,7 +253,8 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
                 m.WINDOWS_DROPPED.labels(camera, "engine_error").inc()
                 continue
             with kept_lock:
-                kept[camera].append((w.start, w.keyframe, w.audio if w.audio_mask else None))
+                if camera in kept:  # not a camera detached meanwhile
+                    kept[camera].append((w.start, w.keyframe, w.audio if w.audio_mask else None))
             w.video, w.audio, w.keyframe = empty, empty_audio, None
             if not send(("result", Result(w, scores, emb, t0, dt, n))):
                 return
@@ -228,11 +278,14 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
             except queue.Full:
                 pass
 
-    threads = [threading.Thread(target=collect, args=(cam, ring), name=f"streamer:engine:collect:{cam}", daemon=True)
+    for cam in rings:
+        detached[cam] = threading.Event()
+    threads = [threading.Thread(target=collect, args=(cam, ring, detached[cam]), name=f"streamer:engine:collect:{cam}", daemon=True)
                for cam, ring in rings.items()]
     deliverer = threading.Thread(target=deliver, name="streamer:engine:deliver", daemon=True)
     evidence_server = threading.Thread(target=serve_evidence, name="streamer:engine:evidence", daemon=True)
-    for t in [*threads, deliverer, evidence_server]:
+    controller = threading.Thread(target=control_loop, name="streamer:engine:control", daemon=True)
+    for t in [*threads, deliverer, evidence_server, controller]:
         t.start()
     results.put(("ready", Ready(runtime.backend, precision, max_batch, os.getpid())))
     with runtime:
@@ -248,7 +301,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
             deliverer.join(timeout=1)
             # results nobody will read must not hold this process at exit (its queue feeder would wait
             # for the pipe to drain)
-            for q in (results, replies):
+            for q in (results, replies, control):
                 if q is not None:
                     q.cancel_join_thread()
 
@@ -267,6 +320,7 @@ class EngineClient:
         self.results: Any = ctx.Queue(maxsize=results_queue or max(64, 8 * len(rings)))
         self.requests: Any = ctx.Queue()
         self.replies: Any = ctx.Queue(maxsize=64)
+        self.control: Any = ctx.Queue()  # cameras attached and detached while running
         self.stop = ctx.Event()
         self.backend = self.precision = "?"
         self.max_batch = opts.max_batch
@@ -278,7 +332,7 @@ class EngineClient:
 
         self.proc = self.ctx.Process(target=engine_main, name="streamer:engine", daemon=True,
                                      args=(self.opts, self.rings, self.results, self.stop, self.requests, self.replies,
-                                           os.getpid()))
+                                           os.getpid(), self.control))
         t_start = time.monotonic()
         self.proc.start()
         try:
@@ -339,11 +393,23 @@ class EngineClient:
             if cam == camera and abs(t - start) < 1e-6:
                 return key, audio
 
+    def attach(self, camera: str, ring: WindowRing) -> None:
+        """Start reading a camera's ring (a camera added while running)."""
+        from streamer.ring import share
+
+        self.rings = {**self.rings, camera: ring}
+        self.control.put(("attach", camera, share(ring)))
+
+    def detach(self, camera: str) -> None:
+        """Stop reading a camera's ring; the engine lets go of it (the caller unlinks it)."""
+        self.rings = {k: v for k, v in self.rings.items() if k != camera}
+        self.control.put(("detach", camera))
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.is_alive()
 
     def get(self, timeout: float) -> tuple | None:
-        """The next message from the engine ("result", Result) or ("end", camera), or None; EngineDied
+        """The next message from the engine ("result", Result) or ("end", camera, ring name), or None; EngineDied
         when the engine process is gone and nothing is left to read from it."""
         try:
             return self.results.get(timeout=timeout)

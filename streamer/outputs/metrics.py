@@ -1,4 +1,5 @@
-"""Prometheus metrics, recorded in the process that measures them.
+"""Prometheus metrics, recorded in the process that measures them; served at /metrics by the HTTP
+server (streamer/web/server.py).
 
 Processes share them through prometheus-client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR must be
 set before prometheus_client is first imported (the CLI does it first thing); children inherit it.
@@ -8,12 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, multiprocess
-from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -42,56 +40,16 @@ NORMALITY_LEARNING = Gauge("streamer_normality_learning_progress", "Learning per
 ENGINE_INFO = Gauge("streamer_engine_info", "The engine in use (value 1).", ["backend", "precision", "model"], multiprocess_mode="livemax")
 
 
-READY = threading.Event()  # set once the pipeline has started (model loaded, Redis client made): /readyz answers 200
+READY = threading.Event()  # set once the pipeline has started (model loaded, Redis client made): /readyz can answer 200
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - no line per scrape or probe
-        pass
+def serve(host: str, port: int, token: str | None = None) -> int:
+    """Start the process tree's one HTTP server (streamer/web/server.py: /metrics aggregating every process,
+    /healthz, /readyz, the API and the page) without a pipeline attached; returns the bound port. A port
+    that is taken (or an address that is not ours) is a ConfigError naming `http.port` / `http.host`."""
+    from streamer.web.server import HttpServer
 
-
-def _app(registry: CollectorRegistry):
-    """/metrics (any other path too, as prometheus-client serves it), /healthz: 200 while the process
-    answers, /readyz: 200 once READY is set, else 503. Probes do not collect the metrics."""
-    metrics_app = make_wsgi_app(registry)
-
-    def app(environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        if path in ("/healthz", "/readyz"):
-            ok = path == "/healthz" or READY.is_set()
-            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"ok\n" if ok else b"starting\n"]
-        return metrics_app(environ, start_response)
-
-    return app
-
-
-def _start(host: str, port: int, registry: CollectorRegistry) -> ThreadingWSGIServer:
-    class Server(ThreadingWSGIServer):
-        address_family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
-
-    httpd = make_server(host, port, _app(registry), Server, handler_class=_Quiet)
-    threading.Thread(target=httpd.serve_forever, name="streamer:metrics", daemon=True).start()
-    return httpd
-
-
-def serve(host: str, port: int) -> int:
-    """Start the /metrics endpoint aggregating every process (and /healthz, /readyz); returns the bound port. A port that is
-    taken (or an address that is not ours) is a ConfigError naming `metrics.port` / `metrics.host`."""
-    from streamer.errors import ConfigError
-
-    registry = CollectorRegistry()
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.MultiProcessCollector(registry)
-    try:
-        server = _start(host, port, registry)
-    except OSError as e:
-        import errno
-
-        key = "metrics.port" if e.errno in (errno.EADDRINUSE, errno.EACCES) else "metrics.host"
-        raise ConfigError(f"{key}: cannot serve metrics on {host}:{port}: {e.strerror or e} "
-                          "(set another metrics.port, or 0 to turn the endpoint off)") from None
-    return server.server_address[1]
+    return HttpServer(host, port, token).start().port
 
 
 def collect_samples() -> list:

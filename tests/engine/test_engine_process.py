@@ -69,9 +69,9 @@ def test_ready_handshake_then_one_result_per_window_in_order(rings, windows):
         results = [x[1] for x in msgs if x[0] == "result"]
         assert len(results) == 9
         for cam in rings:  # per camera: every window once, in order, then its end
-            mine = [i for i, x in enumerate(msgs) if (x[0] == "result" and x[1].window.camera == cam) or x == ("end", cam)]
+            mine = [i for i, x in enumerate(msgs) if (x[0] == "result" and x[1].window.camera == cam) or x[:2] == ("end", cam)]
             assert [msgs[i][1].window.start for i in mine[:-1]] == [w.start for w in windows[:3]]
-            assert msgs[mine[-1]] == ("end", cam)
+            assert msgs[mine[-1]] == ("end", cam, rings[cam].shm.name)  # the end names its ring
         assert all(r.scores.shape == (len(SPEC.classes),) and 0 <= r.scores.min() and r.scores.max() <= 1 for r in results)
         assert all(r.embedding.shape == (SPEC.embedding_dim,) for r in results)
         # video, audio and keyframe stay in the engine; evidence is asked for (start alerts only)
@@ -171,3 +171,29 @@ def test_pipeline_restarts_a_dead_engine_and_keeps_going(redis_server, media_dir
     assert m.ENGINE_RESTARTS._value.get() == before + 1
     assert counts["before_kill"] >= 3
     assert pipe.stats.windows >= counts["before_kill"] + 6, "windows must flow again after the restart"
+
+
+def test_a_ring_attached_while_running_is_read_and_a_detached_one_is_let_go(rings, windows):
+    """Cameras added at run time: the engine reads a ring made after it started (sent over its control
+    queue); a detached camera's windows are no longer read and its ring can be unlinked."""
+    client = EngineClient(CTX, opts(), rings, ready_timeout=60)
+    extra = WindowRing(CTX, GEO, 4)
+    try:
+        client.attach("late", extra)
+        for w in windows[:3]:
+            extra.put(dataclasses.replace(w, camera="late"), block=True, timeout=10)
+        extra.put_end()
+        msgs = drain(client, lambda ms: any(x[0] == "end" and x[1] == "late" for x in ms))
+        late = [x[1].window.start for x in msgs if x[0] == "result" and x[1].window.camera == "late"]
+        assert late == [w.start for w in windows[:3]]
+        assert ("end", "late", extra.shm.name) in msgs
+        client.detach("cam0")
+        time.sleep(1.5)  # the collector notices within its 0.5 s read timeout
+        feed({"cam0": rings["cam0"], "cam1": rings["cam1"]}, windows, 2)
+        msgs = drain(client, lambda ms: sum(x[0] == "result" for x in ms) >= 2, timeout=10)
+        msgs += drain(client, lambda ms: False, timeout=1.5)
+        assert {x[1].window.camera for x in msgs if x[0] == "result"} == {"cam1"}  # cam0 is not read any more
+        assert rings["cam0"].ready.qsize() == 2  # its windows wait in a ring nobody reads
+    finally:
+        client.close()
+        extra.close(unlink=True)

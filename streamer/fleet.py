@@ -1,0 +1,451 @@
+"""Operating the fleet while it runs: cameras added, removed and changed through the HTTP API or SIGHUP,
+written back to the config file, and the status the API and the page show.
+
+Persistence: **the config file itself** is the one place the fleet is written down. An API change
+rewrites its `cameras:` list (ruamel.yaml round trip: every other line, comment and key order is kept),
+into a temporary file beside it that is fsynced and renamed over it (atomic: a crash leaves the old file
+or the new one, never half of one); the result is validated like any config before it replaces the old
+one. So `streamer run FILE` after a restart runs what the API left, and SIGHUP (edit the file, then
+`kill -HUP <pid>`) applies the file's difference to what runs: cameras added, removed, and changed
+(thresholds alone: live; anything else: that camera alone restarts, its timeline continued). Sections
+other than `cameras` take effect at the next restart (SIGHUP logs which ones differ). Without a file
+(`streamer demo`) changes apply to the running process only (`"persisted": false`).
+
+With shards (`shard.replicas` > 1) the file lists every replica's cameras; an added camera runs on the
+replica it hashes to (the API answers `"running": false` and its replica elsewhere).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+
+from streamer import shard
+from streamer.config import CameraConfig, Config, error_list, load_config, parse_config
+from streamer.detect.anomaly import EVENT as ANOMALY
+from streamer.errors import ConfigError, redact, redact_text
+from streamer.outputs import metrics as m
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 10.0  # an API change waits this long for the pipeline's thread
+TOP_SCORES = 3  # class scores per camera on the page
+
+
+class ApiError(Exception):
+    """An answer other than 2xx: status, a one-line message, and (422) the errors with their key paths."""
+
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.errors = status, redact_text(message), errors or []
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.message}
+        if self.errors:
+            out["errors"] = self.errors
+        return out
+
+
+# ---- the config file --------------------------------------------------------------------------------
+def _rt_yaml(text: str) -> tuple[Any, Any]:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    _data, indent, block_seq_indent = load_yaml_guess_indent(text)
+    rt = YAML(typ="rt")
+    rt.preserve_quotes = True
+    rt.width = 4096
+    # the file's own sequence style (`- id:` under `cameras:` at its indent); mappings at 2, as written by hand
+    rt.indent(mapping=2, sequence=indent or 2, offset=block_seq_indent or 0)
+    return rt, rt.load(text)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write a file so that readers see the old one or the new one whole: a temporary file beside it,
+    fsynced, renamed over it, the directory fsynced. The file's mode is kept."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o644
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def edit_cameras(path: Path, change: Any) -> None:
+    """Apply `change(cameras)` to the file's `cameras:` list (a ruamel sequence of mappings, edited in
+    place) and write the file back atomically, after checking that it is still a valid config."""
+    text = path.read_text()
+    rt, doc = _rt_yaml(text)
+    change(doc["cameras"])
+    out = io.StringIO()
+    rt.dump(doc, out)
+    new = out.getvalue()
+    parse_config(yaml.safe_load(new), str(path), new)  # a ConfigError here leaves the file as it was
+    atomic_write(path, new)
+
+
+def camera_doc(cam: CameraConfig) -> dict[str, Any]:
+    """The camera as it goes into the file: the keys that were given, their validated values."""
+    out: dict[str, Any] = {"id": cam.id}
+    for k in CameraConfig.model_fields:
+        if k != "id" and k in cam.model_fields_set:
+            v = getattr(cam, k)
+            out[k] = dict(v) if isinstance(v, dict) else v
+    return out
+
+
+# ---- the fleet ---------------------------------------------------------------------------------------
+class Fleet:
+    """The running pipeline, its config file (or None), and the changes made to them."""
+
+    def __init__(self, pipe: Any, path: str | Path | None = None, loaded: Config | None = None) -> None:
+        self.pipe = pipe
+        self.path = Path(path).resolve() if path else None  # a symlinked config: the file it points to
+        self.loaded = loaded  # the whole config as read at start (every replica's cameras)
+        self._lock = threading.Lock()  # one change at a time (API calls, SIGHUP)
+        self._snap: dict[str, Any] | None = None
+        self._snap_lock = threading.Lock()
+        self._prev: tuple[float, dict[str, float], int, float, float] | None = None  # t, frames, windows, batch sum, batch count
+        self.started = time.monotonic()
+
+    # ---- status ----------------------------------------------------------------------------------
+    def snapshot(self, max_age: float = 1.0) -> dict[str, Any]:
+        """Cameras and engine, as /api/cameras, /api/engine and the page show them (computed at most
+        once per `max_age` s, however many clients ask)."""
+        with self._snap_lock:
+            now = time.monotonic()
+            if self._snap is not None and now - self._snap["_t"] < max_age:
+                return self._snap
+            self._snap = self._compute(now)
+            return self._snap
+
+    def _compute(self, now: float) -> dict[str, Any]:
+        pipe = self.pipe
+        frames: dict[str, float] = {}
+        up: dict[str, float] = {}
+        reconnects: dict[str, float] = {}
+        dropped: dict[str, float] = {}
+        bsum = bcount = 0.0
+        for s in m.collect_samples():
+            cam = s.labels.get("camera")
+            if s.name == "streamer_frames_decoded_total":
+                frames[cam] = frames.get(cam, 0.0) + s.value
+            elif s.name == "streamer_source_up":
+                up[cam] = max(up.get(cam, 0.0), s.value)
+            elif s.name == "streamer_reconnects_total":
+                reconnects[cam] = reconnects.get(cam, 0.0) + s.value
+            elif s.name == "streamer_windows_dropped_total":
+                dropped[cam] = dropped.get(cam, 0.0) + s.value
+            elif s.name == "streamer_engine_batch_size_sum":
+                bsum += s.value
+            elif s.name == "streamer_engine_batch_size_count":
+                bcount += s.value
+        windows_total = pipe.stats.windows
+        prev = self._prev
+        if prev is None or now - prev[0] < 0.5:
+            dt = max(now - self.started, 1e-9)
+            pframes: dict[str, float] = {}
+            pwin, pbsum, pbcount = 0, 0.0, 0.0
+        else:
+            dt, pframes, pwin, pbsum, pbcount = now - prev[0], prev[1], prev[2], prev[3], prev[4]
+        if prev is None or now - prev[0] >= 0.5:
+            self._prev = (now, frames, windows_total, bsum, bcount)
+        cameras = []
+        for cam in list(pipe.cfg.cameras):
+            cid = cam.id
+            st = pipe.stats.cams.get(cid)
+            lat = list(st.latencies)[-200:] if st else []
+            proc_state = pipe.cam_state.get(cid, "starting")
+            if proc_state in ("ended", "failed"):
+                state = "down"
+            elif up.get(cid, 0.0) >= 1:
+                state = "up"
+            elif reconnects.get(cid, 0.0) > 0 or (st and st.windows):
+                state = "reconnecting"
+            else:
+                state = "starting"
+            scores = pipe.latest_scores.get(cid) or {}
+            top = sorted(scores.items(), key=lambda kv: -kv[1])[:TOP_SCORES]
+            cameras.append({
+                "id": cid,
+                "url": redact(cam.url),
+                "audio": cam.audio,
+                "state": state,
+                "process": proc_state,
+                "pid": pipe.pids.get(cid),
+                "windows": st.windows if st else 0,
+                "fps": round(max(frames.get(cid, 0.0) - pframes.get(cid, 0.0), 0.0) / dt, 2),
+                "latency_p99_ms": round(float(np.percentile(np.asarray(lat) * 1000, 99)), 1) if lat else None,
+                "dropped": int(dropped.get(cid, 0.0)),
+                "alerts": st.alerts if st else 0,
+                "last_alert": pipe.last_alert.get(cid),
+                "top_scores": [{"class": k, "score": round(float(v), 4)} for k, v in top],
+                "thresholds": dict(cam.thresholds),
+            })
+        engine = pipe.engine
+        dcount = bcount - pbcount
+        return {
+            "_t": now,
+            "time": time.time(),
+            "replica": pipe.cfg.shard.index or 0,
+            "replicas": pipe.cfg.shard.replicas,
+            "cameras": cameras,
+            "engine": {
+                "backend": getattr(engine, "backend", None),
+                "precision": getattr(engine, "precision", None),
+                "max_batch": getattr(engine, "max_batch", None),
+                "batch_mean": round((bsum - pbsum) / dcount, 2) if dcount > 0 else None,
+                "windows_per_s": round((windows_total - pwin) / dt, 2),
+                "windows": windows_total,
+                "alive": bool(engine is not None and engine.alive()),
+                "model": {"name": pipe.spec.name, "version": pipe.spec.version, "classes": list(pipe.spec.classes)},
+            },
+        }
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, reason): the engine answers and at least one source delivers (a replica without cameras
+        is ready with none)."""
+        pipe = self.pipe
+        if not pipe.running:
+            return False, "not ready: the pipeline is starting or stopping"
+        if pipe.engine is None or not pipe.engine.alive():
+            return False, "not ready: the engine process is not running (it is being restarted)"
+        snap = self.snapshot()
+        if not snap["cameras"]:
+            return True, "ready: no cameras on this replica"
+        ups = [c["id"] for c in snap["cameras"] if c["state"] == "up"]
+        if ups:
+            return True, f"ready: {len(ups)} of {len(snap['cameras'])} source(s) up"
+        states = ", ".join(f"{c['id']} {c['state']}" for c in snap["cameras"][:10])
+        return False, f"not ready: no source up ({states})"
+
+    # ---- changes -----------------------------------------------------------------------------------
+    def _call(self, op: str, *args: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
+        try:
+            return self.pipe.call(op, *args, timeout=timeout)
+        except KeyError as e:
+            raise ApiError(409 if op == "add" else 404, str(e.args[0]) if e.args else str(e)) from None
+        except ConfigError as e:
+            raise ApiError(422, str(e), [{"path": "normality", "msg": str(e)}]) from None
+        except RuntimeError as e:
+            raise ApiError(503, str(e)) from None
+        except TimeoutError:
+            raise ApiError(503, f"the pipeline did not apply the change within {timeout:g} s") from None
+
+    def _file_config(self) -> Config | None:
+        if self.path is None:
+            return None
+        try:
+            return load_config(self.path)
+        except ConfigError as e:
+            raise ApiError(409, f"the config file does not load as it is now, fix it first: {str(e).splitlines()[0]}") from None
+
+    def _check_thresholds(self, values: dict[str, float], prefix: str = "thresholds") -> None:
+        known = set(self.pipe.spec.classes) | ({ANOMALY} if self.pipe.cfg.anomaly.enabled else set())
+        bad = [{"path": f"{prefix}.{k}", "msg": f"unknown class; the model has {sorted(known)}", "got": k}
+               for k in sorted(set(values) - known)]
+        if bad:
+            raise ApiError(422, f"{bad[0]['path']}: unknown class", bad)
+
+    def _persist(self, change: Any) -> bool:
+        if self.path is None:
+            return False
+        try:
+            edit_cameras(self.path, change)
+        except OSError as e:
+            raise ApiError(500, f"cannot write the config file {self.path}: {e.strerror or e}; nothing was changed") from None
+        except ConfigError as e:
+            raise ApiError(422, str(e).replace("\n", "; ")) from None
+        return True
+
+    def _owner(self, cid: str) -> int:
+        s = self.pipe.cfg.shard
+        return shard.owner(cid, s.replicas) if s.replicas > 1 else 0
+
+    def _mine(self, cid: str) -> bool:
+        return self._owner(cid) == (self.pipe.cfg.shard.index or 0)
+
+    def add(self, payload: Any) -> dict[str, Any]:
+        """POST /api/cameras: a camera object as in the YAML."""
+        if not isinstance(payload, dict):
+            raise ApiError(422, "(top level): expected a camera object", [{"path": "(top level)", "msg": "expected an object"}])
+        try:
+            cam = CameraConfig.model_validate(payload)
+        except ValidationError as e:
+            errs = error_list(e)
+            raise ApiError(422, "; ".join(f"{x['path']}: {x['msg']}" for x in errs), errs) from None
+        self._check_thresholds(cam.thresholds)
+        with self._lock:
+            running = {c.id for c in self.pipe.cfg.cameras}
+            full = self._file_config()
+            if cam.id in running or (full is not None and cam.id in {c.id for c in full.cameras}):
+                raise ApiError(409, f"camera {cam.id} exists (DELETE it first, or PATCH it)")
+            persisted = self._persist(lambda seq: seq.append(camera_doc(cam)))
+            mine = self._mine(cam.id)
+            out: dict[str, Any] = {"id": cam.id, "persisted": persisted, "running": mine, "replica": self._owner(cam.id)}
+            if mine:
+                try:
+                    r = self._call("add", cam)
+                except ApiError:
+                    if persisted:  # it did not start: the file must not say it runs
+                        self._persist(lambda seq: _drop(seq, cam.id))
+                    raise
+                out.update(pid=r["pid"])
+            log.info("camera %s: added through the API (%s)", cam.id, "persisted" if persisted else "not persisted")
+            return out
+
+    def remove(self, cid: str) -> dict[str, Any]:
+        """DELETE /api/cameras/{id}: stops it, frees its ring; once its process has ended."""
+        with self._lock:
+            running = {c.id for c in self.pipe.cfg.cameras}
+            full = self._file_config()
+            in_file = full is not None and cid in {c.id for c in full.cameras}
+            if cid not in running and not in_file:
+                raise ApiError(404, f"no camera {cid}")
+            if full is not None and in_file and len(full.cameras) == 1:
+                raise ApiError(409, f"camera {cid} is the config's last camera (cameras needs at least one)")
+            if full is None and len(running) == 1:
+                raise ApiError(409, f"camera {cid} is the last camera")
+            persisted = self._persist(lambda seq: _drop(seq, cid)) if in_file else False
+            out: dict[str, Any] = {"id": cid, "persisted": persisted, "was_running": cid in running}
+            if cid in running:
+                r = self._call("remove", cid, timeout=CALL_TIMEOUT_S + 5)
+                out.update(exitcode=r.get("exitcode"), ring=r.get("ring"))
+            log.info("camera %s: removed through the API", cid)
+            return out
+
+    def patch(self, cid: str, payload: Any) -> dict[str, Any]:
+        """PATCH /api/cameras/{id}: `thresholds` change live; any other key restarts that camera alone."""
+        if not isinstance(payload, dict) or not payload:
+            raise ApiError(422, "(top level): expected an object of camera keys to change", [{"path": "(top level)", "msg": "expected an object"}])
+        if "id" in payload and payload["id"] != cid:
+            raise ApiError(422, "id: a camera's id cannot change (DELETE and POST it)", [{"path": "id", "msg": "cannot change"}])
+        with self._lock:
+            current = next((c for c in self.pipe.cfg.cameras if c.id == cid), None)
+            full = self._file_config()
+            if current is None and full is not None:
+                current = next((c for c in full.cameras if c.id == cid), None)
+            if current is None:
+                raise ApiError(404, f"no camera {cid}")
+            merged = {**camera_doc(current), **payload, "id": cid}
+            try:
+                cam = CameraConfig.model_validate(merged)
+            except ValidationError as e:
+                errs = error_list(e)
+                raise ApiError(422, "; ".join(f"{x['path']}: {x['msg']}" for x in errs), errs) from None
+            self._check_thresholds(cam.thresholds)
+            in_file = full is not None and cid in {c.id for c in full.cameras}
+            persisted = self._persist(lambda seq: _update(seq, cid, payload, cam)) if in_file else False
+            running = cid in {c.id for c in self.pipe.cfg.cameras}
+            restarted = False
+            if running:
+                if _same_but_thresholds(current, cam):
+                    self._call("thresholds", cid, dict(cam.thresholds))
+                else:
+                    self._call("replace", cam)
+                    restarted = True
+            return {"id": cid, "persisted": persisted, "running": running, "restarted": restarted,
+                    "thresholds": dict(cam.thresholds)}
+
+    # ---- SIGHUP -----------------------------------------------------------------------------------
+    def reload(self) -> dict[str, Any]:
+        """Reread the config file and apply the difference in cameras; returns what was done."""
+        if self.path is None:
+            log.warning("SIGHUP: no config file to reread (streamer demo)")
+            return {}
+        with self._lock:
+            try:
+                new = load_config(self.path)
+            except ConfigError as e:
+                log.error("SIGHUP: %s; nothing changed", str(e).replace("\n", "; "))
+                return {"error": str(e)}
+            local = shard.local_config(new)
+            cur = {c.id: c for c in self.pipe.cfg.cameras}
+            want = {c.id: c for c in local.cameras}
+            done: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "failed": []}
+            removals: list[tuple[str, Future]] = []
+            for cid in sorted(set(cur) - set(want)):
+                removals.append((cid, self.pipe.submit("remove", cid)))
+            for cid, fut in removals:
+                try:
+                    fut.result(CALL_TIMEOUT_S + 5)
+                    done["removed"].append(cid)
+                except Exception as e:
+                    log.error("SIGHUP: camera %s not removed: %s", cid, e)
+                    done["failed"].append(cid)
+            for cid in sorted(set(want) - set(cur)):
+                try:
+                    self.pipe.call("add", want[cid], timeout=CALL_TIMEOUT_S)
+                    done["added"].append(cid)
+                except Exception as e:
+                    log.error("SIGHUP: camera %s not added: %s", cid, redact_text(str(e)))
+                    done["failed"].append(cid)
+            for cid in sorted(set(want) & set(cur)):
+                if want[cid].model_dump() == cur[cid].model_dump():
+                    continue
+                try:
+                    if _same_but_thresholds(cur[cid], want[cid]):
+                        self.pipe.call("thresholds", cid, dict(want[cid].thresholds))
+                    else:
+                        self.pipe.call("replace", want[cid])
+                    done["changed"].append(cid)
+                except Exception as e:
+                    log.error("SIGHUP: camera %s not changed: %s", cid, redact_text(str(e)))
+                    done["failed"].append(cid)
+            if self.loaded is not None:
+                before, after = self.loaded.model_dump(exclude={"cameras"}), new.model_dump(exclude={"cameras"})
+                later = sorted(k for k in after if before.get(k) != after[k])
+                if later:
+                    log.warning("SIGHUP: %s changed in %s; that takes effect at the next restart", ", ".join(later), self.path)
+            self.loaded = new
+            log.info("SIGHUP: %s reread: added %s, removed %s, changed %s%s", self.path, done["added"] or "none",
+                     done["removed"] or "none", done["changed"] or "none",
+                     f", failed {done['failed']}" if done["failed"] else "")
+            return done
+
+
+def _drop(seq: Any, cid: str) -> None:
+    for i in reversed(range(len(seq))):
+        if isinstance(seq[i], dict) and seq[i].get("id") == cid:
+            del seq[i]
+
+
+def _update(seq: Any, cid: str, payload: dict[str, Any], cam: CameraConfig) -> None:
+    for entry in seq:
+        if isinstance(entry, dict) and entry.get("id") == cid:
+            for k in payload:
+                if k == "id":
+                    continue
+                v = getattr(cam, k)
+                if k == "thresholds" and not v:
+                    entry.pop(k, None)
+                else:
+                    entry[k] = dict(v) if isinstance(v, dict) else v
+
+
+def _same_but_thresholds(a: CameraConfig, b: CameraConfig) -> bool:
+    return {**a.model_dump(), "thresholds": {}} == {**b.model_dump(), "thresholds": {}}

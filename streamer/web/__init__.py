@@ -1,0 +1,1 @@
+"""The HTTP server (metrics, probes, API) and the live status page."""
