@@ -255,6 +255,8 @@ class Fleet:
             raise ApiError(503, str(e)) from None
         except TimeoutError:
             raise ApiError(503, f"the pipeline did not apply the change within {timeout:g} s") from None
+        finally:
+            self._snap = None  # the next status shows the change
 
     def _file_config(self) -> Config | None:
         if self.path is None:
@@ -422,6 +424,7 @@ class Fleet:
                 if later:
                     log.warning("SIGHUP: %s changed in %s; that takes effect at the next restart", ", ".join(later), self.path)
             self.loaded = new
+            self._snap = None
             log.info("SIGHUP: %s reread: added %s, removed %s, changed %s%s", self.path, done["added"] or "none",
                      done["removed"] or "none", done["changed"] or "none",
                      f", failed {done['failed']}" if done["failed"] else "")
