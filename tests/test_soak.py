@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.soak import FAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,6 +19,7 @@ KEYS = {"alerts_accepted", "alerts_delivered_unique", "alerts_duplicated", "faul
 RECOVERY_BOUND_S = 10.0  # the issue's target is 5 s; this shared 2-core machine gets some slack
 
 
+@pytest.mark.timeout(330)  # about 2.3 min wall; the suite's default is 120 s
 def test_a_short_fault_soak_loses_nothing_duplicates_nothing_and_recovers(tmp_path):
     out = tmp_path / "soak.json"
     r = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--cameras", "2", "--minutes", "2", "--faults",

@@ -1,1 +1,0 @@
-"""Training of the default fusion model: `python -m engines.train` (see engines/train/cli.py)."""

@@ -1,5 +1,0 @@
-import sys
-
-from engines.train.cli import main
-
-sys.exit(main())
