@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from streamer.errors import StreamerError
+
+class StreamerError(Exception):
+    """The root of every error of the project (streamer.errors re-exports it): defined here, in the
+    lowest layer, so that engines/ needs nothing from streamer/."""
+
+    recoverable = False
 
 
 class EngineError(StreamerError, RuntimeError):

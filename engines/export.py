@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 # Ops the exported graph may contain: a subset of what TensorRT's ONNX parser supports.
 ALLOWED_OPS = frozenset(
     {
-        "Abs", "Add", "BatchNormalization", "Cast", "Concat", "Constant", "Conv", "Div", "Flatten",
-        "Gather", "Gemm", "Identity", "Log", "MatMul", "Max", "Mul", "ReduceMax", "ReduceMean", "Relu",
+        "Abs", "Add", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Flatten",
+        "Gather", "Gemm", "Identity", "Log", "MatMul", "Max", "Min", "Mul", "Pad", "ReduceMax", "ReduceMean", "Relu",
         "Reshape", "Shape", "Slice", "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze",
     }
 )
@@ -130,7 +130,7 @@ def check_parity(
     seed: int = 0,
 ) -> list[ParityReport]:
     """Run random windows through PyTorch and ONNX Runtime (CPU); raise ExportError if logits differ
-    by more than `atol`. Returns one report per batch size."""
+    by more than `atol` times the largest |logit| (at least 1). Returns one report per batch size."""
     import onnxruntime as ort
     import torch
 
@@ -151,19 +151,21 @@ def check_parity(
         )
         if o_logits.shape != (b, len(spec.classes)):
             raise ExportError(f"ONNX {OUTPUT_LOGITS} has shape {o_logits.shape}, expected {(b, len(spec.classes))}")
-        if not r.max_abs_diff_logits <= atol:
+        scale = max(1.0, float(np.abs(t_logits.numpy()).max()))  # float32 error grows with the logits
+        if not r.max_abs_diff_logits <= atol * scale:
             raise ExportError(
                 f"ONNX Runtime and PyTorch disagree at batch {b}: max |diff| of logits "
-                f"{r.max_abs_diff_logits:.3g} > {atol}"
+                f"{r.max_abs_diff_logits:.3g} > {atol * scale:.3g}"
             )
         reports.append(r)
     return reports
 
 
 def save_torch_weights(model: FusionNet, onnx_path: str | Path) -> Path:
-    """`<name>.pt` beside the ONNX file: {"arch": dict, "state_dict": ...} for the torch backend."""
+    """`<name>.pt` beside the ONNX file: {"arch": dict, "state_dict": ...} for the torch backend (the
+    trained part only: the backbones load from engines/weights/backbones)."""
     import torch
 
     p = Path(onnx_path).with_suffix(".pt")
-    torch.save({"arch": model.arch.to_dict(), "state_dict": model.state_dict()}, p)
+    torch.save({"arch": model.arch.to_dict(), "state_dict": model.trained_state()}, p)
     return p

@@ -1,18 +1,27 @@
-"""The fusion network: one audio-visual model that takes a window as it is and classifies events.
-
-Preprocessing lives inside the graph so every backend (and the GPU path) gets the same numbers from
-the same uint8 video and float32 audio: video is cast, scaled and normalised; audio becomes a log-mel
-spectrogram through a fixed-basis Conv1d (a windowed DFT as cos/sin kernels) and a fixed mel matrix
-(a 1x1 Conv1d), so the exported graph holds only Conv, Mul, Add, Log, Reduce*, Reshape, Transpose,
-Cast, Concat, Gemm/MatMul and Relu: no STFT/DFT op, no data-dependent shape.
+"""The fusion network (v4): pretrained backbones, frozen, and small trained heads, in one graph.
 
 Shapes: video uint8 [B, T, H, W, 3], audio float32 [B, S], masks float32 [B]
 -> event_logits [B, K], embedding [B, D].
+
+- Audio: YAMNet's own log-mel front end (a windowed DFT as a fixed Conv1d, magnitude, HTK mel as a
+  1x1 Conv1d, log) and YAMNet (AudioSet): a 1024-d embedding and 521 AudioSet logits per window.
+- Video: ImageNet MobileNetV2 on `Arch.frame_index` frames (1280-d each): their mean (what is in the
+  scene) and their mean absolute change between sampled frames (how fast its content changes); and a
+  fixed G x G grid of grey level and frame-to-frame change over all T frames (where, and how much,
+  things move), whose log motion also feeds the heads.
+- Heads: one linear layer (or a small MLP) over the standardised features, each modality's part
+  multiplied by its mask, giving one logit per trained class; classes mapped from AudioSet take the
+  max of YAMNet's logits over their AudioSet names. A class that needs a modality the window lacks
+  gets a logit of -30 (a score of ~1e-13).
+- `embedding`: [YAMNet embedding | mean MobileNetV2 features | the spatial grid], each zero when its
+  modality is masked; the layout is recorded in the ONNX metadata and the sidecar.
+
+The backbone weights come from `engines/weights/backbones/*.onnx` (engines/backbones.py); the torch
+state dict beside a model holds only what was trained (heads and feature statistics).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,299 +29,193 @@ import numpy as np
 import torch
 from torch import nn
 
-from engines.spec import ModelSpec
+from engines.backbones import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MOBILENET_DIM,
+    YAMNET_DIM,
+    YamnetFrontEnd,
+    load_mobilenet,
+    load_yamnet,
+)
+from engines.spec import LAYOUT_KEY, ModelSpec
 
-# ImageNet statistics: a sensible fixed normalisation for RGB frames.
-_RGB_MEAN = (0.485, 0.456, 0.406)
-_RGB_STD = (0.229, 0.224, 0.225)
+SPATIAL_FEATURES = ("intensity", "motion_mean", "motion_max")
+BACKBONE_PREFIXES = ("yamnet.", "mobilenet.", "frontend.")
+MASKED_LOGIT = -30.0
+# feature groups the heads see, in order, and the modality each needs
+GROUPS = (("audio", "audio"), ("video", "video"), ("video_change", "video"), ("motion", "video"))
+MODALITIES = ("audio", "video", "any")
 
 
 @dataclass(frozen=True)
 class Arch:
     """Architecture hyper-parameters; saved with the weights so a checkpoint rebuilds its own model."""
 
-    video_channels: tuple[int, ...] = (16, 32, 64, 128, 128)  # stem, then one DS block each
-    video_strides: tuple[int, ...] = (2, 2, 2, 2, 1)
-    video_diff: bool = True  # add frame-to-frame differences as 3 more input channels (motion)
-    audio_channels: tuple[int, ...] = (32, 64, 128, 128)
-    audio_strides: tuple[int, ...] = (2, 2, 2, 1)
-    n_fft: int = 400  # 25 ms at 16 kHz
-    hop: int = 160  # 10 ms
-    n_mels: int = 64
-    f_min: float = 50.0
-    f_max: float = 8000.0
-    hidden: int = 256
-    dropout: float = 0.3
-    log_eps: float = 1e-6
-    spec_augment: tuple[int, int, int, int] = (2, 8, 2, 10)  # training only: freq masks, max width, time masks, max width
-    audio_full: bool = False  # audio blocks: full 3x3 convolutions (True) or depthwise-separable (False)
-    spatial_grid: int = 0  # > 0: append a G x G grid of raw intensity/motion statistics to the embedding
-    motion_to_fuse: bool = False  # also feed the grid's motion statistics to the fusion MLP
+    frame_index: tuple[int, ...] = (1, 3, 5, 7)  # frames of the window that go through MobileNetV2
+    spatial_grid: int = 7
+    hidden: int = 0  # 0: a linear head; > 0: one hidden ReLU layer of this width
+    groups: tuple[str, ...] = tuple(g for g, _ in GROUPS)  # feature groups the trained heads use
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("video_channels", "video_strides", "audio_channels", "audio_strides", "spec_augment"):
-            d[k] = list(d[k])
+        d["frame_index"], d["groups"] = list(self.frame_index), list(self.groups)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Arch:
         d = dict(d)
-        for k in ("video_channels", "video_strides", "audio_channels", "audio_strides", "spec_augment"):
+        for k in ("frame_index", "groups"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    return 2595.0 * np.log10(1.0 + f / 700.0)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
-
-def mel_matrix(n_fft: int, sample_rate: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
-    """HTK-style triangular mel filterbank, [n_mels, n_fft // 2 + 1], area-normalised (Slaney)."""
-    n_freqs = n_fft // 2 + 1
-    f_max = min(f_max, sample_rate / 2)
-    fft_freqs = np.linspace(0.0, sample_rate / 2, n_freqs)
-    mel_pts = np.linspace(_hz_to_mel(np.array(f_min)), _hz_to_mel(np.array(f_max)), n_mels + 2)
-    hz_pts = _mel_to_hz(mel_pts)
-    fb = np.zeros((n_mels, n_freqs), dtype=np.float64)
-    for m in range(n_mels):
-        lo, ce, hi = hz_pts[m], hz_pts[m + 1], hz_pts[m + 2]
-        up = (fft_freqs - lo) / max(ce - lo, 1e-9)
-        down = (hi - fft_freqs) / max(hi - ce, 1e-9)
-        fb[m] = np.maximum(0.0, np.minimum(up, down))
-        fb[m] *= 2.0 / (hi - lo)
-    return fb.astype(np.float32)
-
-
-def dft_kernels(n_fft: int) -> np.ndarray:
-    """Hann-windowed DFT basis as Conv1d weights [2 * (n_fft // 2 + 1), 1, n_fft]: cos rows, then sin."""
-    n = np.arange(n_fft)
-    k = np.arange(n_fft // 2 + 1)[:, None]
-    window = 0.5 - 0.5 * np.cos(2.0 * math.pi * n / n_fft)  # periodic Hann
-    ang = 2.0 * math.pi * k * n / n_fft
-    cos = np.cos(ang) * window
-    sin = -np.sin(ang) * window
-    return np.concatenate([cos, sin], axis=0)[:, None, :].astype(np.float32)
-
-
-class LogMel(nn.Module):
-    """[B, S] float audio -> [B, n_mels, N] log-mel, N = 1 + (S - n_fft) // hop (no padding)."""
-
-    dft: torch.Tensor
-    mel: torch.Tensor
-
-    def __init__(self, arch: Arch, sample_rate: int) -> None:
-        super().__init__()
-        self.hop = arch.hop
-        self.eps = arch.log_eps
-        self.register_buffer("dft", torch.from_numpy(dft_kernels(arch.n_fft)))
-        mel = mel_matrix(arch.n_fft, sample_rate, arch.n_mels, arch.f_min, arch.f_max)
-        # power = re^2 + im^2, so mel @ power == [mel, mel] @ [re^2; im^2]: one 1x1 conv, no slicing.
-        self.register_buffer("mel", torch.from_numpy(np.concatenate([mel, mel], axis=1))[:, :, None])
-
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        spec = nn.functional.conv1d(audio.unsqueeze(1), self.dft, stride=self.hop)  # [B, 2F, N]
-        power = spec * spec
-        mel = nn.functional.conv1d(power, self.mel)  # [B, M, N]
-        return torch.log(mel + self.eps)
-
-
-def spec_augment(m: torch.Tensor, n_freq: int, max_f: int, n_time: int, max_t: int) -> torch.Tensor:
-    """SpecAugment (Park et al. 2019) on a standardised log-mel [B, M, N]: zero random bands of mel bins
-    and of frames, independently per row. Training only; never part of the exported graph."""
-    b, n_mels, n_frames = m.shape
-    keep = torch.ones_like(m)
-    for count, width, size, axis in ((n_freq, max_f, n_mels, 1), (n_time, max_t, n_frames, 2)):
-        pos = torch.arange(size, device=m.device)
-        for _ in range(count):
-            w = torch.randint(0, width + 1, (b, 1), device=m.device)
-            s = (torch.rand(b, 1, device=m.device) * (size - w + 1)).long()
-            band = ((pos >= s) & (pos < s + w)).to(m.dtype)  # [B, size]
-            keep = keep * (1 - band.unsqueeze(3 - axis))
-    return m * keep
-
-
-def _conv_bn(cin: int, cout: int, k: int, stride: int, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
-
-
-class DSBlock(nn.Sequential):
-    """Depthwise-separable conv: depthwise 3x3 (strided) + pointwise 1x1, each BN + ReLU."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__(_conv_bn(cin, cin, 3, stride, groups=cin), _conv_bn(cin, cout, 1, 1))
-
-
-def _cnn(cin: int, channels: tuple[int, ...], strides: tuple[int, ...], full: bool = False) -> nn.Sequential:
-    layers: list[nn.Module] = [_conv_bn(cin, channels[0], 3, strides[0])]
-    for i in range(1, len(channels)):
-        if full:
-            layers.append(_conv_bn(channels[i - 1], channels[i], 3, strides[i]))
-        else:
-            layers.append(DSBlock(channels[i - 1], channels[i], strides[i]))
-    return nn.Sequential(*layers)
-
-
-SPATIAL_FEATURES = ("intensity", "motion_mean", "motion_max")
+def group_dims(arch: Arch) -> dict[str, int]:
+    g2 = arch.spatial_grid * arch.spatial_grid
+    return {"audio": YAMNET_DIM, "video": MOBILENET_DIM, "video_change": MOBILENET_DIM, "motion": 2 * g2}
 
 
 def spatial_dim(arch: Arch) -> int:
-    """Width of the raw spatial block at the end of the embedding (0 when the arch has none)."""
-    return arch.spatial_grid * arch.spatial_grid * len(SPATIAL_FEATURES) if arch.spatial_grid else 0
+    return arch.spatial_grid * arch.spatial_grid * len(SPATIAL_FEATURES)
 
 
 def embedding_layout(spec: ModelSpec, arch: Arch) -> dict[str, Any]:
-    """Where things sit in the `embedding` output: the learned (fused) part first, then, when the arch
-    has one, a G x G grid of raw statistics per cell, cell-major ([G, G, F] flattened row by row)."""
-    s = spatial_dim(arch)
-    return {
-        "fused": [0, spec.embedding_dim - s],
-        "spatial": [spec.embedding_dim - s, spec.embedding_dim] if s else None,
-        "grid": arch.spatial_grid,
-        "features": list(SPATIAL_FEATURES) if s else [],
-    }
+    """Where things sit in the `embedding` output (the spatial grid cell-major, [G, G, F] row by row)."""
+    a, v = YAMNET_DIM, YAMNET_DIM + MOBILENET_DIM
+    return {"audio": [0, a], "video": [a, v], "fused": [0, v], "spatial": [v, v + spatial_dim(arch)],
+            "grid": arch.spatial_grid, "features": list(SPATIAL_FEATURES)}
+
+
+def embedding_dim(arch: Arch) -> int:
+    return YAMNET_DIM + MOBILENET_DIM + spatial_dim(arch)
+
+
+class Heads(nn.Module):
+    """Standardised, masked feature groups -> one logit per trained class."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    is_audio: torch.Tensor
+
+    def __init__(self, arch: Arch, n_classes: int) -> None:
+        super().__init__()
+        dims = group_dims(arch)
+        self.groups = [(g, dims[g], m) for g, m in GROUPS if g in arch.groups]
+        width = sum(d for _, d, _ in self.groups)
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+        sel = torch.cat([torch.full((d,), float(m == "audio")) for _, d, m in self.groups])
+        self.register_buffer("is_audio", sel, persistent=False)
+        n_in = width + 2
+        if arch.hidden:
+            self.net: nn.Module = nn.Sequential(nn.Linear(n_in, arch.hidden), nn.ReLU(), nn.Dropout(0.2),
+                                                nn.Linear(arch.hidden, n_classes))
+        else:
+            self.net = nn.Sequential(nn.Dropout(0.2), nn.Linear(n_in, n_classes))
+
+    def inputs(self, feats: dict[str, torch.Tensor], am: torch.Tensor, vm: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([feats[g] for g, _, _ in self.groups], dim=1)
+        x = (x - self.mean) / self.std
+        masks = am * self.is_audio + vm * (1.0 - self.is_audio)  # [B, width]: each group's modality mask
+        return torch.cat([x * masks, am, vm], dim=1)
+
+    def forward(self, feats: dict[str, torch.Tensor], am: torch.Tensor, vm: torch.Tensor) -> torch.Tensor:
+        return self.net(self.inputs(feats, am, vm))
 
 
 class FusionNet(nn.Module):
-    """Video branch (per-frame 2D CNN, pooled over time) + audio branch (2D CNN on log-mel), fused
-    with the modality masks by an MLP into an embedding and per-class logits (independent sigmoids)."""
+    """See the module docstring. `spec.classes` = the trained classes, then the AudioSet-mapped ones
+    (`spec.audioset`), in that order; `spec.modality` says which input each class needs."""
 
     rgb_scale: torch.Tensor
     rgb_shift: torch.Tensor
+    gate_audio: torch.Tensor
+    gate_video: torch.Tensor
 
     def __init__(self, spec: ModelSpec, arch: Arch | None = None) -> None:
         super().__init__()
         if not spec.classes:
             raise ValueError("ModelSpec.classes is empty: the model needs at least one class")
-        if spec.embedding_dim <= 0:
-            raise ValueError("ModelSpec.embedding_dim must be > 0")
-        self.spec = spec
-        self.arch = arch = arch or Arch()
-        if spec.samples < arch.n_fft:
-            raise ValueError(f"window has {spec.samples} samples, fewer than n_fft={arch.n_fft}")
-        a = torch.tensor([1.0 / (255.0 * s) for s in _RGB_STD]).view(1, 3, 1, 1)
-        b = torch.tensor([-m / s for m, s in zip(_RGB_MEAN, _RGB_STD)]).view(1, 3, 1, 1)
+        self.spec, self.arch = spec, (arch := arch or Arch())
+        if max(arch.frame_index) >= spec.frames:
+            raise ValueError(f"frame_index {arch.frame_index} needs {max(arch.frame_index) + 1} frames, "
+                             f"the window has {spec.frames}")
+        if spec.height % arch.spatial_grid or spec.width % arch.spatial_grid:
+            raise ValueError(f"frame size {spec.height}x{spec.width} is not divisible by spatial_grid={arch.spatial_grid}")
+        a = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(1, 3, 1, 1)
+        b = torch.tensor([-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(1, 3, 1, 1)
         self.register_buffer("rgb_scale", a)
         self.register_buffer("rgb_shift", b)
-        self.video_cnn = _cnn(6 if arch.video_diff else 3, arch.video_channels, arch.video_strides)
-        self.logmel = LogMel(arch, spec.sample_rate)
-        self.mel_norm = nn.BatchNorm1d(arch.n_mels)  # per-mel-bin standardisation, learned statistics
-        self.audio_cnn = _cnn(1, arch.audio_channels, arch.audio_strides, full=arch.audio_full)
-        cv, ca = arch.video_channels[-1], arch.audio_channels[-1]
-        self.video_dim, self.audio_dim = 3 * cv, 2 * ca
-        self.spatial_dim = spatial_dim(arch)
-        if self.spatial_dim and (spec.height % arch.spatial_grid or spec.width % arch.spatial_grid):
-            raise ValueError(f"frame size {spec.height}x{spec.width} is not divisible by spatial_grid={arch.spatial_grid}")
-        fused_dim = spec.embedding_dim - self.spatial_dim
-        if fused_dim <= 0:
-            raise ValueError(f"embedding_dim={spec.embedding_dim} leaves no room beside the {self.spatial_dim}-d spatial block")
-        # motion statistics of the grid (2 of the 3 features per cell) as extra fusion inputs
-        self.motion_dim = 2 * arch.spatial_grid * arch.spatial_grid if (self.spatial_dim and arch.motion_to_fuse) else 0
-        if self.motion_dim:
-            self.motion_norm = nn.BatchNorm1d(self.motion_dim)
-        self.fuse = nn.Sequential(
-            nn.Linear(self.video_dim + self.audio_dim + self.motion_dim + 2, arch.hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(arch.dropout),
-            nn.Linear(arch.hidden, fused_dim),
-            nn.ReLU(inplace=True),
-        )
-        # Evaluation speed-up (training code only): skip a branch for rows whose mask is 0. Never set
-        # when exporting: the exported graph always runs both branches with static shapes.
-        self.skip_absent = False
-        self.head = nn.Sequential(nn.Dropout(arch.dropout), nn.Linear(fused_dim, len(spec.classes)))
+        self.frontend = YamnetFrontEnd()
+        self.yamnet = load_yamnet()
+        self.mobilenet = load_mobilenet()
+        for p in (*self.yamnet.parameters(), *self.mobilenet.parameters()):
+            p.requires_grad_(False)
+        mapped = spec.audioset or {}
+        self.trained = [c for c in spec.classes if c not in mapped]
+        self.heads = Heads(arch, len(self.trained))
+        self.mapped_index = [list(map(int, mapped[c])) for c in spec.classes if c in mapped]
+        gates = [spec.modality.get(c, "any") for c in spec.classes]
+        bad = sorted({g for g in gates if g not in MODALITIES})
+        if bad:
+            raise ValueError(f"unknown class modality {bad}: expected one of {MODALITIES}")
+        self.register_buffer("gate_audio", torch.tensor([float(g == "audio") for g in gates]))
+        self.register_buffer("gate_video", torch.tensor([float(g == "video") for g in gates]))
 
-    # -- branches -----------------------------------------------------------------------------------
-    def video_embed(self, video: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, T, H, W, 3] -> [B, 3C]: mean, max and mean |frame-to-frame change| over time."""
-        t, h, w = self.spec.frames, self.spec.height, self.spec.width
-        x = video.reshape(-1, h, w, 3).permute(0, 3, 1, 2).to(torch.float32)
-        x = x * self.rgb_scale + self.rgb_shift  # [B*T, 3, H, W]
-        if self.arch.video_diff:
-            xt = x.reshape(-1, t, 3, h, w)
-            if t > 1:  # change since the previous frame; the first frame gets the second's change
-                d = xt[:, 1:] - xt[:, :-1]
-                d = torch.cat([d[:, :1], d], dim=1)
-            else:
-                d = torch.zeros_like(xt)
-            x = torch.cat([xt, d], dim=2).reshape(-1, 6, h, w)
-        f = self.video_cnn(x).mean(dim=(2, 3))  # [B*T, C]
-        f = f.reshape(-1, t, self.arch.video_channels[-1])
-        parts = [f.mean(dim=1), f.amax(dim=1)]
-        if t > 1:
-            parts.append((f[:, 1:] - f[:, :-1]).abs().mean(dim=1))  # motion, at feature level
-        else:
-            parts.append(torch.zeros_like(parts[0]))
-        return torch.cat(parts, dim=1)
+    # -- features (frozen) ---------------------------------------------------------------------------
+    def video_features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 [B, T, H, W, 3] -> (mean [B, 1280], mean |change| between sampled frames [B, 1280])."""
+        idx = list(self.arch.frame_index)
+        k, h, w = len(idx), self.spec.height, self.spec.width
+        x = video[:, idx].reshape(-1, h, w, 3).permute(0, 3, 1, 2).to(torch.float32)
+        f = self.mobilenet(x * self.rgb_scale + self.rgb_shift).reshape(-1, k, MOBILENET_DIM)
+        change = (f[:, 1:] - f[:, :-1]).abs().mean(dim=1) if k > 1 else torch.zeros_like(f[:, 0])
+        return f.mean(dim=1), change
 
     def spatial_stats(self, video: torch.Tensor) -> torch.Tensor:
         """uint8 [B, T, H, W, 3] -> [B, G*G*3]: per cell of a G x G grid, the mean grey level, and the
-        mean and max over time of the mean |frame-to-frame change| (grey, in [0, 1]). Fixed, not learnt:
-        the per-camera normality model compares these with the camera's own normal footage."""
+        mean and max over time of the mean |frame-to-frame change| (grey, in [0, 1])."""
         t, h, w, g = self.spec.frames, self.spec.height, self.spec.width, self.arch.spatial_grid
-        x = video.to(torch.float32).mean(dim=4) * (1.0 / 255.0)  # [B, T, H, W] grey
-        cells = x.reshape(-1, t, g, h // g, g, w // g).mean(dim=(3, 5))  # [B, T, G, G]
+        x = video.to(torch.float32).mean(dim=4) * (1.0 / 255.0)
+        cells = x.reshape(-1, t, g, h // g, g, w // g).mean(dim=(3, 5))
         intensity = cells.mean(dim=1)
-        if t > 1:
-            d = (x[:, 1:] - x[:, :-1]).abs().reshape(-1, t - 1, g, h // g, g, w // g).mean(dim=(3, 5))
-            m_mean, m_max = d.mean(dim=1), d.amax(dim=1)
-        else:
-            m_mean = m_max = torch.zeros_like(intensity)
-        return torch.stack([intensity, m_mean, m_max], dim=3).reshape(-1, g * g * 3)
+        d = (x[:, 1:] - x[:, :-1]).abs().reshape(-1, t - 1, g, h // g, g, w // g).mean(dim=(3, 5))
+        return torch.stack([intensity, d.mean(dim=1), d.amax(dim=1)], dim=3).reshape(-1, g * g * 3)
 
-    def audio_embed(self, audio: torch.Tensor) -> torch.Tensor:
-        """float32 [B, S] -> [B, 2C]: mean and max over time of the frequency-averaged feature map."""
-        m = self.mel_norm(self.logmel(audio))  # [B, M, N]
-        if self.training and any(self.arch.spec_augment):
-            m = spec_augment(m, *self.arch.spec_augment)
-        m = m.unsqueeze(1)  # [B, 1, M, N]
-        f = self.audio_cnn(m).mean(dim=2)  # [B, C, N']
-        return torch.cat([f.mean(dim=2), f.amax(dim=2)], dim=1)
+    def features(self, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every frozen feature of a batch of windows (what training caches)."""
+        emb, logits = self.yamnet(self.frontend(audio))
+        v_mean, v_change = self.video_features(video)
+        sp = self.spatial_stats(video)
+        g2 = self.arch.spatial_grid ** 2
+        motion = torch.log(sp.reshape(-1, g2, 3)[:, :, 1:].reshape(-1, 2 * g2) + 1e-3)
+        return {"audio": emb, "audioset": logits, "video": v_mean, "video_change": v_change, "motion": motion,
+                "spatial": sp}
 
-    def _masked_branch(self, fn, x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
-        if self.training or self.skip_absent:
-            # Train only on rows that carry the modality, so BatchNorm statistics never see the zero
-            # placeholders of absent inputs (inference always runs the full, static-shape path).
-            out = x.new_zeros((x.shape[0], dim), dtype=torch.float32)
-            idx = torch.nonzero(mask > 0, as_tuple=False).flatten()
-            if idx.numel() > 0:
-                out = out.index_copy(0, idx, fn(x.index_select(0, idx)))
-            return out
-        return fn(x)
+    # -- heads ---------------------------------------------------------------------------------------
+    def logits(self, feats: dict[str, torch.Tensor], am: torch.Tensor, vm: torch.Tensor) -> torch.Tensor:
+        """Features + masks [B, 1] -> gated event logits [B, K] in `spec.classes` order."""
+        trained = self.heads(feats, am, vm)
+        mapped = [feats["audioset"][:, ix].amax(dim=1, keepdim=True) for ix in self.mapped_index]
+        out = torch.cat([trained, *mapped], dim=1) if mapped else trained
+        order = self.trained + [c for c in self.spec.classes if c not in self.trained]
+        if order != list(self.spec.classes):
+            out = out[:, [order.index(c) for c in self.spec.classes]]
+        gate = 1.0 - self.gate_audio * (1.0 - am) - self.gate_video * (1.0 - vm)
+        gate = gate * torch.clamp(am + vm, max=1.0)  # nothing at all: every class is off
+        return out * gate + (1.0 - gate) * MASKED_LOGIT
 
-    def forward(
-        self,
-        video: torch.Tensor,
-        audio: torch.Tensor,
-        video_mask: torch.Tensor,
-        audio_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        vm = video_mask.reshape(-1, 1)
-        am = audio_mask.reshape(-1, 1)
-        v = self._masked_branch(self.video_embed, video, video_mask, self.video_dim) * vm
-        a = self._masked_branch(self.audio_embed, audio, audio_mask, self.audio_dim) * am
-        parts = [v, a]
-        sp = None
-        if self.spatial_dim:
-            sp = self.spatial_stats(video) * vm
-            if self.motion_dim:
-                g2 = self.arch.spatial_grid ** 2
-                motion = torch.log(sp.reshape(-1, g2, 3)[:, :, 1:].reshape(-1, 2 * g2) + 1e-3)
-                parts.append(self._masked_branch(self.motion_norm, motion, video_mask, self.motion_dim) * vm)
-        emb = self.fuse(torch.cat([*parts, vm, am], dim=1))
-        logits = self.head(emb)
-        if sp is not None:
-            emb = torch.cat([emb, sp], dim=1)
-        return logits, emb
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_mask: torch.Tensor,
+                audio_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        am, vm = audio_mask.reshape(-1, 1), video_mask.reshape(-1, 1)
+        feats = self.features(video, audio)
+        emb = torch.cat([feats["audio"] * am, feats["video"] * vm, feats["spatial"] * vm], dim=1)
+        return self.logits(feats, am, vm), emb
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """The state dict without the backbones (those load from their own ONNX files)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(BACKBONE_PREFIXES)}
 
 
 def build_model(spec: ModelSpec, arch: Arch | None = None) -> FusionNet:
@@ -333,24 +236,20 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: FusionNet, spec: ModelSpec) -> int:
-    """Multiply-accumulates of one window (batch 1): Conv, Conv1d and Linear layers, counted by hooks."""
+    """Multiply-accumulates of one window (batch 1): Conv2d, Conv1d and Linear layers, counted by hooks."""
     macs = 0
 
-    def conv_hook(mod: nn.Conv2d, inp: Any, out: torch.Tensor) -> None:
+    def conv_hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
         nonlocal macs
-        w = mod.weight
+        w = mod.weight  # type: ignore[union-attr]
         macs += out.numel() * (int(w.shape[1]) * int(np.prod(w.shape[2:])))
 
     def lin_hook(mod: nn.Linear, inp: Any, out: torch.Tensor) -> None:
         nonlocal macs
         macs += out.numel() * int(mod.in_features)
 
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(lin_hook))
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_hook(lin_hook) for m in model.modules() if isinstance(m, nn.Linear)]
     was_training = model.training
     model.eval()
     try:
@@ -360,15 +259,9 @@ def count_macs(model: FusionNet, spec: ModelSpec) -> int:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    # the two fixed-basis Conv1d of the log-mel front end (functional calls, so no hooks)
-    arch = model.arch
-    n = 1 + (spec.samples - arch.n_fft) // arch.hop
-    n_bins = arch.n_fft // 2 + 1
-    macs += 2 * n_bins * arch.n_fft * n + arch.n_mels * 2 * n_bins * n
+    fe = model.frontend
+    macs += int(fe.dft.shape[0] * fe.dft.shape[2] * 96 + fe.mel.shape[0] * fe.mel.shape[1] * 96)
     return int(macs)
-
-
-from engines.eval import LAYOUT_KEY  # noqa: E402 - the key lives beside its torch-free reader
 
 
 def write_layout(onnx_path, layout: dict[str, Any]) -> None:
@@ -385,17 +278,9 @@ def write_layout(onnx_path, layout: dict[str, Any]) -> None:
     onnx.save(m, str(onnx_path))
 
 
-def read_layout(onnx_path) -> dict[str, Any] | None:
-    """See engines.eval.read_layout (torch-free)."""
-    from engines.eval import read_layout as _read
-
-    return _read(onnx_path)
-
-
 def set_static_output_dims(onnx_path, spec: ModelSpec) -> None:
-    """Write the class and embedding widths into the ONNX outputs' shapes (the exporter leaves the
-    embedding's width symbolic when it is a Concat); only the batch axis stays dynamic, as TensorRT
-    engines and the runtimes' shape checks expect."""
+    """Write the class and embedding widths into the ONNX outputs' shapes; only the batch axis stays
+    dynamic, as TensorRT engines and the runtimes' shape checks expect."""
     import onnx
 
     from engines.spec import OUTPUT_EMBEDDING, OUTPUT_LOGITS

@@ -19,6 +19,8 @@ OUTPUT_LOGITS = "event_logits"  # float32 [B, K]
 OUTPUT_EMBEDDING = "embedding"  # float32 [B, D]
 OUTPUT_NAMES = (OUTPUT_LOGITS, OUTPUT_EMBEDDING)
 
+LAYOUT_KEY = "streamer.embedding_layout"  # ONNX metadata: where things sit in the embedding (JSON)
+
 SAMPLE_RATE = 16000
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "fusion.onnx"
@@ -38,6 +40,12 @@ class ModelSpec:
     classes: tuple[str, ...] = ()
     thresholds: dict[str, float] = field(default_factory=dict)
     embedding_dim: int = 0
+    # class -> the input it needs: "audio", "video" or "any" (absent: "any")
+    modality: dict[str, str] = field(default_factory=dict)
+    # classes taken from the audio backbone: class -> indices of its AudioSet classes (max of their logits)
+    audioset: dict[str, list[int]] = field(default_factory=dict)
+    # class -> the AudioSet display names behind it (documentation of `audioset`)
+    audioset_names: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def samples(self) -> int:

@@ -153,6 +153,8 @@ def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float, 
             pipe.run(duration=duration, summary_every=summary_every, summary=lambda s: print(s, file=sys.stderr, flush=True))
     finally:
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        if server is not None:
+            server.begin_close()  # event streams end now, the server itself after the pipeline
         pipe.close()
         if server is not None:
             server.close()

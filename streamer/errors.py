@@ -16,11 +16,7 @@ import logging
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-
-class StreamerError(Exception):
-    """Base of streamer's own errors."""
-
-    recoverable = False
+from engines.errors import StreamerError  # the root lives in the lowest layer (engines/)
 
 
 class ConfigError(StreamerError, ValueError):

@@ -41,7 +41,7 @@ def _filters(items: list[str] | None) -> dict[str, str]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from engines.errors import EngineError
-    from engines.eval import EvalError, evaluate_anomaly, evaluate_classification
+    from streamer.evaluate import EvalError, evaluate_anomaly, evaluate_classification
     from streamer.detect.normality import NormalityError
 
     t0 = time.time()
@@ -86,7 +86,7 @@ def cmd_learn_normal(args: argparse.Namespace) -> int:
     import numpy as np
 
     from engines.errors import EngineError
-    from engines.eval import run_model
+    from streamer.evaluate import run_model
     from engines.runtime import open_runtime
     from engines.spec import load_spec
     from streamer.detect.normality import NormalityError, NormalityModel, camera_path, model_layout
@@ -106,7 +106,7 @@ def cmd_learn_normal(args: argparse.Namespace) -> int:
         t0 = time.time()
         with open_runtime(model, backend=args.backend, threads=args.threads) as rt:
             def flush() -> None:
-                from engines.eval import ClipWindows
+                from streamer.evaluate import ClipWindows
 
                 cw = ClipWindows(args.source, np.array([w.start for w in batch]), np.array([w.end for w in batch]),
                                  np.stack([w.video for w in batch]),

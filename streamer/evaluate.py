@@ -21,25 +21,25 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.metrics import average_precision, roc_auc
 from engines.spec import (
     DEFAULT_MODEL,
     INPUT_AUDIO,
     INPUT_AUDIO_MASK,
     INPUT_VIDEO,
     INPUT_VIDEO_MASK,
+    LAYOUT_KEY,
     OUTPUT_EMBEDDING,
     OUTPUT_LOGITS,
     ModelSpec,
     load_spec,
 )
-from engines.train.metrics import average_precision, roc_auc
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOP = 0.5
 
 
-LAYOUT_KEY = "streamer.embedding_layout"  # ONNX metadata: where things sit in the embedding (JSON)
 
 
 def read_layout(onnx_path: str | Path) -> dict | None:
@@ -375,7 +375,7 @@ def evaluate_all(data_dir: str | Path, model: str | Path = DEFAULT_MODEL, thread
     Ped2 (normal learned from train/, frame AUC on test/)."""
     import tempfile
 
-    from engines.train.splits import write_split
+    from streamer.train.splits import write_split
 
     data_dir = Path(data_dir)
     out: dict = {"model": str(model), "version": load_spec(model).version, "classify": {}}
@@ -394,7 +394,7 @@ def evaluate_all(data_dir: str | Path, model: str | Path = DEFAULT_MODEL, thread
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m engines.eval", description=evaluate_all.__doc__)
+    p = argparse.ArgumentParser(prog="python -m streamer.evaluate", description=evaluate_all.__doc__)
     p.add_argument("--data", type=Path, required=True, help="../shared/data")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--out", type=Path, default=None, help="write the JSON here (default: stdout only)")

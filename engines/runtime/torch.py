@@ -29,7 +29,7 @@ class TorchRuntime(Runtime):
             import torch
         except ImportError as e:
             raise BackendUnavailable("backend 'torch' needs PyTorch: pip install 'streamer[train]'") from e
-        from engines.model import Arch, FusionNet
+        from engines.model import BACKBONE_PREFIXES, Arch, FusionNet
 
         wp = weights_path(model_path)
         if not wp.is_file():
@@ -37,7 +37,10 @@ class TorchRuntime(Runtime):
         try:
             ckpt = torch.load(wp, map_location=device, weights_only=True)
             model = FusionNet(spec, Arch.from_dict(ckpt["arch"]))
-            model.load_state_dict(ckpt["state_dict"])
+            missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+            missing = [k for k in missing if not k.startswith(BACKBONE_PREFIXES)]
+            if missing or unexpected:
+                raise KeyError(f"state dict does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
         except (OSError, RuntimeError, KeyError, TypeError, ValueError) as e:
             raise ModelLoadError(f"cannot load PyTorch weights {wp}: {e}") from e
         if threads > 0:

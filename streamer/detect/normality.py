@@ -51,7 +51,7 @@ class NormalityError(ValueError):
 
 def model_layout(model_path: str | Path) -> dict[str, Any] | None:
     """The embedding layout recorded in an ONNX model (None when it has none)."""
-    from engines.eval import read_layout
+    from streamer.evaluate import read_layout
 
     return read_layout(model_path)
 

@@ -65,6 +65,7 @@ class WindowSet:
     video_row: np.ndarray  # int32 [N], row of `video` or -1
     video: np.ndarray  # uint8 [Nv, T, H, W, 3]
     failed: list[str] = field(default_factory=list)
+    label_map: dict[str, str | None] | None = None  # label -> class (None: negative); default LABEL_MAP[dataset]
 
     def __len__(self) -> int:
         return len(self.clip)
@@ -74,7 +75,7 @@ class WindowSet:
         idx = {c: i for i, c in enumerate(classes)}
         per_clip = np.zeros((len(self.clips), len(classes)), np.float32)
         for i, c in enumerate(self.clips):
-            name = LABEL_MAP[c.dataset][c.label]
+            name = (self.label_map or LABEL_MAP[c.dataset])[c.label]
             if name is not None:
                 per_clip[i, idx[name]] = 1.0
         return per_clip[self.clip]
@@ -178,7 +179,13 @@ def decode_dataset(
 ) -> WindowSet:
     """Windows of one dataset, from the cache when it is current, else decoded (with a progress bar)."""
     clips = read_clips(data_dir, dataset, seed)
-    cp = cache_path(data_dir, dataset, spec, cache_dir)
+    return decode_clips(clips, data_dir / dataset, dataset, spec, cache_path(data_dir, dataset, spec, cache_dir),
+                        workers)
+
+
+def decode_clips(clips: list[Clip], root: Path, dataset: str, spec: ModelSpec, cp: Path,
+                 workers: int = 2) -> WindowSet:
+    """Windows of `clips` (files relative to `root`), cached at `cp`."""
     if cp.is_file():
         with np.load(cp, allow_pickle=False) as z:
             log.info("%s: %d windows from cache %s", dataset, len(z["clip"]), cp)
@@ -188,7 +195,7 @@ def decode_dataset(
             )
     from tqdm import tqdm
 
-    jobs = [(i, str(data_dir / dataset / c.file), spec) for i, c in enumerate(clips)]
+    jobs = [(i, str(root / c.file), spec) for i, c in enumerate(clips)]
     results: dict[int, list[tuple]] = {}
     failed: list[str] = []
     ctx = mp.get_context("spawn")  # never fork a process that may hold torch/OpenMP threads
@@ -238,3 +245,45 @@ def decode_dataset(
     log.info("%s: decoded %d clips into %d windows (%d failed), cached at %s",
              dataset, len(clips), len(ws), len(failed), cp)
     return ws
+
+
+NEGATIVE_LABELS = ("background", "negative", "none", "normal", "other")
+
+
+def is_negative(label: str) -> bool:
+    """A label that means "none of the classes": background, negative, none, normal, other, or no_*."""
+    return label.lower() in NEGATIVE_LABELS or label.lower().startswith("no_")
+
+
+def read_folder(folder: Path, seed: int = 0, frac: float = VAL_FRACTION) -> tuple[list[Clip], dict[str, str | None]]:
+    """A user's classification folder (`labels.csv`: file,label[,source_id]) as clips split by source
+    (the file itself when there is no source_id), and its label map (negative labels -> None)."""
+    path = folder / "labels.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"file", "label"} <= set(rows[0]):
+        raise ValueError(f"{path}: needs a header with file,label[,source_id] and at least one row")
+    missing = [r["file"] for r in rows if not (folder / r["file"]).is_file()]
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} files not found, first: {folder / missing[0]}")
+    for r in rows:
+        r.setdefault("source_id", "")
+        r["source_id"] = r["source_id"] or r["file"]
+    label_map = {lab: (None if is_negative(lab) else lab) for lab in sorted({r["label"] for r in rows})}
+    if not any(label_map.values()):
+        raise ValueError(f"{path}: every label is a negative ({', '.join(label_map)}): nothing to learn")
+    try:
+        val = _split_sources(rows, seed, frac)
+    except ValueError:
+        val = set()  # too few sources to hold some of every label out: train on all
+    name = folder.name or "folder"
+    return [Clip(name, r["file"], r["label"], r["source_id"], "val" if r["source_id"] in val else "train")
+            for r in rows], label_map
+
+
+def folder_cache_path(folder: Path, spec: ModelSpec, cache_dir: Path = CACHE_DIR) -> Path:
+    h = hashlib.sha256(f"{spec.frames}x{spec.height}x{spec.width}|{spec.samples}|{HOP_SECONDS}".encode())
+    h.update(str(folder.resolve()).encode())
+    h.update((folder / "labels.csv").read_bytes())
+    h.update(_ingest_fingerprint().encode())
+    return cache_dir / f"folder-{folder.name}-{h.hexdigest()[:16]}.npz"

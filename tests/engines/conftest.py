@@ -1,4 +1,5 @@
-"""Tiny real models for the engine tests (no mocks): a 2-frame 32x32, 0.25 s FusionNet."""
+"""Small real models for the engine tests (no mocks): the v4 FusionNet on its real pretrained
+backbones, on 2 frames of 32x32 (MobileNetV2 runs at any size) and 1 s of audio (one YAMNet patch)."""
 
 from __future__ import annotations
 
@@ -12,45 +13,41 @@ TINY_CLASSES = ("a", "b", "c")
 
 
 @pytest.fixture(scope="session")
-def tiny_spec() -> ModelSpec:
-    return ModelSpec(
-        name="tiny", frames=2, height=32, width=32, window_seconds=0.25, classes=TINY_CLASSES,
-        thresholds={c: 0.5 for c in TINY_CLASSES}, embedding_dim=16,
-    )
-
-
-@pytest.fixture(scope="session")
 def tiny_arch():
     from engines.model import Arch
 
-    return Arch(video_channels=(4, 8, 8), video_strides=(2, 2, 1), audio_channels=(4, 8),
-                audio_strides=(2, 2), n_mels=16, hidden=16, dropout=0.0)
+    return Arch(frame_index=(0, 1), spatial_grid=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tiny_arch) -> ModelSpec:
+    from engines.model import embedding_dim
+
+    return ModelSpec(
+        name="tiny", frames=2, height=32, width=32, window_seconds=1.0, classes=TINY_CLASSES,
+        thresholds={c: 0.5 for c in TINY_CLASSES}, modality={"a": "audio", "b": "video"},
+        embedding_dim=embedding_dim(tiny_arch),
+    )
 
 
 def _perturbed(model):
-    """Move BatchNorm statistics and affine parameters off their identity defaults, so the tests
-    exercise the eval-mode graph with non-trivial values."""
+    """Random trained-looking heads: feature statistics off identity, weights seeded."""
     import torch
 
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+        h = model.heads
+        h.mean.copy_(torch.randn(h.mean.shape, generator=g) * 0.1)
+        h.std.copy_(torch.rand(h.std.shape, generator=g) + 0.5)
+        for p in h.net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
     return model
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_spec, tiny_arch):
-    import torch
-
     from engines.model import FusionNet
 
-    torch.manual_seed(0)
     return _perturbed(FusionNet(tiny_spec, tiny_arch)).eval()
 
 

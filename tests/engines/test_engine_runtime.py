@@ -25,9 +25,9 @@ def test_onnxruntime_infer_and_input_spec(tiny_onnx, tiny_spec):
         assert isinstance(rt, Runtime) and rt.backend == "onnxruntime" and rt.spec == tiny_spec
         spec = rt.input_spec()
         assert spec[INPUT_VIDEO] == ((-1, 2, 32, 32, 3), np.dtype(np.uint8))
-        assert spec[INPUT_AUDIO] == ((-1, 4000), np.dtype(np.float32))
+        assert spec[INPUT_AUDIO] == ((-1, 16000), np.dtype(np.float32))
         out = rt.infer(random_feed(tiny_spec, 4))
-        assert out[OUTPUT_LOGITS].shape == (4, 3) and out[OUTPUT_EMBEDDING].shape == (4, 16)
+        assert out[OUTPUT_LOGITS].shape == (4, 3) and out[OUTPUT_EMBEDDING].shape == (4, 2352)
     assert rt.closed
     with pytest.raises(EngineError, match="closed"):
         rt.infer(random_feed(tiny_spec, 1))
@@ -47,7 +47,7 @@ def test_torch_runtime_matches_onnxruntime(tiny_onnx, tiny_spec):
         (lambda f: f.update(clip=f.pop(INPUT_VIDEO)), r"missing \['video'\], unexpected \['clip'\]"),
         (lambda f: f.update(video=f[INPUT_VIDEO].astype(np.float32)), "'video' has dtype float32, expected uint8"),
         (lambda f: f.update(audio=f[INPUT_AUDIO].astype(np.float64)), "'audio' has dtype float64"),
-        (lambda f: f.update(audio=f[INPUT_AUDIO][:, :100]), r"'audio' has shape \[2, 100\], expected \[B, 4000\]"),
+        (lambda f: f.update(audio=f[INPUT_AUDIO][:, :100]), r"'audio' has shape \[2, 100\], expected \[B, 16000\]"),
         (lambda f: f.update(video_mask=np.ones(3, np.float32)), "disagree on the batch size"),
         (lambda f: f.update(video=f[INPUT_VIDEO].tolist()), "must be a numpy array"),
     ],

@@ -25,29 +25,21 @@ def spatial_model(tmp_path_factory) -> Path:
     import torch
 
     from engines.export import export_onnx
-    from engines.model import (
-        Arch,
-        FusionNet,
-        embedding_layout,
-        read_layout,
-        set_static_output_dims,
-        spatial_dim,
-        write_layout,
-    )
+    from engines.model import Arch, FusionNet, embedding_dim, embedding_layout, set_static_output_dims, write_layout
+    from streamer.evaluate import read_layout
 
-    arch = Arch(video_channels=(4, 8, 8), video_strides=(2, 2, 1), audio_channels=(4, 8), audio_strides=(2, 2),
-                n_mels=16, hidden=16, dropout=0.0, spatial_grid=4, motion_to_fuse=True)
-    spec = ModelSpec(name="tiny", frames=2, height=32, width=32, window_seconds=0.25, classes=("a", "b", "c"),
-                     thresholds={"a": 0.5, "b": 0.5, "c": 0.5}, embedding_dim=16 + spatial_dim(arch))
+    arch = Arch(frame_index=(0, 1), spatial_grid=4)
+    spec = ModelSpec(name="tiny", frames=2, height=32, width=32, window_seconds=1.0, classes=("a", "b", "c"),
+                     thresholds={"a": 0.5, "b": 0.5, "c": 0.5}, embedding_dim=embedding_dim(arch))
     torch.manual_seed(0)
     model = FusionNet(spec, arch).eval()
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"
     export_onnx(model, spec, path)
     write_layout(path, embedding_layout(spec, arch))
     set_static_output_dims(path, spec)
-    assert read_layout(path)["spatial"] == [16, 64]
+    assert read_layout(path)["spatial"] == [2304, 2352]
     dims = [[d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in onnx.load(str(path)).graph.output]
-    assert dims == [["batch", 3], ["batch", 64]]  # only the batch axis is dynamic
+    assert dims == [["batch", 3], ["batch", 2352]]  # only the batch axis is dynamic
     return path
 
 
@@ -118,12 +110,12 @@ def test_learn_normal_and_eval_anomaly(tmp_path, spatial_model, capsys):
         for i in range(n):
             w.writerow(["test/test01.mp4", i, int(2.0 <= i / FPS < 4.0)])
 
-    assert main(["learn-normal", "--camera", "gate", "--from", str(d / "train" / "train0.mp4"), "--minutes", "0.05",
+    assert main(["learn-normal", "--camera", "gate", "--from", str(d / "train" / "train0.mp4"), "--minutes", "0.06",
                  "--hop", "0.25", "--out", str(tmp_path / "norm"), "--model", str(spatial_model), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     nm = NormalityModel.load(info["path"])
     assert info["camera"] == "gate" and info["spatial"] and nm.camera == "gate"
-    assert nm.windows == info["windows"] == 12  # 0.25 s windows every 0.25 s, ending by 3 s (--minutes 0.05)
+    assert nm.windows == info["windows"] == 11  # 1 s windows every 0.25 s, ending by 3.6 s (--minutes 0.06)
     assert nm.threshold > 0
 
     assert main(["eval", "anomaly", str(d), "--json", "--model", str(spatial_model)]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.eval import EvalError, classify_report, frame_scores
+from streamer.evaluate import EvalError, classify_report, frame_scores
 
 CLASSES = ("siren", "dog_bark", "fight", "glass_break")
 THR = {"siren": 0.5, "dog_bark": 0.5, "fight": 0.6, "glass_break": 0.7}
