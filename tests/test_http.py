@@ -18,7 +18,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import redis
 
 from engines.spec import DEFAULT_MODEL, load_spec
 from streamer.config import load_config

@@ -49,6 +49,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 ALERT_ID = re.compile(r"^[0-9a-fA-F-]{36}$")
 MAX_BODY = 64 * 1024
 STATS_EVERY_S = 1.0
+STREAM_POLL_S = 0.2  # how soon an open event stream notices that the server is closing
 HEARTBEAT_S = 15.0
 ALERT_SCAN = 10_000  # stream entries /api/alerts looks through for a filtered query
 
@@ -164,6 +165,7 @@ class HttpServer:
         self.port = sock.getsockname()[1]
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self.closing = threading.Event()  # open event streams end within STREAM_POLL_S once set
 
     @property
     def url(self) -> str:
@@ -200,14 +202,21 @@ class HttpServer:
             time.sleep(0.01)
         return self
 
-    def close(self, timeout: float = 0.5) -> None:
+    def begin_close(self) -> None:
+        """Open event streams end (their clients reconnect to whatever runs next)."""
+        self.closing.set()
         if self.hub is not None:
             self.hub.close()
+
+    def close(self, timeout: float = 0.5) -> None:
+        self.begin_close()
         if self._server is not None:
             self._server.should_exit = True
-            self._server.force_exit = True  # open event streams do not hold the stop
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive() and self._server is not None:
+                self._server.force_exit = True
+                self._thread.join(0.2)
         try:
             self.sock.close()
         except OSError:
@@ -408,14 +417,15 @@ def build_app(srv: HttpServer) -> Any:
                 snap = await run_in_threadpool(f.snapshot)
                 yield sse("stats", json.dumps(_scrub(snap)))
                 next_stats, next_beat = loop.time() + STATS_EVERY_S, loop.time() + HEARTBEAT_S
-                while True:
-                    wait = max(min(next_stats, next_beat) - loop.time(), 0)
+                while not srv.closing.is_set():
+                    wait = max(min(next_stats, next_beat, loop.time() + STREAM_POLL_S) - loop.time(), 0)
                     try:
                         data = await asyncio.wait_for(q.get(), wait)
                         yield sse("alert", json.dumps(_scrub(json.loads(data))))
                         continue
                     except asyncio.TimeoutError:
-                        pass
+                        if srv.closing.is_set():
+                            return
                     except ValueError:
                         continue  # not JSON: not an alert of ours
                     if loop.time() >= next_stats:
