@@ -192,6 +192,18 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[1])
 
 
+def start_time(pid: int) -> int | None:
+    """Start time of a live process (clock ticks since boot; None when gone or a zombie): with the pid, an identity
+    that survives pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            s = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = s[s.rfind(")") + 2:].split()
+    return None if fields[0] == "Z" else int(fields[19])
+
+
 def descendants(root: int) -> list[int]:
     kids: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
@@ -323,7 +335,7 @@ class Soak:
         self.streamer: subprocess.Popen | None = None
         self.samples: list[tuple[float, dict[str, Any]]] = []  # (monotonic, scrape)
         self.memory: list[tuple[float, int, int, int]] = []  # (monotonic, rss kB, pss kB, processes)
-        self.seen_pids: set[int] = set()
+        self.seen_pids: dict[int, int | None] = {}  # pid -> start time
         self._done = threading.Event()
         self._lock = threading.Lock()
         self.t0 = 0.0  # monotonic: every camera has had a window
@@ -389,7 +401,8 @@ class Soak:
                     self.samples.append((time.monotonic(), s))
             if t >= next_mem and self.streamer is not None and self.streamer.poll() is None:
                 pids = [self.streamer.pid] + descendants(self.streamer.pid)
-                self.seen_pids.update(pids)
+                for pid in pids:
+                    self.seen_pids.setdefault(pid, start_time(pid))
                 mem = [memory_kb(p) for p in pids]
                 self.memory.append((t, sum(r for r, _ in mem), sum(p for _, p in mem), len(pids)))
                 next_mem = t + RSS_EVERY_S
@@ -574,7 +587,7 @@ class Soak:
 
         rss_pct, rss_hour = growth(1)
         pss_pct, pss_hour = growth(2)
-        leftover = sorted(p for p in self.seen_pids if _stat(p) and _stat(p)[0] != "Z")  # type: ignore[index]
+        leftover = sorted(p for p, st in self.seen_pids.items() if st is not None and start_time(p) == st)
         by_event: dict[str, int] = {}
         for e in entries:
             by_event[f"{e['event']}:{e['state']}"] = by_event.get(f"{e['event']}:{e['state']}", 0) + 1
