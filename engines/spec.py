@@ -46,6 +46,8 @@ class ModelSpec:
     audioset: dict[str, list[int]] = field(default_factory=dict)
     # class -> the AudioSet display names behind it (documentation of `audioset`)
     audioset_names: dict[str, list[str]] = field(default_factory=dict)
+    # where things sit in the `embedding` output (engines.model.embedding_layout); empty: all learned
+    embedding_layout: dict = field(default_factory=dict)
 
     @property
     def samples(self) -> int:

@@ -50,7 +50,13 @@ class NormalityError(ValueError):
 
 
 def model_layout(model_path: str | Path) -> dict[str, Any] | None:
-    """The embedding layout recorded in an ONNX model (None when it has none)."""
+    """The embedding layout of a model, from its sidecar (`<name>.json`); a model exported before the
+    sidecar carried it has it in the ONNX metadata only. None when it has none."""
+    from engines.spec import load_spec
+
+    layout = load_spec(model_path).embedding_layout
+    if layout:
+        return layout
     from streamer.evaluate import read_layout
 
     return read_layout(model_path)

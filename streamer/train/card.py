@@ -106,9 +106,20 @@ def card(spec, m: dict, ev: dict | None, out: Path) -> str:
     for c in spec.classes:
         r = cls.get(c, {})
         src = "AudioSet: " + ", ".join(spec.audioset_names.get(c, [])) if c in spec.audioset else "trained"
-        lines.append(f"| {c} | {src} | {spec.modality.get(c, 'any')} | {spec.thresholds[c]:.4f} | {_f(r.get('ap'))} | "
+        lines.append(f"| {c} | {src} | {spec.modality.get(c, 'any')} | {spec.thresholds[c]:.6g} | {_f(r.get('ap'))} | "
                      f"{_f(r.get('recall'))} ({r.get('val_positive_clips', 0)} clips) | "
                      f"{_f(r.get('false_alerts_per_hour'), 1)} ({_f(r.get('negative_hours'))} h) |")
+    pts = m.get("operating_points_oof") or {}
+    if pts:
+        hours = m.get("calibration_hours", {})
+        lines += ["", ("Out of fold on the training split (each clip scored by heads fit without it): recall and false "
+                       "alerts per hour at a threshold of 0.5 and at the stored one, on the normal footage behind the "
+                       "threshold (hours in brackets): the trade a per-camera `thresholds:` override makes."), "",
+                  "| class | at 0.5: recall / false alerts per h | at the stored threshold: recall / false alerts per h |",
+                  "|---|---|---|"]
+        for c, (lo, hi) in pts.items():
+            lines.append(f"| {c} | {lo['recall']:.3f} / {lo['false_alerts_per_hour']:.1f} | {hi['recall']:.3f} / "
+                         f"{hi['false_alerts_per_hour']:.1f} ({_f(hours.get(c))} h) |")
     fit = m["fit"]
     lines += [
         "",

@@ -168,14 +168,14 @@ def out_of_fold(make_model, train, cfg, seconds: float, seed: int) -> np.ndarray
 
 
 def calibrate(spec: ModelSpec, trained: list[str], train, oof: np.ndarray, every, every_scores: np.ndarray,
-              labels: dict[int, str], rate: float) -> dict[str, float]:
+              labels: dict[int, str], rate: float, points: dict, hours: dict) -> dict[str, float]:
     """Per class, the threshold for `rate` false alerts per hour on normal footage (clips of no class:
     glass_break `background`, `no_fight`, UCSD Ped2 normal, a folder's negatives) that can carry the
     class (its modality present): trained classes on the out-of-fold scores of the training split,
     AudioSet-mapped classes (never trained) on the normal clips of both splits."""
-    from streamer.train.thresholds import threshold_for_rate
+    from streamer.train.thresholds import alerts_per_hour, clip_recall, footage_hours, threshold_for_rate
 
-    thr = {}
+    thr: dict[str, float] = {}
     need = {"audio": "am", "video": "vm"}
     for k, c in enumerate(spec.classes):
         t, s = (train, oof) if c in trained else (every, every_scores)
@@ -185,6 +185,12 @@ def calibrate(spec: ModelSpec, trained: list[str], train, oof: np.ndarray, every
             normal &= getattr(t, need[m]) > 0
         clips = list(_per_clip(s[normal, k], t.clip[normal]).values())
         thr[c] = threshold_for_rate(clips, rate)
+        if c in trained:
+            pos = (t.defined[:, k] > 0) & (t.y[:, k] > 0)
+            positives = list(_per_clip(s[pos, k], t.clip[pos]).values())
+            points[c] = [{"threshold": round(x, 6), "recall": round(clip_recall(positives, x), 4),
+                          "false_alerts_per_hour": round(alerts_per_hour(clips, x), 1)} for x in (0.5, thr[c])]
+        hours[c] = round(footage_hours(clips), 4)
         log.info("threshold %s: %.4f (%s)", c, thr[c], "out of fold" if c in trained else "AudioSet-mapped")
     return thr
 
@@ -253,7 +259,7 @@ def export(model, spec: ModelSpec, out: Path, threads: int, bench_seconds: float
     set_static_output_dims(path, spec)
     parity = check_parity(model, path, spec, batches=(1, 3, 8))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    spec = replace(spec, version=f"4.0.0+{digest}")
+    spec = replace(spec, version=f"4.0.0+{digest}", embedding_layout=layout)
     model.spec = spec
     save_spec(spec, path)
     save_torch_weights(model, path)
@@ -320,7 +326,10 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     trained = model.trained
     every = type(train).concat([p.table for p in parts])
     labels = clip_labels(parts)
-    thresholds = calibrate(spec, trained, train, oof, every, predict(model, every), labels, args.alerts_per_hour)
+    points: dict[str, list] = {}  # out-of-fold operating points of the trained classes (training split)
+    hours: dict[str, float] = {}  # hours of normal footage behind each threshold
+    thresholds = calibrate(spec, trained, train, oof, every, predict(model, every), labels, args.alerts_per_hour,
+                           points, hours)
     spec = replace(spec, thresholds=thresholds)
     model.spec = spec
     report = validation_report(spec, parts, model, thresholds)
@@ -334,6 +343,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         "fit_seconds": round(fit_s, 1), "wall_seconds": round(time.time() - t_start, 1),
         "train_windows": len(train), "train_clips": int(len(np.unique(train.clip))),
         "alerts_per_hour_target": args.alerts_per_hour, "validation": report, "command": command,
+        "operating_points_oof": points, "calibration_hours": hours,
         "params_trained": int(sum(p.numel() for p in model.heads.parameters())),
         "params_total": count_params(model), "macs_per_window": count_macs(model, spec),
         "machine": f"{platform.processor() or platform.machine()}, {args.threads} CPU threads", **exported,

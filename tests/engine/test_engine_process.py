@@ -158,14 +158,21 @@ def test_pipeline_restarts_a_dead_engine_and_keeps_going(redis_server, media_dir
     before = m.ENGINE_RESTARTS._value.get()
     counts = {}
 
-    def kill_engine():
-        time.sleep(3)
+    def wait_for(n: int, seconds: float = 40.0) -> None:
+        deadline = time.monotonic() + seconds
+        while pipe.stats.windows < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def kill_engine():  # once windows flow (start-up time depends on the machine's load), then until they flow again
+        wait_for(3)
         counts["before_kill"] = pipe.stats.windows
         os.kill(pipe.engine.proc.pid, signal.SIGKILL)
+        wait_for(counts["before_kill"] + 6)
+        pipe.stop()
 
     threading.Thread(target=kill_engine, daemon=True).start()
     try:
-        pipe.run(duration=12)
+        pipe.run(duration=90)
     finally:
         pipe.close()
     assert m.ENGINE_RESTARTS._value.get() == before + 1
