@@ -65,6 +65,8 @@ from typing import Any
 import numpy as np
 import redis
 
+from streamer.procs import popen_preexec  # children get SIGKILL when the soak dies, however it dies
+
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "streamer" / "assets" / "demo.mp4"
 RTSP_SCRIPT = ROOT / "tests" / "rtsp_server.py"
@@ -131,7 +133,7 @@ class Redis:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", HOST, "--dir", str(self.dir), "--save", "",
              "--appendonly", "yes", "--appendfsync", "everysec", "--logfile", str(self.dir / "redis.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            preexec_fn=popen_preexec, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.proc.poll() is None:
             if redis_ping(self.port):
@@ -159,7 +161,7 @@ class Rtsp:
 
     def start(self, timeout: float = 30.0) -> None:
         with open(self.log, "ab") as f:
-            self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=f)
+            self.proc = subprocess.Popen(self.args, preexec_fn=popen_preexec, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=f)
         assert self.proc.stdout is not None
         buf, deadline = b"", time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
@@ -371,7 +373,7 @@ class Soak:
         with open(self.workdir / "streamer.log", "ab") as f:
             self.streamer = subprocess.Popen(
                 [sys.executable, "-m", "streamer.cli", "run", str(cfg), "--duration", str(total), "--summary-every", "10"],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
+                cwd=ROOT, env=env, preexec_fn=popen_preexec, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
         threading.Thread(target=self._sampler, name="soak:sampler", daemon=True).start()
         deadline = time.monotonic() + self.args.ready_timeout
         while time.monotonic() < deadline:
