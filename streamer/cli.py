@@ -188,6 +188,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     }
     if args.redis:
         data["redis"] = {"url": args.redis}
+    if args.threshold:
+        try:
+            data["detect"] = {"thresholds": {k: float(v) for k, v in (t.split("=", 1) for t in args.threshold)}}
+        except ValueError:
+            print(f"--threshold: expected CLASS=VALUE, got {args.threshold}", file=sys.stderr)
+            return 2
     try:
         cfg = parse_config(data, "demo")
         return _run(cfg, args.duration, print_alerts=True, summary_every=5.0)
@@ -324,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="a bundled clip played as a live camera, embedded Redis, status page and metrics on 127.0.0.1")
     s.add_argument("--duration", type=float, default=None, help="stop after N seconds (exit 0)")
     s.add_argument("--clip", default=str(DEMO_CLIP), help="clip to play in a loop")
+    s.add_argument("--threshold", action="append", default=None, metavar="CLASS=V",
+                   help="a detection threshold instead of the model's (repeatable), e.g. fight=0.9")
     s.add_argument("--redis", default=None, help="Redis URL (default: embedded)")
     s.add_argument("--port", "--metrics-port", dest="metrics_port", type=int, default=9108,
                    help="port of the status page, API and /metrics (0 = none)")

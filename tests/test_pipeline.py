@@ -65,7 +65,8 @@ def test_demo_exits_by_itself_and_serves_metrics(tmp_path):
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "demo", "--duration", "12", "--metrics-port", str(port)],
+        [sys.executable, "-m", "streamer.cli", "demo", "--duration", "12", "--metrics-port", str(port),
+         "--threshold", "fight=0.9"],  # under the model's own (1 false alert/h), which the clip's fight stays below
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     body = {}
@@ -84,8 +85,9 @@ def test_demo_exits_by_itself_and_serves_metrics(tmp_path):
     assert proc.returncode == 0, err[-2000:]
     assert "windows" in err and "latency p50" in err
     assert 'streamer_frames_decoded_total{camera="demo"}' in body.get("text", ""), "metrics endpoint did not answer"
-    for line in out.splitlines():
-        alert = json.loads(line)
+    alerts = [json.loads(line) for line in out.splitlines()]
+    assert any(a["event"] == "fight" and a["state"] == "start" for a in alerts), "the demo's fight raised no alert"
+    for alert in alerts:
         assert alert["camera"] == "demo" and ALERT_KEYS <= set(alert)
 
 

@@ -51,6 +51,7 @@ def own_folder(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.mark.timeout(300)  # decoding, features, 5 out-of-fold fits and an ONNX export on 2 cores
 def test_train_own_classes_then_eval(own_folder, tmp_path, capsys):
     out = tmp_path / "models"
     assert main(["train", "--data", str(own_folder), "--out", str(out), "--name", "mine", "--minutes", "0.2",
@@ -80,6 +81,7 @@ URBAN = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drillin
          "jackhammer", "siren", "street_music")
 
 
+@pytest.mark.timeout(300)
 def test_default_recipe_on_a_small_copy_of_its_layout(tmp_path):
     """The recipe as `streamer train --data ../shared/data` runs it, on folders of the same layout."""
     data = tmp_path / "data"

@@ -146,6 +146,15 @@ def _ingest_fingerprint() -> str:
     return h.hexdigest()[:12]
 
 
+def _files_fingerprint(root: Path, files: list[str]) -> bytes:
+    """Where the files are, and their sizes and modification times: a changed or moved file re-decodes."""
+    h = hashlib.sha256(str(root.resolve()).encode())
+    for f in files:
+        st = (root / f).stat() if (root / f).exists() else None
+        h.update(f"{f}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
+    return h.digest()
+
+
 def cache_path(data_dir: Path, dataset: str, spec: ModelSpec, cache_dir: Path = CACHE_DIR) -> Path:
     h = hashlib.sha256()
     h.update(f"{spec.frames}x{spec.height}x{spec.width}|{spec.samples}|{spec.sample_rate}|{HOP_SECONDS}".encode())
@@ -155,6 +164,7 @@ def cache_path(data_dir: Path, dataset: str, spec: ModelSpec, cache_dir: Path = 
     else:
         for c in read_clips(data_dir, dataset):
             h.update(c.file.encode())
+    h.update(_files_fingerprint(data_dir / dataset, [c.file for c in read_clips(data_dir, dataset)]))
     h.update(_ingest_fingerprint().encode())
     return cache_dir / f"{dataset}-{h.hexdigest()[:16]}.npz"
 
@@ -283,7 +293,7 @@ def read_folder(folder: Path, seed: int = 0, frac: float = VAL_FRACTION) -> tupl
 
 def folder_cache_path(folder: Path, spec: ModelSpec, cache_dir: Path = CACHE_DIR) -> Path:
     h = hashlib.sha256(f"{spec.frames}x{spec.height}x{spec.width}|{spec.samples}|{HOP_SECONDS}".encode())
-    h.update(str(folder.resolve()).encode())
     h.update((folder / "labels.csv").read_bytes())
+    h.update(_files_fingerprint(folder, [c.file for c in read_folder(folder)[0]]))
     h.update(_ingest_fingerprint().encode())
     return cache_dir / f"folder-{folder.name}-{h.hexdigest()[:16]}.npz"
