@@ -407,7 +407,7 @@ def _guarded(args: argparse.Namespace) -> int:
     the traceback only with -v."""
     import traceback
 
-    from streamer.errors import StreamerError, Stopped, redact_text
+    from streamer.errors import Stopped, StreamerError, redact_text
 
     try:
         return int(args.fn(args) or 0)

@@ -41,8 +41,8 @@ def _filters(items: list[str] | None) -> dict[str, str]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from engines.errors import EngineError
-    from streamer.evaluate import EvalError, evaluate_anomaly, evaluate_classification
     from streamer.detect.normality import NormalityError
+    from streamer.evaluate import EvalError, evaluate_anomaly, evaluate_classification
 
     t0 = time.time()
     try:
@@ -86,11 +86,11 @@ def cmd_learn_normal(args: argparse.Namespace) -> int:
     import numpy as np
 
     from engines.errors import EngineError
-    from streamer.evaluate import run_model
     from engines.runtime import open_runtime
     from engines.spec import load_spec
     from streamer.detect.normality import NormalityError, NormalityModel, camera_path, model_layout
     from streamer.errors import SourceError, redact
+    from streamer.evaluate import run_model
     from streamer.ingest.source import SourceOptions, SourceReader, is_stream_url, probe_geometry
 
     model = _model(args)
