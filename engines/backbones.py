@@ -187,6 +187,7 @@ def load_convs(module: nn.Module, path: Path) -> None:
             if tuple(m.weight.shape) != w.shape:
                 raise ValueError(f"{path}: Conv {i} weight {w.shape} != {tuple(m.weight.shape)}")
             m.weight.copy_(torch.from_numpy(w.copy()))
+            assert m.bias is not None  # every Conv2d of the backbones has a bias (BN folded)
             m.bias.copy_(torch.from_numpy(b.copy() if b is not None else np.zeros(w.shape[0], np.float32)))
         lins = [m for m in module.modules() if isinstance(m, nn.Linear)]
         if lins and gemm:

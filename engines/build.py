@@ -135,8 +135,10 @@ def sha256_file(path: str | Path) -> str:
 
 def make_key(onnx_path: str | Path, *, tensorrt_version: str, gpu: str, compute_capability: str,
              precision: str = DEFAULT_PRECISION, batch: tuple[int, int, int] = (1, 4, 8)) -> EngineKey:
-    """The key of an ONNX file (hashes the file, then calls `engine_key`)."""
-    return engine_key(sha256_file(onnx_path), tensorrt_version=tensorrt_version, gpu=gpu,
+    """The key of an ONNX model (hashes the file and its external weight files, then calls `engine_key`)."""
+    from engines.export import model_sha256
+
+    return engine_key(model_sha256(onnx_path), tensorrt_version=tensorrt_version, gpu=gpu,
                       compute_capability=compute_capability, precision=precision, batch=batch)
 
 

@@ -169,3 +169,45 @@ def save_torch_weights(model: FusionNet, onnx_path: str | Path) -> Path:
     p = Path(onnx_path).with_suffix(".pt")
     torch.save({"arch": model.arch.to_dict(), "state_dict": model.trained_state()}, p)
     return p
+
+
+def model_files(onnx_path: str | Path) -> list[Path]:
+    """The ONNX file and the external weight files beside it (`<stem>.<part>.bin`, see split_weights)."""
+    p = Path(onnx_path)
+    return [p, *sorted(p.parent.glob(f"{p.stem}.*.bin"))]
+
+
+def model_sha256(onnx_path: str | Path) -> str:
+    """sha256 over the graph and every external weight file, in order: changes when any of them does."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in model_files(onnx_path):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def split_weights(onnx_path: str | Path, min_bytes: int = 1 << 16) -> list[Path]:
+    """Move the backbones' weights out of the graph into `<stem>.yamnet.bin` and `<stem>.mobilenet.bin`
+    (ONNX external data: ONNX Runtime and TensorRT's parse_from_file read them from beside the file), so
+    no file is larger than its largest backbone. The last step of an export: an onnx.load + onnx.save
+    after it puts them back inline."""
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    path = Path(onnx_path)
+    m = onnx.load(str(path))
+    owner: dict[str, str] = {}
+    for n in m.graph.node:
+        part = n.name.split("/")[1] if n.name.startswith("/") and n.name.count("/") > 1 else ""
+        for i in n.input:
+            owner.setdefault(i, part)
+    for old in path.parent.glob(f"{path.stem}.*.bin"):
+        old.unlink()
+    for t in m.graph.initializer:
+        part = owner.get(t.name, "")
+        if part in ("yamnet", "mobilenet") and len(t.raw_data) >= min_bytes:
+            set_external_data(t, location=f"{path.stem}.{part}.bin")
+    onnx.save(m, str(path))
+    return model_files(path)

@@ -239,9 +239,9 @@ def count_macs(model: FusionNet, spec: ModelSpec) -> int:
     """Multiply-accumulates of one window (batch 1): Conv2d, Conv1d and Linear layers, counted by hooks."""
     macs = 0
 
-    def conv_hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+    def conv_hook(mod: nn.Conv2d, inp: Any, out: torch.Tensor) -> None:
         nonlocal macs
-        w = mod.weight  # type: ignore[union-attr]
+        w = mod.weight
         macs += out.numel() * (int(w.shape[1]) * int(np.prod(w.shape[2:])))
 
     def lin_hook(mod: nn.Linear, inp: Any, out: torch.Tensor) -> None:

@@ -28,7 +28,6 @@ from engines.spec import (
     INPUT_AUDIO_MASK,
     INPUT_VIDEO,
     INPUT_VIDEO_MASK,
-    LAYOUT_KEY,
     OUTPUT_EMBEDDING,
     OUTPUT_LOGITS,
     ModelSpec,
@@ -40,20 +39,6 @@ log = logging.getLogger(__name__)
 DEFAULT_HOP = 0.5
 
 
-
-
-def read_layout(onnx_path: str | Path) -> dict | None:
-    """The embedding layout an ONNX model records (engines.model.embedding_layout), or None: then the
-    whole embedding is learned. Reads the metadata through ONNX Runtime (no torch)."""
-    import json
-
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    meta = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"]).get_modelmeta()
-    value = meta.custom_metadata_map.get(LAYOUT_KEY)
-    return json.loads(value) if value else None
 
 
 class EvalError(ValueError):

@@ -52,14 +52,9 @@ class NormalityError(ValueError):
 def model_layout(model_path: str | Path) -> dict[str, Any] | None:
     """The embedding layout of a model, from its sidecar (`<name>.json`); a model exported before the
     sidecar carried it has it in the ONNX metadata only. None when it has none."""
-    from engines.spec import load_spec
+    from engines.spec import load_spec, read_layout
 
-    layout = load_spec(model_path).embedding_layout
-    if layout:
-        return layout
-    from streamer.evaluate import read_layout
-
-    return read_layout(model_path)
+    return load_spec(model_path).embedding_layout or read_layout(model_path)
 
 
 def _features(rows: np.ndarray, layout: dict[str, Any] | None, features: Sequence[str]) -> np.ndarray:

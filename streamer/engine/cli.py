@@ -29,6 +29,7 @@ def _engine_settings(args: argparse.Namespace) -> tuple[str, int]:
 def cmd_info(args: argparse.Namespace) -> int:
     from engines import build
     from engines import spec as espec
+    from engines.export import model_sha256
     from engines.runtime.select import tensorrt_importable
 
     model, max_batch = _engine_settings(args)
@@ -36,7 +37,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     info: dict[str, Any] = {
         "model": model, "name": spec.name, "version": spec.version, "classes": list(spec.classes),
         "frames": spec.frames, "size": [spec.height, spec.width], "window_seconds": spec.window_seconds,
-        "onnx_sha256": build.sha256_file(model), "tensorrt_importable": tensorrt_importable(),
+        "onnx_sha256": model_sha256(model), "tensorrt_importable": tensorrt_importable(),
     }
     try:
         report = build.tensorrt_op_report(model)

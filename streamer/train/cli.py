@@ -15,7 +15,6 @@ normal footage of the training split, scored out of fold (each clip by heads tha
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import platform
@@ -259,7 +258,7 @@ def validation_report(spec: ModelSpec, parts: list[Part], model, thresholds: dic
 
 def export(model, spec: ModelSpec, out: Path, threads: int, bench_seconds: float = 5.0) -> dict:
     from engines.bench import measure_throughput
-    from engines.export import check_parity, export_onnx, save_torch_weights
+    from engines.export import check_parity, export_onnx, model_sha256, save_torch_weights, split_weights
     from engines.model import embedding_layout, set_static_output_dims, write_layout
     from engines.runtime.onnxruntime import OnnxRuntime
     from engines.spec import save_spec
@@ -271,7 +270,8 @@ def export(model, spec: ModelSpec, out: Path, threads: int, bench_seconds: float
     write_layout(path, layout)
     set_static_output_dims(path, spec)
     parity = check_parity(model, path, spec, batches=(1, 3, 8))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    files = split_weights(path)  # no file over ~15 MB: the backbones' weights beside the graph
+    digest = model_sha256(path)[:12]
     spec = replace(spec, version=f"4.0.0+{digest}", embedding_layout=layout)
     model.spec = spec
     save_spec(spec, path)
@@ -280,7 +280,8 @@ def export(model, spec: ModelSpec, out: Path, threads: int, bench_seconds: float
     for b in (1, 8) if bench_seconds > 0 else ():
         with OnnxRuntime(path, intra_op_threads=threads) as rt:
             speed[b] = round(measure_throughput(rt, b, seconds=bench_seconds), 1)
-    return {"version": spec.version, "onnx_sha256_12": digest, "embedding_layout": layout,
+    return {"version": spec.version, "model_sha256_12": digest, "files": [f.name for f in files],
+            "embedding_layout": layout,
             "parity": [p.__dict__ for p in parity], "ort_windows_per_s": speed}
 
 

@@ -43,13 +43,15 @@ def test_key_rejects_bad_parts():
         key(gpu="")
 
 
-def test_make_key_hashes_the_onnx_bytes(tmp_path):
+def test_make_key_hashes_the_onnx_bytes_and_its_weight_files(tmp_path):
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"model-1")
     k1 = build.make_key(onnx, **FACTS)
     onnx.write_bytes(b"model-2")
     k2 = build.make_key(onnx, **FACTS)
-    assert k1.onnx_sha256 == build.sha256_bytes(b"model-1") and k1 != k2
+    (tmp_path / "m.yamnet.bin").write_bytes(b"weights")  # external data beside the graph counts too
+    k3 = build.make_key(onnx, **FACTS)
+    assert len({k1, k2, k3}) == 3
 
 
 def test_default_profile_follows_max_batch():

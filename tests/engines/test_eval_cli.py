@@ -26,7 +26,7 @@ def spatial_model(tmp_path_factory) -> Path:
 
     from engines.export import export_onnx
     from engines.model import Arch, FusionNet, embedding_dim, embedding_layout, set_static_output_dims, write_layout
-    from streamer.evaluate import read_layout
+    from engines.spec import read_layout
 
     arch = Arch(frame_index=(0, 1), spatial_grid=4)
     spec = ModelSpec(name="tiny", frames=2, height=32, width=32, window_seconds=1.0, classes=("a", "b", "c"),
