@@ -26,6 +26,8 @@ class Strict(BaseModel):
 class CameraConfig(Strict):
     id: str = Field(description="Camera id: used in alert channels, metric labels and logs.", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url: str = Field(description="rtsp://[user:pass@]host[:port]/path, a path to a video/audio file, or mic:<device> (a microphone alone).")
+    detect_url: str | None = Field(None, description="The camera's low-resolution substream (rtsp://... or a file), decoded for the model in place of `url`; `url` (the main stream) "
+                                   "is then opened only for evidence: its keyframes, at full resolution, go with start alerts. Audio comes from the detect stream, else from the main stream.")
     audio: str | None = Field(None, description="mic:<device>: a microphone that gives this camera its audio (for cameras without one).")
     audio_offset_ms: float = Field(0.0, description="Shift applied to the paired microphone's audio, in ms (negative if it lags the picture).")
     realtime: bool = Field(True, description="Files only: play at the pace of their timestamps, as a live camera would (windows may be dropped under overload); false = as fast as it decodes, nothing dropped.")
@@ -43,10 +45,14 @@ class CameraConfig(Strict):
             raise ValueError(f"audio must be mic:<device> (got {redact(v)!r}); a camera's own audio track needs no setting")
         return v
 
-    @field_validator("url")
+    @field_validator("url", "detect_url")
     @classmethod
-    def _check_url(cls, v: str) -> str:
+    def _check_url(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
         if v.startswith("mic:"):
+            if info.field_name == "detect_url":
+                raise ValueError("detect_url must be a video stream or file (a microphone goes in url or audio)")
             return v
         if "://" in v and not v.startswith("file://"):
             scheme = urlsplit(v).scheme.lower()
@@ -59,6 +65,12 @@ class CameraConfig(Strict):
         if not path.is_file():
             raise ValueError(f"file not found: {path}")
         return str(path)
+
+    @model_validator(mode="after")
+    def _check_detect_url(self) -> "CameraConfig":
+        if self.detect_url is not None and self.url.startswith("mic:"):
+            raise ValueError(f"detect_url needs a camera's main stream in url, not a microphone ({self.url})")
+        return self
 
     @field_validator("normality")
     @classmethod

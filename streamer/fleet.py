@@ -193,6 +193,7 @@ class Fleet:
             cameras.append({
                 "id": cid,
                 "url": redact(cam.url),
+                "detect_url": redact(cam.detect_url) if cam.detect_url else None,
                 "audio": cam.audio,
                 "state": state,
                 "process": proc_state,

@@ -43,7 +43,7 @@ from streamer.detect.events import EventTracker, Transition
 from streamer.engine.process import EngineClient, EngineDied, EngineOptions, Result
 from streamer.errors import ConfigError, Stopped
 from streamer.ingest.source import probe_geometry
-from streamer.ingest.supervisor import ingest_main
+from streamer.ingest.supervisor import ingest_main, keyframe_width
 from streamer.outputs import alerts as alerts_mod
 from streamer.outputs import evidence
 from streamer.outputs import metrics as m
@@ -149,7 +149,7 @@ class Pipeline:
     def _start_engine(self) -> None:
         """Fresh rings and a fresh engine process reading them."""
         kf = self.cfg.evidence.jpeg_width if self.cfg.evidence.enabled else 0
-        self.rings = {c.id: WindowRing(self._ctx, self.geo, self.cfg.window.queue, kf) for c in self.cfg.cameras}
+        self.rings = {c.id: WindowRing(self._ctx, self.geo, self.cfg.window.queue, keyframe_width(c, kf)) for c in self.cfg.cameras}
         e = self.cfg.engine
         try:
             opts = EngineOptions(self.model_path, e.backend, e.threads, e.max_batch, e.max_wait_ms, e.precision, e.cache_dir)
@@ -180,7 +180,7 @@ class Pipeline:
 
         def spawn(cid: str) -> Any:
             stops[cid] = ctx.Event()
-            p = ctx.Process(target=ingest_main, args=(cams[cid], self.geo, self.rings[cid], stops[cid], kf, self._last.get(cid), os.getpid()),
+            p = ctx.Process(target=ingest_main, args=(cams[cid], self.geo, self.rings[cid], stops[cid], keyframe_width(cams[cid], kf), self._last.get(cid), os.getpid()),
                             name=f"streamer:ingest:{cid}", daemon=True)
             p.start()
             self.pids[cid], self.cam_state[cid] = p.pid, "running"
@@ -221,7 +221,7 @@ class Pipeline:
             if cam.id in cams:
                 raise KeyError(f"camera {cam.id} exists")
             self.anomaly.add(cam)  # a normality file that cannot be used fails here (ConfigError)
-            ring = WindowRing(ctx, self.geo, self.cfg.window.queue, kf)
+            ring = WindowRing(ctx, self.geo, self.cfg.window.queue, keyframe_width(cam, kf))
             self.rings[cam.id] = ring
             self.engine.attach(cam.id, ring)
             cams[cam.id] = cam

@@ -36,6 +36,7 @@ class SourceOptions:
     mic: str | None = None  # `mic:<device>`: this microphone is the source's audio (aligned on arrival time)
     skip_unsampled: bool = True  # don't decode non-reference frames that no window samples
     audio_offset: float = 0.0  # seconds added to the microphone's times (it lags the camera: negative)
+    main_url: str | None = None  # this source is a camera's detect stream; its main stream gives the evidence keyframes (streamer/ingest/mainstream.py)
 
 
 @dataclass
@@ -96,6 +97,8 @@ class SourceReader:
         # looks at uses BILINEAR.
         self._sws = VideoReformatter()
         self._sws_key = VideoReformatter()
+        self._main = None  # MainStream when opts.main_url
+        self._main_t = 0.0  # the detect stream's newest frame time (the main keyframe to take)
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
         return self._sws.reformat(frame, width=self.geo.width, height=self.geo.height, format="rgb24",
@@ -103,6 +106,11 @@ class SourceReader:
 
     def _keyframe(self, frame: av.VideoFrame) -> np.ndarray:
         w = self.opts.keyframe_width
+        if self._main is not None:  # the main stream's keyframe; the detect frame's (no larger) until it has one
+            main = self._main.keyframe(self._main_t)
+            if main is not None:
+                return main
+            w = min(w, frame.width)
         h = max(2, int(round(w * frame.height / max(frame.width, 1) / 2)) * 2)
         return self._sws_key.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
 
@@ -131,10 +139,17 @@ class SourceReader:
                 mic, aus = Microphone(self.opts.mic, self.geo.sample_rate, self.opts.stall_timeout), None
                 self.stats.codecs["audio"] = "pcm (PortAudio)"
             mic_anchor: float | None = None  # monotonic time of source time 0
+            if self.opts.main_url:
+                from streamer.ingest.mainstream import MainStream
+
+                self._main = MainStream(self.opts.main_url, self.opts, self.geo.sample_rate, want_audio=aus is None and mic is None,
+                                        offset=offset, wall0=wall0, max_width=self.opts.keyframe_width, paced=self.opts.realtime)
+                if self._main.has_audio:
+                    self.stats.codecs["audio"] = f"{self._main.aus.codec_context.name} (main stream)"
             if vs is None and aus is None and mic is None:
                 raise SourceError(f"source {redact(self.url)}: no video or audio stream")
             if windower is None:
-                windower = Windower(self.camera, self.geo, self._convert, has_video=vs is not None, has_audio=aus is not None or mic is not None,
+                windower = Windower(self.camera, self.geo, self._convert, has_video=vs is not None, has_audio=aus is not None or mic is not None or bool(self._main and self._main.has_audio),
                                     keyframe=self._keyframe if self.opts.keyframe_width else None,
                                     first_window=math.ceil(self.start / self.geo.hop - 1e-9))
             streams = []
@@ -215,6 +230,9 @@ class SourceReader:
                                 time.sleep(delay)
                         if kind == "video":
                             self.stats.frames_decoded += 1
+                            if self._main is not None:
+                                self._main_t = rt
+                                self._feed_main(windower, rt)
                             windower.add_video(rt, frame, time.perf_counter() - t_dec)
                             end_t = max(end_t, rt + windower._frame_dt)
                             if mic is not None:
@@ -244,7 +262,22 @@ class SourceReader:
         finally:
             if mic is not None:
                 mic.close()
+            if self._main is not None:
+                self._main.close()  # its keyframes stay readable for the windows flushed at the end
             container.close()
+
+    def _feed_main(self, windower: Windower, t: float) -> None:
+        main = self._main
+        main.wait_for(t)
+        for ta, pcm in main.drain_audio():
+            windower.add_audio(ta, pcm)
+        if main.error is not None:
+            if main.has_audio:  # the camera's audio is gone: reconnect both
+                raise main.error
+            log.warning("camera %s: %s; evidence keyframes from the detect stream until the source is reopened", self.camera, main.error)
+            main.error = None
+            main.close()
+            main.keyframes.clear()
 
 
 def probe_geometry(spec, hop: float) -> Geometry:

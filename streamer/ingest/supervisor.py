@@ -27,6 +27,13 @@ from streamer.ring import WindowRing
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 30.0
+MAIN_KEYFRAME_MAX = 1920  # a camera with a substream: evidence keyframes at the main stream's resolution, up to this wide
+
+
+def keyframe_width(cam: CameraConfig, evidence_width: int) -> int:
+    """Width of the keyframes a camera's windows carry (0: none): `evidence.jpeg_width`, or for a camera with
+    a detect_url its main stream's own resolution (up to MAIN_KEYFRAME_MAX; the ring's keyframe room)."""
+    return MAIN_KEYFRAME_MAX if cam.detect_url and evidence_width else evidence_width
 
 
 class DecoderLog(logging.Handler):
@@ -72,13 +79,15 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
     install_log_redaction()
     tail = DecoderLog.install()
-    stream = is_stream_url(cam.url)
+    url = cam.detect_url or cam.url  # a substream is what is decoded; the main stream is then only for evidence
+    stream = is_stream_url(url)
     mic_only = cam.url.startswith("mic:")
     stream = stream or mic_only  # live: reconnect, never wait for the engine
     opts = SourceOptions(cam.open_timeout, cam.stall_timeout, realtime=cam.realtime and not stream,
                          loop=cam.loop and not stream, keyframe_width=keyframe_width,
                          mic=cam.audio, audio_offset=cam.audio_offset_ms / 1000,
-                         hwaccel=None if cam.hwaccel == "none" else cam.hwaccel)
+                         hwaccel=None if cam.hwaccel == "none" else cam.hwaccel,
+                         main_url=cam.url if cam.detect_url else None)
     for metric in (m.FRAMES_DECODED, m.WINDOWS, m.RECONNECTS, m.DECODE_ERRORS):
         metric.labels(cam.id)  # export every series from the start, at 0
     m.WINDOWS_DROPPED.labels(cam.id, "queue_full")
@@ -88,7 +97,7 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
         while not stop.is_set():
             start = resume_at + (time.monotonic() - lost_at if lost_at else 0.0)
             reader = (MicReader(cam.url, cam.id, geo, cam.stall_timeout, start=start) if mic_only
-                      else SourceReader(cam.url, cam.id, geo, opts, start=start))
+                      else SourceReader(url, cam.id, geo, opts, start=start))
             frames = errors = 0
             try:
                 for w in reader.windows():
@@ -113,7 +122,7 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
                         return
                 if not stream:
                     return  # a file that ended
-                raise SourceError(f"source {redact(cam.url)}: stream ended")
+                raise SourceError(f"source {redact(url)}: stream ended")
             except HwaccelError as e:
                 log.error("camera %s: %s", cam.id, e)
                 return

@@ -1,0 +1,173 @@
+"""A camera's main stream read beside its detect stream (substreams, `cameras[].detect_url`).
+
+The detect stream (low resolution) is what the ingest process decodes for the model; the main stream
+(`url`, full resolution) is opened only for evidence. It is read on a thread of the same ingest
+process and only its keyframes are decoded (FFmpeg's `skip_frame` NONKEY: every other packet is
+demuxed and dropped undecoded), each converted once to RGB at the stream's own resolution (at most
+`max_width` wide) and kept with its time; a window's keyframe is the newest main keyframe at or before
+the detect stream's newest frame. When the detect stream carries no audio, the main stream's audio is
+decoded here (mono at the model's rate) and handed to the windower.
+
+Timelines: each stream is rebased to its own first timestamp, the two being opened together (a
+camera's streams start together; a file pair starts at 0 on both). A file played in real time paces
+the main stream on the same clock as the detect stream; a file read as fast as it decodes keeps the
+main stream within `AHEAD_S` of the detect stream, and the detect stream waits for it (so evidence
+and audio are the same whatever the machine's speed).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+from streamer.errors import SourceError, redact
+
+log = logging.getLogger(__name__)
+
+AHEAD_S = 1.0  # unpaced files: the main stream reads at most this far ahead of the detect stream
+KEEP = 8  # keyframes kept (newest first wins)
+
+
+class MainStream:
+    def __init__(self, url: str, opts: Any, sample_rate: int, *, want_audio: bool, offset: float, wall0: float,
+                 max_width: int, paced: bool) -> None:
+        """Opens the stream (on the caller's thread: a stream that cannot be opened fails here) and starts
+        reading it. `opts`: the source's SourceOptions; `paced`: a file played in real time; `wall0`:
+        time.monotonic() of source time 0 (the detect stream's)."""
+        from streamer.ingest.source import open_container
+
+        self.url = url
+        self.offset = offset
+        self.wall0 = wall0
+        self.paced = paced
+        self.live = "://" in url and not url.startswith("file://")
+        self.max_width = max_width
+        self.sample_rate = sample_rate
+        self.container = open_container(url, replace(opts, hwaccel=None, mic=None))  # keyframes: the CPU will do
+        self.vs = self.container.streams.video[0] if self.container.streams.video else None
+        aus = self.container.streams.audio[0] if self.container.streams.audio else None
+        self.aus = aus if want_audio else None
+        self.has_audio = self.aus is not None
+        self.keyframes: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=KEEP)
+        self.audio: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        self.error: Exception | None = None
+        self.ended = False
+        self.progress = -1e18  # newest main-stream time read (rebased)
+        self.detect_t = -1e18  # newest detect-stream time (unpaced files: the main stream waits for it)
+        self.keyframes_decoded = 0
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._sws = VideoReformatter()
+        self._thread = threading.Thread(target=self._run, name="streamer:ingest:main", daemon=True)
+        self._thread.start()
+
+    # ---- the detect side --------------------------------------------------------------------------
+    def keyframe(self, t: float) -> np.ndarray | None:
+        """The newest main keyframe at or before source time t (None: none yet)."""
+        best = None
+        for kt, rgb in list(self.keyframes):
+            if kt <= t + 1e-6:
+                best = rgb
+        return best
+
+    def drain_audio(self) -> list[tuple[float, np.ndarray]]:
+        out = []
+        while self.audio:
+            out.append(self.audio.popleft())
+        return out
+
+    def wait_for(self, t: float) -> None:
+        """The detect stream is at source time t: an unpaced file waits until the main stream has read up to
+        it (or ended, or failed); paced files and live streams never wait."""
+        with self._cond:
+            self.detect_t = t
+            self._cond.notify_all()
+            if self.paced or self.live:
+                return
+            while self.progress < t and not self.ended and self.error is None and not self._stop.is_set():
+                self._cond.wait(0.5)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=2.0)
+
+    # ---- the thread ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        c = self.container
+        try:
+            streams = []
+            if self.vs is not None:
+                self.vs.codec_context.skip_frame = "NONKEY"
+                streams.append(self.vs)
+            resampler = None
+            if self.aus is not None:
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate,
+                                              options={"rematrix_maxval": "1.0"})
+                streams.append(self.aus)
+            if not streams:
+                return
+            t0: float | None = None
+            for packet in c.demux(streams):
+                if self._stop.is_set():
+                    return
+                if packet.stream.type == "video" and not packet.is_keyframe:
+                    # not decoded at all; its time still moves the stream on
+                    if packet.pts is not None and packet.time_base is not None and t0 is not None:
+                        self._advance(float(packet.pts * packet.time_base) - t0 + self.offset)
+                    continue
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    continue
+                for frame in frames:
+                    t = frame.time
+                    if t is None:
+                        continue
+                    if t0 is None:
+                        t0 = t
+                    rt = t - t0 + self.offset
+                    if self.paced:
+                        delay = self.wall0 + rt - time.monotonic()
+                        if delay > 0 and self._stop.wait(delay):
+                            return
+                    if packet.stream.type == "video":
+                        w = min(frame.width, self.max_width) if self.max_width else frame.width
+                        h = max(2, int(round(w * frame.height / max(frame.width, 1) / 2)) * 2)
+                        rgb = self._sws.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
+                        self.keyframes.append((rt, rgb))
+                        self.keyframes_decoded += 1
+                    else:
+                        for out in resampler.resample(frame):  # type: ignore[union-attr]
+                            pcm = out.to_ndarray()[0]
+                            self.audio.append((rt, pcm))
+                            rt += len(pcm) / self.sample_rate
+                    self._advance(rt)
+        except av.error.EOFError:
+            pass
+        except Exception as e:  # told to the detect side, which decides (see SourceReader)
+            self.error = SourceError(f"main stream {redact(self.url)}: read failed: {e.__class__.__name__}: {e}")
+        finally:
+            with self._cond:
+                self.ended = True
+                self._cond.notify_all()
+            c.close()
+
+    def _advance(self, rt: float) -> None:
+        with self._cond:
+            self.progress = max(self.progress, rt)
+            self._cond.notify_all()
+            if self.paced or self.live:
+                return
+            while self.progress > self.detect_t + AHEAD_S and not self._stop.is_set():
+                self._cond.wait(0.5)
