@@ -14,24 +14,24 @@ and the error paths are tested on CPU.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from engines.errors import BackendUnavailable, EngineError, ModelLoadError
+from engines.calibrate import entropy_calibrator
+from engines.cuda import CudaContext, dims, import_tensorrt, trt_check
+from engines.errors import EngineError, ModelLoadError
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
-TENSORRT_MISSING = (
-    "backend 'tensorrt' needs TensorRT and pycuda: pip install 'streamer[gpu]' on a machine with an NVIDIA driver"
-)
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_PRECISION = "fp16"
 KEY_VERSION = 1  # bump when the key's meaning changes: every older engine is then rebuilt
@@ -228,102 +228,18 @@ def find_engine(cache_dir: str | Path, want: EngineKey, max_batch: int) -> Path 
     return min(found)[2] if found else None
 
 
-# ---- CUDA (pycuda) and TensorRT helpers --------------------------------------------------------------
+# ---- the build (TensorRT, on the GPU) -------------------------------------------------------------------
 
-T = TypeVar("T")
-
-
-def import_tensorrt() -> Any:
-    """The tensorrt module, or BackendUnavailable with the one-line install hint."""
-    try:
-        import tensorrt as trt  # typed by tensorrt-stubs for mypy
-    except ImportError as e:
-        raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
-    ensure_real(trt)
-    return trt
-
-
-def ensure_real(module: Any) -> None:
-    """tensorrt-stubs installs a `tensorrt` folder of .pyi files that imports as an empty namespace
-    package: treat that as TensorRT missing."""
-    if getattr(module, "__file__", None) is None or not hasattr(module, "Builder"):
-        raise BackendUnavailable(f"{TENSORRT_MISSING} (only type stubs of {module.__name__} are installed)")
-
-
-def import_cuda() -> Any:
-    """pycuda.driver, or BackendUnavailable with the one-line install hint."""
-    try:
-        import pycuda.driver as cuda  # type: ignore[import-not-found]  # no stubs for pycuda
-    except ImportError as e:
-        raise BackendUnavailable(f"{TENSORRT_MISSING} ({e})") from e
-    return cuda
-
-
-def cuda_call(cuda: Any, what: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run one pycuda call; a CUDA error becomes an EngineError that names the call."""
-    try:
-        return fn(*args)
-    except cuda.Error as e:
-        raise EngineError(f"CUDA call {what} failed: {e}") from e
-
-
-def trt_check(ok: object, what: str) -> None:
-    """TensorRT calls report failure with False/None (the details go to its logger)."""
-    if ok is None or ok is False:
-        raise EngineError(f"TensorRT call {what} failed (see TensorRT's log above)")
-
-
-class CudaContext:
-    """A CUDA context on device 0 that is current only inside `with ctx.active():`, on any thread.
-
-    pycuda's make_context() leaves the new context current on the creating thread; it is popped at
-    once so that every use pushes and pops it, which keeps the context stack balanced whatever thread
-    runs the engine. `close()` detaches it (resources freed in close, never in __del__)."""
-
-    def __init__(self, device: int = 0) -> None:
-        self.cuda = cuda = import_cuda()
-        cuda_call(cuda, "cuda.init()", cuda.init)
-        dev = cuda_call(cuda, f"cuda.Device({device})", cuda.Device, device)
-        self.device_name = str(cuda_call(cuda, "Device.name()", dev.name))
-        major, minor = cuda_call(cuda, "Device.compute_capability()", dev.compute_capability)
-        self.compute_capability = f"{major}.{minor}"
-        self._ctx: Any = cuda_call(cuda, "Device.make_context()", dev.make_context)
-        cuda_call(cuda, "Context.pop()", cuda.Context.pop)
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[Any]:
-        if self._ctx is None:
-            raise EngineError("the CUDA context is closed")
-        cuda = self.cuda
-        cuda_call(cuda, "Context.push()", self._ctx.push)
-        try:
-            yield cuda
-        finally:
-            cuda_call(cuda, "Context.pop()", cuda.Context.pop)
-
-    def close(self) -> None:
-        if self._ctx is not None:
-            ctx, self._ctx = self._ctx, None
-            cuda_call(self.cuda, "Context.detach()", ctx.detach)
-
-
-def current_gpu() -> tuple[str, str]:
-    """(name, compute capability) of CUDA device 0, through pycuda."""
-    cuda = import_cuda()
-    cuda_call(cuda, "cuda.init()", cuda.init)
-    dev = cuda_call(cuda, "cuda.Device(0)", cuda.Device, 0)
-    major, minor = cuda_call(cuda, "Device.compute_capability()", dev.compute_capability)
-    return str(cuda_call(cuda, "Device.name()", dev.name)), f"{major}.{minor}"
-
-
-def _progress_monitor(trt: Any) -> Any:
+def _progress_monitor() -> trt.IProgressMonitor:
     """A TensorRT IProgressMonitor that shows the build phases (tqdm bars when tqdm is there, else log lines)."""
+    import tensorrt as trt
+
     try:
         from tqdm import tqdm  # type: ignore[import-untyped]
     except ImportError:
         tqdm = None
 
-    class Monitor(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
+    class Monitor(trt.IProgressMonitor):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self.bars: dict[str, Any] = {}
@@ -367,7 +283,9 @@ def build_engine(
 
     `calibration_dir` (int8 only): windows recorded by `streamer engine calibrate`, fed to an
     IInt8EntropyCalibrator2 (engines/calibrate.py)."""
-    trt = import_tensorrt()
+    import_tensorrt()
+    import tensorrt as trt
+
     cache = Path(cache_dir) if cache_dir is not None else default_cache()
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -383,7 +301,7 @@ def build_engine(
             log.info("engine cache hit: %s", hit)
             return hit
         with gpu.active():
-            plan = _build_plan(trt, onnx_path, key, cache, workspace_mb, calibration_dir)
+            plan = _build_plan(onnx_path, key, cache, workspace_mb, calibration_dir)
     finally:
         gpu.close()
     path = store_engine(cache, model, key, plan)
@@ -391,8 +309,10 @@ def build_engine(
     return path
 
 
-def _build_plan(trt: Any, onnx_path: Path, key: EngineKey, cache: Path, workspace_mb: int,
+def _build_plan(onnx_path: Path, key: EngineKey, cache: Path, workspace_mb: int,
                 calibration_dir: str | Path | None) -> bytes:
+    import tensorrt as trt
+
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     trt_check(builder, "trt.Builder(logger)")
@@ -408,9 +328,9 @@ def _build_plan(trt: Any, onnx_path: Path, key: EngineKey, cache: Path, workspac
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        rest = [int(tensor.shape[d]) for d in range(1, len(tensor.shape))]
+        rest = dims(tensor.shape)[1:]
         if any(d < 0 for d in rest):
-            raise EngineError(f"input {tensor.name} has a dynamic non-batch dimension {list(tensor.shape)}")
+            raise EngineError(f"input {tensor.name} has a dynamic non-batch dimension {dims(tensor.shape)}")
         shapes = [trt.Dims([b, *rest]) for b in key.profile]
         profile.set_shape(tensor.name, shapes[0], shapes[1], shapes[2])
     trt_check(config.add_optimization_profile(profile) >= 0, "IBuilderConfig.add_optimization_profile")
@@ -418,18 +338,17 @@ def _build_plan(trt: Any, onnx_path: Path, key: EngineKey, cache: Path, workspac
         if not builder.platform_has_fast_fp16:
             log.warning("%s has no fast FP16; building FP16 anyway", key.gpu)
         config.set_flag(trt.BuilderFlag.FP16)
-    calibrator = None
+    free_calibrator = None
     if key.precision == "int8":
-        from engines.calibrate import entropy_calibrator
-
         assert calibration_dir is not None
         # calibration runs at one fixed shape: a profile with min = opt = max = the opt batch
         calib_profile = builder.create_optimization_profile()
         for i in range(network.num_inputs):
             tensor = network.get_input(i)
-            fixed = trt.Dims([key.batch_opt, *[int(tensor.shape[d]) for d in range(1, len(tensor.shape))]])
+            fixed = trt.Dims([key.batch_opt, *dims(tensor.shape)[1:]])
             calib_profile.set_shape(tensor.name, fixed, fixed, fixed)
-        calibrator = entropy_calibrator(calibration_dir, calibration_cache_path(cache, key), key.batch_opt)
+        calibrator, free_calibrator = entropy_calibrator(calibration_dir, calibration_cache_path(cache, key),
+                                                         key.batch_opt)
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator  # deprecated from TensorRT 10.1 (explicit quantization), still supported
         trt_check(config.set_calibration_profile(calib_profile), "IBuilderConfig.set_calibration_profile")
@@ -438,14 +357,14 @@ def _build_plan(trt: Any, onnx_path: Path, key: EngineKey, cache: Path, workspac
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.exists() else b"")
     trt_check(timing, "IBuilderConfig.create_timing_cache")
     trt_check(config.set_timing_cache(timing, False), "IBuilderConfig.set_timing_cache")
-    config.progress_monitor = _progress_monitor(trt)
+    config.progress_monitor = _progress_monitor()
     log.info("building %s engine for %s on %s (sm %s), batch profile %s", key.precision, onnx_path.name, key.gpu,
              key.compute_capability, key.profile)
     try:
         plan = builder.build_serialized_network(network, config)
     finally:
-        if calibrator is not None:
-            calibrator.close()
+        if free_calibrator is not None:
+            free_calibrator()
     trt_check(plan, f"Builder.build_serialized_network({onnx_path.name})")
     timing_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     return bytes(plan)

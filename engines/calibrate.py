@@ -14,15 +14,20 @@ get_batch, read_calibration_cache, write_calibration_cache) and type-checked wit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from engines.build import cuda_call, import_cuda, import_tensorrt
+from engines.cuda import cuda_call, import_cuda, import_tensorrt
 from engines.errors import EngineError
 from engines.spec import INPUT_AUDIO, INPUT_AUDIO_MASK, INPUT_NAMES, INPUT_VIDEO, INPUT_VIDEO_MASK
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+    from engines.pycuda_types import DeviceAllocation
 
 FILE_GLOB = "windows-*.npz"
 
@@ -97,20 +102,24 @@ def batches(calib_dir: str | Path, batch: int) -> Iterator[dict[str, np.ndarray]
             count -= batch
 
 
-def entropy_calibrator(calib_dir: str | Path, cache_file: str | Path, batch: int) -> Any:
-    """An IInt8EntropyCalibrator2 over the windows in `calib_dir`. Needs TensorRT, pycuda and a current
-    CUDA context (engines.build.build_engine provides it); call `close()` after the build."""
-    trt = import_tensorrt()
+def entropy_calibrator(calib_dir: str | Path, cache_file: str | Path,
+                       batch: int) -> tuple[trt.IInt8EntropyCalibrator2, Callable[[], None]]:
+    """An IInt8EntropyCalibrator2 over the windows in `calib_dir` and the function that frees its device
+    buffers (call it after the build). Needs TensorRT, pycuda and a current CUDA context
+    (engines.build.build_engine provides it)."""
+    import_tensorrt()
+    import tensorrt as trt
+
     cuda = import_cuda()
     calibration_files(calib_dir)  # fail now, before the build starts, when nothing was recorded
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.batch = batch
             self.cache_file = Path(cache_file)
             self._feeds = batches(calib_dir, batch)
-            self._device: dict[str, Any] = {}
+            self._device: dict[str, DeviceAllocation] = {}
             self.batches_used = 0
 
         def get_batch_size(self) -> int:
@@ -127,10 +136,10 @@ def entropy_calibrator(calib_dir: str | Path, cache_file: str | Path, batch: int
             self.batches_used += 1
             return [int(self._device[n]) for n in names]
 
-        def read_calibration_cache(self) -> bytes | None:
+        def read_calibration_cache(self) -> bytes | None:  # type: ignore[override]  # None: no cache (the stubs miss it)
             return self.cache_file.read_bytes() if self.cache_file.is_file() else None
 
-        def write_calibration_cache(self, cache: Any) -> None:
+        def write_calibration_cache(self, cache: memoryview) -> None:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
             self.cache_file.write_bytes(bytes(cache))
 
@@ -139,4 +148,5 @@ def entropy_calibrator(calib_dir: str | Path, cache_file: str | Path, batch: int
                 cuda_call(cuda, f"DeviceAllocation.free({n})", mem.free)
             self._device = {}
 
-    return EntropyCalibrator()
+    calibrator = EntropyCalibrator()
+    return calibrator, calibrator.close

@@ -18,7 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-FILES = ["engines/runtime/tensorrt.py", "engines/build.py", "engines/calibrate.py"]
+FILES = [
+    "engines/runtime/tensorrt.py", "engines/build.py", "engines/calibrate.py", "engines/cuda.py", "engines/pycuda_types.py",
+]
 
 
 def stub_dir(dest: Path) -> Path:

@@ -8,7 +8,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from engines.build import DEFAULT_PRECISION, TENSORRT_MISSING
+from engines.build import DEFAULT_PRECISION
+from engines.cuda import TENSORRT_MISSING
 from engines.errors import BackendUnavailable, ModelLoadError
 from engines.runtime.base import Runtime
 from engines.spec import DEFAULT_MODEL

@@ -1,55 +1,63 @@
-"""mypy over the TensorRT/pycuda modules against tensorrt-stubs (no TensorRT needed).
-
-tensorrt-stubs installs `tensorrt/__init__.pyi` without a py.typed marker, so a plain mypy run treats
-`tensorrt` as missing (every call is Any and the check proves nothing). This runs the command
-`mypy engines/runtime/tensorrt.py engines/build.py engines/calibrate.py --ignore-missing-imports`
-twice: as is, and with a mended copy of the stubs on MYPYPATH (scripts/typecheck_tensorrt.py mends
-the few lines of the stubs that are not valid Python), and checks with a deliberately wrong call that
-the stubs are really in force. It fails, not skips, when mypy or tensorrt-stubs is missing.
-"""
+"""scripts/typecheck_tensorrt.py (mypy against tensorrt-stubs and engines.pycuda_types) passes on our
+TensorRT/pycuda glue and fails on a copy of it with wrong calls planted. It fails, not skips, when
+mypy or tensorrt-stubs is missing (`make venv` installs both)."""
 
 import importlib.util
-import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
-FILES = ["engines/runtime/tensorrt.py", "engines/build.py", "engines/calibrate.py"]
-INSTALL = "pip install --no-deps tensorrt-stubs (its declared dependencies would download TensorRT)"
+SCRIPT = Path("scripts") / "typecheck_tensorrt.py"
+
+# (file, right call, wrong call): each wrong call must be reported on its own line
+PLANTED = [
+    ("engines/runtime/tensorrt.py", "context.execute_async_v3(stream.handle)", 'context.execute_async_v3("not a handle")'),
+    ("engines/runtime/tensorrt.py", "context.set_input_shape(name, tuple(arr.shape))",
+     "context.set_input_shape(42, tuple(arr.shape))"),
+    ("engines/runtime/tensorrt.py", "cuda.memcpy_htod_async, self._device[name], host, stream)",
+     "cuda.memcpy_htod_async, host, self._device[name], stream)"),  # host and device swapped
+    ("engines/build.py", "config.set_flag(trt.BuilderFlag.FP16)", 'config.set_flag("fp16")'),
+    ("engines/calibrate.py", "cuda.mem_alloc, feed[n].nbytes)", "cuda.mem_alloc, feed[n])"),  # an array, not a size
+    ("engines/cuda.py", '"Context.push()", ctx.push)', '"Context.push()", ctx.push, 0)'),  # push takes no argument
+]
 
 
-@pytest.fixture(scope="module")
-def stubs(tmp_path_factory):
+def run_check(root: Path) -> subprocess.CompletedProcess:
     assert importlib.util.find_spec("mypy") is not None, "mypy is missing: pip install -e '.[dev]'"
-    found = importlib.util.find_spec("tensorrt_stubs") or importlib.util.find_spec("tensorrt_bindings")
-    assert found is not None, f"tensorrt-stubs is not installed: {INSTALL}"
-    spec = importlib.util.spec_from_file_location("typecheck_tensorrt", ROOT / "scripts" / "typecheck_tensorrt.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    try:
-        return mod.stub_dir(tmp_path_factory.mktemp("stubs"))
-    except SystemExit as e:
-        pytest.fail(f"tensorrt-stubs unusable: {e}; {INSTALL}")
+    return subprocess.run([sys.executable, str(root / SCRIPT)], cwd=root, capture_output=True, text=True, timeout=300)
 
 
-def mypy(*args, mypypath=None):
-    env = {k: v for k, v in os.environ.items() if k != "MYPYPATH"}
-    if mypypath is not None:
-        env["MYPYPATH"] = str(mypypath)
-    return subprocess.run([sys.executable, "-m", "mypy", *args, "--ignore-missing-imports"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+def copy_tree(dest: Path) -> Path:
+    for p in [*ROOT.glob("engines/**/*.py"), ROOT / SCRIPT, ROOT / "pyproject.toml"]:
+        target = dest / p.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, target)
+    return dest
 
 
-def test_tensorrt_modules_type_check_against_tensorrt_stubs(stubs, tmp_path):
-    r = mypy(*FILES, mypypath=stubs)
-    assert r.returncode == 0 and "Success" in r.stdout, r.stdout + r.stderr
-    plain = mypy(*FILES)  # the same command without the stubs on the path
-    assert plain.returncode == 0, plain.stdout + plain.stderr
-    wrong = tmp_path / "wrong_trt_call.py"  # negative control: the stubs must catch a wrong call
-    wrong.write_text("import tensorrt as trt\n\ndef f(ctx: trt.IExecutionContext) -> None:\n"
-                     "    ctx.execute_async_v3('not a stream handle')\n")
-    bad = mypy(str(wrong), mypypath=stubs)
-    assert bad.returncode == 1 and "execute_async_v3" in bad.stdout, bad.stdout + bad.stderr
+def plant(root: Path, path: str, right: str, wrong: str) -> int:
+    """Replace the one `right` call in `path` by `wrong`; return its line number."""
+    p = root / path
+    text = p.read_text()
+    assert text.count(right) == 1, f"{path} no longer has exactly one {right!r}: update PLANTED"
+    p.write_text(text.replace(right, wrong))
+    return text[: text.index(right)].count("\n") + 1
+
+
+def test_the_tensorrt_glue_type_checks():
+    r = run_check(ROOT)
+    assert r.returncode == 0 and "Success: no issues found" in r.stdout, r.stdout + r.stderr
+
+
+def test_every_planted_wrong_call_fails_the_check(tmp_path):
+    root = copy_tree(tmp_path)
+    lines = [(path, plant(root, path, right, wrong)) for path, right, wrong in PLANTED]
+    r = run_check(root)
+    assert r.returncode == 1, r.stdout + r.stderr
+    reported = set(re.findall(r"^(engines/\S+\.py):(\d+): error", r.stdout, re.M))
+    missed = [(path, line) for path, line in lines if (path, str(line)) not in reported]
+    assert not missed, f"wrong calls the check let through: {missed}\n{r.stdout}"
+    assert len(reported) == len(lines), f"errors besides the planted ones:\n{r.stdout}"
