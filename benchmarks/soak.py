@@ -74,6 +74,7 @@ RTSP_SCRIPT = ROOT / "tests" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # has GObject introspection (python3-gi) for GStreamer's RTSP server
 HOST = "127.0.0.1"
 SAMPLE_S = 0.2
+LEFTOVER_GRACE_S = 2.0  # after streamer's exit, for children still being torn down
 RSS_EVERY_S = 2.0
 RECOVERY_TIMEOUT_S = 60.0
 FAULTS = ("rtsp_restart", "camera_stall", "redis_restart", "redis_freeze", "ingest_kill", "engine_kill")
@@ -330,6 +331,7 @@ class Soak:
         self.samples: list[tuple[float, dict[str, Any]]] = []  # (monotonic, scrape)
         self.memory: list[tuple[float, int, int, int]] = []  # (monotonic, rss kB, pss kB, processes)
         self.seen_pids: dict[int, int | None] = {}  # pid -> start time
+        self.seen_names: dict[int, str] = {}  # pid -> its name when first seen
         self._done = threading.Event()
         self._lock = threading.Lock()
         self.t0 = 0.0  # monotonic: every camera has had a window
@@ -396,7 +398,8 @@ class Soak:
             if t >= next_mem and self.streamer is not None and self.streamer.poll() is None:
                 pids = [self.streamer.pid] + descendants(self.streamer.pid)
                 for pid in pids:
-                    self.seen_pids.setdefault(pid, start_time(pid))
+                    if pid not in self.seen_pids:
+                        self.seen_pids[pid], self.seen_names[pid] = start_time(pid), comm(pid)
                 mem = [memory_kb(p) for p in pids]
                 self.memory.append((t, sum(r for r, _ in mem), sum(p for _, p in mem), len(pids)))
                 next_mem = t + RSS_EVERY_S
@@ -531,6 +534,16 @@ class Soak:
             self.streamer.wait()
             return None
 
+    def leftovers(self, grace_s: float = LEFTOVER_GRACE_S) -> list[int]:
+        """Processes seen under streamer that still run `grace_s` after it exited (a child the kernel is
+        still tearing down when the main pid's exit is reaped is not a leftover)."""
+        deadline = time.monotonic() + grace_s
+        while True:
+            left = sorted(p for p, st in self.seen_pids.items() if st is not None and start_time(p) == st)
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.1)
+
     # -- results
     def report(self, faults: list[dict[str, Any]], t_end_run: float, stop_s: float | None,
                load_before: tuple[float, ...], load_after: tuple[float, ...]) -> dict[str, Any]:
@@ -581,7 +594,7 @@ class Soak:
 
         rss_pct, rss_hour = growth(1)
         pss_pct, pss_hour = growth(2)
-        leftover = sorted(p for p, st in self.seen_pids.items() if st is not None and start_time(p) == st)
+        leftover = self.leftovers()
         by_event: dict[str, int] = {}
         for e in entries:
             by_event[f"{e['event']}:{e['state']}"] = by_event.get(f"{e['event']}:{e['state']}", 0) + 1
@@ -617,6 +630,7 @@ class Soak:
             "stop_s": stop_s,
             "streamer_exit_code": self.streamer.returncode if self.streamer else None,
             "leftover_processes": leftover,
+            "leftover_names": [self.seen_names.get(p, "") for p in leftover],
             "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                         "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
                         "loadavg_after": [round(x, 2) for x in load_after]},

@@ -38,5 +38,5 @@ def test_a_short_fault_soak_loses_nothing_duplicates_nothing_and_recovers(tmp_pa
             assert f["delivery_recovery_s"] is not None and f["delivery_recovery_s"] <= RECOVERY_BOUND_S, f
     assert res["stop_s"] is not None and res["stop_s"] <= 3.0
     assert res["streamer_exit_code"] == 0
-    assert res["leftover_processes"] == []
+    assert res["leftover_processes"] == [], res.get("leftover_names")
     assert res["p99_ms_first"] is not None and res["rss_growth_pct"] is not None
