@@ -55,8 +55,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             for f in res.failed:
                 print(f"warning: skipped {f}", file=sys.stderr)
         else:
-            out = evaluate_anomaly(args.dir, _model(args), backend=args.backend, hop=args.hop, far=args.far,
-                                   threads=args.threads)
+            out = evaluate_anomaly(args.dir, _model(args), hop=args.hop, far=args.far, workers=args.workers,
+                                   progress=not args.json and sys.stderr.isatty())
     except (EvalError, NormalityError, EngineError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -82,64 +82,43 @@ def _print_human(what: str, out: dict, seconds: float) -> None:
 
 
 def cmd_learn_normal(args: argparse.Namespace) -> int:
-    """Learn a camera's normality from a file or a live URL (the first --minutes of it)."""
-    import numpy as np
+    """Learn a camera's normality from a file or a live URL (the first --minutes of it): the moving objects
+    the ingest finds in its windows (the engine is not run)."""
+    from dataclasses import replace
 
-    from engines.errors import EngineError
-    from engines.runtime import open_runtime
-    from engines.spec import load_spec
-    from streamer.detect.normality import NormalityError, NormalityModel, camera_path, model_layout
+    from streamer.detect.normality import NormalityError, NormalityModel, camera_path
     from streamer.errors import SourceError, redact
-    from streamer.evaluate import run_model
     from streamer.ingest.source import SourceOptions, SourceReader, is_stream_url, probe_geometry
 
-    model = _model(args)
     minutes = args.minutes if args.minutes else (LIVE_DEFAULT_MINUTES if is_stream_url(args.source) else None)
     limit = minutes * 60.0 if minutes else None
     try:
-        spec = load_spec(model)
-        layout = model_layout(model)
-        reader = SourceReader(args.source, args.camera, probe_geometry(spec, args.hop), SourceOptions())
-        embs: list[np.ndarray] = []
-        batch: list = []
-        n = 0
+        from engines.spec import load_spec
+
+        spec = load_spec(_model(args))
+        geo = replace(probe_geometry(spec, args.hop), objects=True)
+        reader = SourceReader(args.source, args.camera, geo, SourceOptions())
+        objs = []
         t0 = time.time()
-        with open_runtime(model, backend=args.backend, threads=args.threads) as rt:
-            def flush() -> None:
-                from streamer.evaluate import ClipWindows
-
-                cw = ClipWindows(args.source, np.array([w.start for w in batch]), np.array([w.end for w in batch]),
-                                 np.stack([w.video for w in batch]),
-                                 np.stack([np.asarray(w.audio, np.float32) for w in batch]),
-                                 np.array([w.video_mask for w in batch], np.float32),
-                                 np.array([w.audio_mask for w in batch], np.float32))
-                embs.append(run_model(rt, cw, batch=len(batch))[1])
-                batch.clear()
-
-            for w in reader.windows():
-                if limit is not None and w.end > limit + 1e-6:
-                    break
-                batch.append(w)
-                n += 1
-                if len(batch) == 16:
-                    flush()
-                if n % 240 == 0:
-                    print(f"[learn-normal] {args.camera}: {n} windows ({w.end / 60:.1f} min of footage)",
-                          file=sys.stderr, flush=True)
-            if batch:
-                flush()
-        if not embs:
+        for w in reader.windows():
+            if limit is not None and w.end > limit + 1e-6:
+                break
+            objs.append(w.objects)
+            if len(objs) % 240 == 0:
+                print(f"[learn-normal] {args.camera}: {len(objs)} windows ({w.end / 60:.1f} min of footage)",
+                      file=sys.stderr, flush=True)
+        if not objs:
             raise NormalityError(f"{redact(args.source)} gave no windows")
-        nm = NormalityModel.fit(np.concatenate(embs), layout=layout, camera=args.camera, far=args.far)
+        nm = NormalityModel.fit([objs], spec.frames, camera=args.camera, far=args.far)
         path = nm.save(Path(args.out_file) if args.out_file else camera_path(Path(args.out).expanduser(), args.camera))
-    except (NormalityError, EngineError, SourceError, FileNotFoundError, ValueError) as e:
+    except (NormalityError, SourceError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    info = {"camera": args.camera, "path": str(path), "windows": nm.windows, "threshold": round(nm.threshold, 6),
-            "far": nm.far, "spatial": bool(layout and layout.get("spatial")), "seconds": round(time.time() - t0, 1)}
+    info = {"camera": args.camera, "path": str(path), "windows": nm.windows, "objects": nm.calibration["objects"],
+            "threshold": round(nm.threshold, 6), "far": nm.far, "seconds": round(time.time() - t0, 1)}
     print(json.dumps(info) if args.json else
-          f"learned normal for camera {args.camera} from {nm.windows} windows: {path} "
-          f"(threshold {nm.threshold:.3f} for a false-alarm rate of {nm.far:g})")
+          f"learned normal for camera {args.camera} from {nm.windows} windows ({info['objects']} moving objects): "
+          f"{path} (threshold {nm.threshold:.3f} for a false-alarm rate of {nm.far:g})")
     return 0
 
 
@@ -161,7 +140,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--negative", default="", help="classify: labels meaning 'none of the classes', comma-separated")
     s.add_argument("--where", action="append", metavar="COLUMN=VALUE",
                    help="classify: only rows of labels.csv with this value (repeatable), e.g. fold=2")
-    s.add_argument("--workers", type=int, default=2, help="classify: decoding processes")
+    s.add_argument("--workers", type=int, default=2, help="decoding processes")
     s.add_argument("--far", type=float, default=0.01, help="anomaly: false-alarm rate the threshold is set for")
     _common(s)
     s.set_defaults(fn=cmd_eval)

@@ -5,8 +5,9 @@
   per class is the max over its windows. See `classify_report` for how a clip's label is predicted.
 - Anomaly folder (`train/*.mp4` normal footage, `test/*.mp4`, `test/labels.csv` with
   `file,frame,anomalous`): a per-camera normality model (streamer.detect.normality) is learned from
-  the embeddings of the training windows, every test window is scored, and every decoded test frame
-  gets the mean score of the windows that cover it; the result is the micro ROC AUC over all frames.
+  the moving objects the ingest finds in the training windows, every test window is scored, and every
+  decoded test frame gets the mean score of the windows that cover it; the result is the micro ROC AUC
+  over all frames. The engine is not run: the normality model does not use it.
 """
 
 from __future__ import annotations
@@ -278,28 +279,25 @@ def frame_scores(times: np.ndarray, start: np.ndarray, end: np.ndarray, scores: 
     return out
 
 
-def embed_file(runtime, path: str | Path, spec: ModelSpec, hop: float = DEFAULT_HOP,
-               max_seconds: float | None = None) -> tuple[ClipWindows, np.ndarray]:
-    """Windows of a file and their embeddings (windows ending after `max_seconds` are dropped)."""
-    cw = decode_clip(path, spec, hop)
-    if cw.error:
-        raise EvalError(f"{path}: {cw.error}")
-    if max_seconds is not None:
-        keep = cw.end <= max_seconds + 1e-6
-        cw = ClipWindows(cw.path, cw.start[keep], cw.end[keep], cw.video[keep], cw.audio[keep],
-                         cw.video_mask[keep], cw.audio_mask[keep])
-    return cw, run_model(runtime, cw)[1]
+def clip_objects(path: str | Path, spec: ModelSpec, hop: float = DEFAULT_HOP) -> tuple[np.ndarray, np.ndarray, list]:
+    """(start [N], end [N], objects of each window) of a file, through the live ingest code."""
+    from streamer.ingest.clip import clip_windows
+
+    ws = clip_windows(path, spec, camera="eval", hop=hop, objects=True)
+    return np.array([w.start for w in ws]), np.array([w.end for w in ws]), [w.objects for w in ws]
 
 
-def evaluate_anomaly(folder: str | Path, model: str | Path = DEFAULT_MODEL, backend: str = "onnxruntime",
-                     hop: float = DEFAULT_HOP, far: float = 0.01, threads: int = 0,
-                     progress: bool = False) -> dict:
+def _objects_job(args: tuple[Path, ModelSpec, float]) -> tuple[np.ndarray, np.ndarray, list]:
+    return clip_objects(*args)
+
+
+def evaluate_anomaly(folder: str | Path, model: str | Path = DEFAULT_MODEL, hop: float = DEFAULT_HOP,
+                     far: float = 0.01, workers: int = 2, progress: bool = False) -> dict:
     """Learn normal from `<folder>/train/*`, score every decoded frame of `<folder>/test/*`.
 
     Returns {"frames", "auc", ...}: micro ROC AUC over all labelled test frames, plus the alert rate
-    at the calibrated threshold on normal and anomalous test frames."""
-    from engines.runtime import open_runtime
-    from streamer.detect.normality import NormalityModel, model_layout
+    at the calibrated threshold on normal and anomalous test frames. `model` sets the window geometry."""
+    from streamer.detect.normality import NormalityModel
 
     folder = Path(folder)
     train = sorted(p for p in (folder / "train").glob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
@@ -316,23 +314,21 @@ def evaluate_anomaly(folder: str | Path, model: str | Path = DEFAULT_MODEL, back
     spec = load_spec(model)
     files = list(train) + [folder / "test" / Path(k).name if not (folder / k).is_file() else folder / k
                            for k in by_file]
-    it: Iterable[Path] = files
-    if progress:
-        from tqdm import tqdm
+    jobs = [(p, spec, hop) for p in files]
+    if workers > 1:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            it: Iterable = pool.imap(_objects_job, jobs)
+            if progress:
+                from tqdm import tqdm
 
-        it = tqdm(files, desc="anomaly", unit="clip")
-    embs: dict[Path, tuple[ClipWindows, np.ndarray]] = {}
-    with open_runtime(model, backend=backend, threads=threads) as rt:
-        for p in it:
-            embs[p] = embed_file(rt, p, spec, hop)
-    train_e = [embs[p][1] for p in train]
-    nm = NormalityModel.fit(train_e, layout=model_layout(model), camera=folder.name, far=far)
+                it = tqdm(it, total=len(jobs), desc="anomaly", unit="clip")
+            found = list(it)
+    else:
+        found = [_objects_job(j) for j in jobs]
+    nm = NormalityModel.fit([f[2] for f in found[: len(train)]], spec.frames, camera=folder.name, far=far)
     ys, ss = [], []
-    for (key, lab), p in zip(by_file.items(), files[len(train):]):
-        cw, e = embs[p]
-        s = nm.score(e)
-        t = frame_times(p)
-        fs = frame_scores(t, cw.start, cw.end, s)
+    for (key, lab), p, (start, end, objs) in zip(by_file.items(), files[len(train):], found[len(train):]):
+        fs = frame_scores(frame_times(p), start, end, nm.score(objs))
         idx = np.array(sorted(lab))
         if idx.max() >= len(fs):
             raise EvalError(f"{key}: labels reach frame {idx.max()}, but only {len(fs)} frames decode")
@@ -344,7 +340,7 @@ def evaluate_anomaly(folder: str | Path, model: str | Path = DEFAULT_MODEL, back
             "threshold": round(float(nm.threshold), 6), "far_target": far,
             "alert_rate_normal": round(float(alarm[y == 0].mean()), 4) if (y == 0).any() else None,
             "alert_rate_anomalous": round(float(alarm[y == 1].mean()), 4) if (y == 1).any() else None,
-            "train_windows": int(sum(len(e) for e in train_e))}
+            "train_windows": nm.windows, "train_objects": nm.calibration["objects"]}
 
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".ts", ".webm", ".m4v", ".flv"}
@@ -372,7 +368,7 @@ def evaluate_all(data_dir: str | Path, model: str | Path = DEFAULT_MODEL, thread
             out["classify"][d] = res.report
             log.info("%s: %s", d, json.dumps(res.report))
     if (data_dir / "ucsd_ped2" / "train").is_dir():
-        out["anomaly"] = evaluate_anomaly(data_dir / "ucsd_ped2", model, threads=threads, progress=progress)
+        out["anomaly"] = evaluate_anomaly(data_dir / "ucsd_ped2", model, workers=workers, progress=progress)
     return out
 
 

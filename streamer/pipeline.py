@@ -32,6 +32,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any, Callable
 
 from engines import spec as espec
@@ -95,13 +96,13 @@ class Pipeline:
             raise ConfigError(f"engine.model: {e}") from None
         if abs(cfg.window.seconds - self.spec.window_seconds) > 1e-9:
             raise ConfigError(f"window.seconds: {cfg.window.seconds:g} does not match the model's window of {self.spec.window_seconds:g} s ({self.model_path})")
-        self.geo = probe_geometry(self.spec, cfg.window.hop)
+        self.geo = replace(probe_geometry(self.spec, cfg.window.hop), objects=cfg.anomaly.enabled)  # objects: for anomaly
         unknown = sorted(set(cfg.detect.thresholds) - set(self.spec.classes))
         if unknown:
             raise ConfigError(f"detect.thresholds: unknown classes {unknown}; the model has {list(self.spec.classes)}")
         if cfg.anomaly.enabled and ANOMALY in self.spec.classes:
             raise ConfigError(f"anomaly.enabled: the model has a class called {ANOMALY!r}; set anomaly.enabled: false")
-        self.anomaly = AnomalyScorer(cfg, self.model_path, self.spec.embedding_dim)  # a bad model file fails here
+        self.anomaly = AnomalyScorer(cfg, self.spec.frames)  # a bad normality file fails here
         self.tracker = EventTracker({**self.spec.thresholds, **cfg.detect.thresholds}, cfg.detect.min_windows,
                                     cfg.detect.cooldown, {c.id: dict(c.thresholds) for c in cfg.cameras})
         self.stats = Stats(replica=cfg.shard.index or 0)
@@ -418,11 +419,13 @@ class Pipeline:
                "infer": r.infer_s * 1000}
         scores = dict(zip(self.spec.classes, r.scores.tolist()))
         cell = None
-        if w.camera in self.anomaly.learners:
-            self.anomaly.learn(w.camera, r.embedding)
+        if w.objects is None:  # no objects (anomaly off, or a microphone alone)
+            pass
+        elif w.camera in self.anomaly.learners:
+            self.anomaly.learn(w.camera, w.objects)
             m.NORMALITY_LEARNING.labels(w.camera).set(self.anomaly.progress(w.camera))
         else:
-            scored = self.anomaly.score(w.camera, r.embedding)
+            scored = self.anomaly.score(w.camera, w.objects)
             if scored is not None:
                 scores[ANOMALY], cell = scored
                 # the model's threshold, unless the camera's `thresholds` sets one for anomaly

@@ -20,3 +20,5 @@ class Window:
     decode_s: float = 0.0  # decode time spent on this window's inputs
     window_s: float = 0.0  # time spent assembling the window (frame conversion, stacking)
     keyframe: np.ndarray | None = None  # uint8 [h, w, 3] RGB evidence frame (the newest), when asked for
+    objects: np.ndarray | None = None  # float64 [n, 2 + F]: moving objects of the sampled frames, when asked for
+    objects_s: float = 0.0  # time spent finding them

@@ -147,3 +147,57 @@ def make_scene(
         for pkt in vs.encode(None):
             out.mux(pkt)
     return path
+
+
+def make_street(
+    path: str | Path,
+    seconds: float = 10.0,
+    fps: int = 10,
+    size: tuple[int, int] = (240, 160),
+    walkers: int = 4,
+    fast_at: tuple[float, float] | None = None,
+    seed: int = 0,
+) -> Path:
+    """A static street (fixed textured background) where `walkers` dark figures walk left and right along
+    a band at walking pace (0.1 picture heights per second), and during `fast_at` (start, end seconds)
+    one more figure crosses the whole picture (in 3 s: 5 times walking pace). `seed` sets the sensor noise
+    only; the walkers are the same in every clip (a walker's position depends on the time alone). H.264."""
+    path = Path(path)
+    w, h = size
+    bg = np.random.default_rng(1234).integers(120, 200, (h // 8 + 1, w // 8 + 1, 3)).astype(np.int16)
+    bg = np.repeat(np.repeat(bg, 8, 0), 8, 1)[:h, :w]
+    figs = np.random.default_rng(99)
+    fh, fw = h // 6, h // 16  # a figure: tall and narrow
+    looks = [figs.integers(20, 70, (fh, fw, 3)) for _ in range(walkers + 1)]
+    lanes = [int(h * (0.45 + 0.3 * i / max(walkers, 1))) for i in range(walkers)]
+    starts = figs.uniform(0, w, walkers)
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), "w", container_options={"fflags": "+bitexact"}) as out:
+        vs = out.add_stream("libx264", rate=fps, options=_video_options("h264", fps))
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.time_base = Fraction(1, fps)
+        for i in range(int(round(seconds * fps))):
+            t = i / fps
+            img = bg + rng.integers(-3, 4, bg.shape)
+            for k, y in enumerate(lanes):
+                step = (1 if k % 2 else -1) * 0.1 * h * t
+                x = int((starts[k] + step) % (w + fw)) - fw
+                _paste(img, looks[k], x, y)
+            if fast_at and fast_at[0] <= t < fast_at[1]:
+                x = int((t - fast_at[0]) / (fast_at[1] - fast_at[0]) * (w + fw)) - fw
+                _paste(img, looks[-1], x, int(h * 0.6))
+            frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for pkt in vs.encode(frame):
+                out.mux(pkt)
+        for pkt in vs.encode(None):
+            out.mux(pkt)
+    return path
+
+
+def _paste(img: np.ndarray, fig: np.ndarray, x: int, y: int) -> None:
+    """Paste a figure with its top-left corner at (x, y), clipped to the picture."""
+    h, w = fig.shape[:2]
+    x0, x1 = max(x, 0), min(x + w, img.shape[1])
+    if x1 > x0:
+        img[y : y + h, x0:x1] = fig[: img.shape[0] - y, x0 - x : x1 - x]

@@ -1,5 +1,8 @@
 """Per-camera anomaly scores in the pipeline: a normality model per camera, loaded or learned.
 
+The ingest process finds the moving objects of each window's frames (`Window.objects`, see
+streamer.detect.objects); here, in the main process, they are scored against the camera's normal ones.
+
 At start each camera gets its model file (`cameras[].normality`, else `<anomaly.dir>/<id>.npz`); a file
 that cannot be used is a ConfigError naming the camera and the file. A camera without a file learns
 its normal from its first `anomaly.learn_minutes` of windows (NormalityLearner), saves it there, and is
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.config import CameraConfig, Config, learn_windows
-from streamer.detect.normality import NormalityError, NormalityLearner, NormalityModel, camera_path, model_layout
+from streamer.detect.normality import RELEARN, NormalityError, NormalityLearner, NormalityModel, camera_path
 from streamer.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,52 +31,53 @@ def model_file(cfg: Config, cam: CameraConfig) -> Path:
     return camera_path(Path(cfg.anomaly.dir).expanduser(), cam.id)
 
 
-def load_checked(camera: str, path: Path, layout: dict | None, dim: int) -> NormalityModel:
+def load_checked(camera: str, path: Path) -> NormalityModel:
     """The camera's model, or a ConfigError naming the camera and the file."""
     try:
         nm = NormalityModel.load(path)
-        nm.check(layout, dim)
     except ValueError as e:  # NormalityError, or arrays of inconsistent shapes
-        raise ConfigError(f"camera {camera}: cannot use normality model {path}: {e} (learn it again with "
-                          f"`streamer learn-normal --camera {camera}`, or delete it to start a learning period)") from None
+        hint = (f"learn it again with `streamer learn-normal --camera {camera} --from FILE_OR_URL`, or delete it "
+                "to start a learning period")
+        msg = str(e).replace(RELEARN, hint) if RELEARN in str(e) else f"{e} ({hint})"
+        raise ConfigError(f"camera {camera}: cannot use normality model {path}: {msg}") from None
     if nm.camera and nm.camera != camera:
         log.warning("camera %s: normality model %s was learned for camera %s", camera, path, nm.camera)
     return nm
 
 
 class AnomalyScorer:
-    """`score(camera, embedding)` -> (score, cell) or None (no model yet); learns where set to."""
+    """`score(camera, objects)` -> (score, cell) or None (no model yet); learns where set to.
+    `frames`: frames per window."""
 
-    def __init__(self, cfg: Config, model_path: str, dim: int) -> None:
+    def __init__(self, cfg: Config, frames: int) -> None:
         self.models: dict[str, NormalityModel] = {}
         self.learners: dict[str, NormalityLearner] = {}
-        self.cfg, self.dim = cfg, dim
+        self.cfg, self.frames = cfg, frames
         if not cfg.anomaly.enabled:
             return
-        self.layout = model_layout(model_path)
         for cam in cfg.cameras:
             self.add(cam)
 
     def add(self, cam: CameraConfig) -> None:
         """Load the camera's model or start its learning period (also for a camera added at run time)."""
-        cfg, layout, windows = self.cfg, getattr(self, "layout", None), learn_windows(self.cfg)
+        cfg, windows = self.cfg, learn_windows(self.cfg)
         if not cfg.anomaly.enabled:
             return
         path = model_file(cfg, cam)
         if path.exists():
             try:
-                self.models[cam.id] = nm = load_checked(cam.id, path, layout, self.dim)
+                self.models[cam.id] = nm = load_checked(cam.id, path)
                 log.info("camera %s: normality model %s (threshold %.3f)", cam.id, path, nm.threshold)
                 return
             except ConfigError as e:
                 if cam.normality or not windows:  # a file the user named, or no learning to replace it
                     raise
-                # a file the pipeline learned itself, unusable now (e.g. another engine model): learn again
+                # a file the pipeline learned itself, unusable now (e.g. an older kind): learn again
                 stale = path.with_name(path.stem + ".stale.npz")
                 path.replace(stale)
                 log.warning("%s; moved it to %s and learning anew", e, stale)
         if windows:
-            self.learners[cam.id] = NormalityLearner(cam.id, layout, windows, path, cfg.anomaly.far)
+            self.learners[cam.id] = NormalityLearner(cam.id, self.frames, windows, path, cfg.anomaly.far)
             log.info("camera %s: no normality model at %s; learning it from the first %g min (%d windows)",
                      cam.id, path, cfg.anomaly.learn_minutes, windows)
 
@@ -89,13 +93,13 @@ class AnomalyScorer:
         learner = self.learners.get(camera)
         return learner.progress if learner else 0.0
 
-    def learn(self, camera: str, embedding: np.ndarray) -> NormalityModel | None:
+    def learn(self, camera: str, objects: np.ndarray) -> NormalityModel | None:
         """Feed a learning period; the model once it is learned (then it scores), else None."""
         learner = self.learners.get(camera)
         if learner is None:
             return None
         try:
-            nm = learner.add(embedding)
+            nm = learner.add(objects)
         except NormalityError as e:
             log.error("camera %s: learning its normal failed, no anomaly alerts: %s", camera, e)
             del self.learners[camera]
@@ -111,10 +115,10 @@ class AnomalyScorer:
                  nm.windows, nm.threshold)
         return nm
 
-    def score(self, camera: str, embedding: np.ndarray) -> tuple[float, dict[str, int] | None] | None:
-        """The window's anomaly score and, with a grid, its highest-scoring cell {row, col, grid}."""
+    def score(self, camera: str, objects: np.ndarray) -> tuple[float, dict[str, int] | None] | None:
+        """The window's anomaly score and the cell {row, col, grid} of its worst object (None without objects)."""
         nm = self.models.get(camera)
         if nm is None:
             return None
-        scores, (where,) = nm.score_where(np.asarray(embedding, np.float32)[None])
-        return float(scores[0]), None if where is None else {"row": where[0], "col": where[1], "grid": nm.grid}
+        score, where = nm.score_window(objects)
+        return score, None if where is None else {"row": where[0], "col": where[1], "grid": nm.grid}

@@ -1,24 +1,24 @@
-"""Per-camera normality: what this camera's windows usually look like, and how far a window is from it.
+"""Per-camera normality: the moving objects this camera usually sees, and how far a window's are from them.
 
-Learned from the engine's `embedding` rows of a camera's own normal footage. When the model records a
-spatial block in its embedding (a G x G grid of per-cell grey level and motion statistics; see
-engines.model.embedding_layout), each cell is compared with the same cell of the normal windows: the
-score of a window is the largest, over cells, distance to the nearest normal window in that cell (per
-cell and feature standardised). That is what it takes to see one cyclist among pedestrians: a single
-cell with a speed or an appearance that cell never had. Without a spatial block the learned embedding is
-used as one vector (nearest-neighbour distance, standardised per dimension).
+Learned from the objects (streamer.detect.objects: where, how big, how fast and which way) of a camera's
+own normal footage, which the ingest process finds in each window's sampled frames. An object's score
+is its mean distance to its K nearest normal objects (features standardised over the normal ones); a
+frame's score is that of its worst object (0 without moving objects); a window's score is the mean over
+its frames (temporal smoothing over the window's second). A cyclist among pedestrians is an object
+faster than any normal object in that place; a person on the lawn is an object where none walked.
 
-The threshold is calibrated to a false-alarm rate: the normal windows are cut into contiguous blocks, each
-block is scored against the others (neighbouring windows overlap, so a window is never compared with its
-own near-copy), and the threshold is the (1 - far) quantile of these out-of-block scores.
+The threshold is calibrated to a false-alarm rate: the normal footage is cut into contiguous blocks of
+BLOCK_S seconds, every object is scored against the objects of the other folds of blocks (so never
+against its own near-copies in the next frames), and the threshold is the (1 - far) quantile of the
+windows' scores made from these out-of-block object scores.
 
 Pipeline use::
 
-    nm = NormalityModel.load(path)          # one file per camera
-    scores = nm.score(embedding_rows)       # float [B]
-    alert = scores >= nm.threshold          # alerts like a class called "anomaly"
+    nm = NormalityModel.load(path)           # one file per camera
+    score, cell = nm.score_window(objects)   # objects: Window.objects of one window
+    alert = score >= nm.threshold            # alerts like a class called "anomaly"
 
-numpy only (no torch, no onnxruntime), so the main process stays light.
+numpy only, so the main process stays light.
 """
 
 from __future__ import annotations
@@ -29,155 +29,135 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from streamer.detect.objects import FEATURES
+
 log = logging.getLogger(__name__)
 
-FORMAT = "streamer.normality/1"
+FORMAT = "streamer.normality/2"  # /1: grid statistics of the engine's embedding (refused: learn again)
 DEFAULT_FAR = 0.01
 DEFAULT_DIR = "~/.local/state/streamer/normality"  # per-camera models: <dir>/<camera>.npz
-DEFAULT_FEATURES = ("intensity", "motion_mean")  # of the spatial block (engines.model.SPATIAL_FEATURES)
-MAX_BANK = 6000  # normal windows kept (a seeded subsample beyond that)
+K = 3  # nearest normal objects an object's score averages over
+MAX_BANK = 20000  # normal objects kept (a seeded subsample beyond that)
 FOLDS = 5
-SCALE_FLOOR = 0.5
-BLOCK = 20  # windows per calibration block (10 s at the default 0.5 s hop)
+BLOCK_S = 10.0  # seconds per calibration block
+GRID = 7  # anomaly_cell: the worst object's cell in a GRID x GRID grid
+RELEARN = "learn it again with `streamer learn-normal --camera ID --from FILE_OR_URL`"
 
 
 class NormalityError(ValueError):
-    """A normality model that cannot be built or used (too little footage, wrong embedding width)."""
+    """A normality model that cannot be built or used (too little footage, an older file format)."""
 
 
-def model_layout(model_path: str | Path) -> dict[str, Any] | None:
-    """The embedding layout of a model, from its sidecar (`<name>.json`); a model exported before the
-    sidecar carried it has it in the ONNX metadata only. None when it has none."""
-    from engines.spec import load_spec, read_layout
-
-    return load_spec(model_path).embedding_layout or read_layout(model_path)
-
-
-def _features(rows: np.ndarray, layout: dict[str, Any] | None, features: Sequence[str]) -> np.ndarray:
-    """Embedding rows [N, D] -> per-cell features [N, C, F] (C = 1 cell: the whole learned embedding)."""
-    rows = np.asarray(rows, np.float32)
-    if rows.ndim != 2:
-        raise NormalityError(f"embedding rows must be [N, D], got shape {list(rows.shape)}")
-    if layout and layout.get("spatial"):
-        a, b = layout["spatial"]
-        if rows.shape[1] != b:
-            raise NormalityError(f"embedding has {rows.shape[1]} values, the layout expects {b}")
-        g, names = int(layout["grid"]), list(layout["features"])
-        cols = [names.index(f) for f in features]
-        return rows[:, a:b].reshape(len(rows), g * g, len(names))[:, :, cols]
-    if layout and layout.get("fused"):
-        a, b = layout["fused"]
-        return rows[:, None, a:b]
-    return rows[:, None, :]
+def _check(objects: np.ndarray) -> np.ndarray:
+    objects = np.asarray(objects, np.float64)
+    if objects.size == 0:
+        return np.zeros((0, 2 + len(FEATURES)))
+    if objects.ndim != 2 or objects.shape[1] != 2 + len(FEATURES):
+        raise NormalityError(f"object rows have {objects.shape[1]} values, expected {2 + len(FEATURES)} "
+                             f"(frame time, slot, {', '.join(FEATURES)})")
+    return objects
 
 
-def _nearest(q: np.ndarray, bank: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Per cell, the distance from each query to its nearest bank row: q [N, C, F], bank [M, C, F] -> [N, C]."""
-    out = np.empty(q.shape[:2], np.float32)
-    bt = np.ascontiguousarray(bank.transpose(1, 0, 2))  # [C, M, F]
-    bn = (bt * bt).sum(-1)  # [C, M]
+def _knn(q: np.ndarray, bank: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """Mean distance from each query row [N, F] to its k nearest bank rows [M, F] -> [N]."""
+    out = np.zeros(len(q), np.float32)
+    if not len(q):
+        return out
+    k = min(k, len(bank))
+    bn = (bank * bank).sum(1)
     for s in range(0, len(q), chunk):
-        qc = np.ascontiguousarray(q[s : s + chunk].transpose(1, 0, 2))  # [C, n, F]
-        d2 = (qc * qc).sum(-1)[:, :, None] + bn[:, None, :] - 2 * np.einsum("cnf,cmf->cnm", qc, bt)
-        out[s : s + chunk] = np.sqrt(np.maximum(d2.min(axis=2), 0.0)).T
+        qc = q[s : s + chunk]
+        d2 = (qc * qc).sum(1)[:, None] + bn[None, :] - 2 * qc @ bank.T
+        near = np.partition(d2, k - 1, axis=1)[:, :k]
+        out[s : s + chunk] = np.sqrt(np.maximum(near, 0.0)).mean(1)
     return out
+
+
+def window_score(objects: np.ndarray, dist: np.ndarray, frames: int) -> tuple[float, int]:
+    """A window's score from its objects' distances: the mean over its frames of the worst object of each
+    (slot column 1); and the row of the worst object (-1 without objects)."""
+    if not len(objects):
+        return 0.0, -1
+    slots = objects[:, 1].astype(np.int64)
+    worst = np.zeros(max(frames, int(slots.max()) + 1), np.float32)
+    np.maximum.at(worst, slots, dist)
+    return float(worst.sum() / max(frames, 1)), int(np.argmax(dist))
 
 
 @dataclass
 class NormalityModel:
     camera: str
-    layout: dict[str, Any] | None
-    features: tuple[str, ...]
-    mean: np.ndarray  # [C, F]
-    scale: np.ndarray  # [C, F]
-    bank: np.ndarray  # [M, C, F], standardised
+    frames: int  # frames per window
+    mean: np.ndarray  # [F]
+    scale: np.ndarray  # [F]
+    bank: np.ndarray  # [M, F], standardised
     threshold: float
     far: float
     windows: int  # normal windows learned from
     calibration: dict[str, float]
+    k: int = K
 
     # -- fitting ---------------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, embeddings: np.ndarray | Sequence[np.ndarray], layout: dict[str, Any] | None = None,
-            camera: str = "", far: float = DEFAULT_FAR, features: Sequence[str] = DEFAULT_FEATURES,
-            max_bank: int = MAX_BANK, seed: int = 0, block: int = BLOCK,
-            scale_floor: float = SCALE_FLOOR) -> NormalityModel:
-        """Learn from normal embedding rows: one array [N, D] of consecutive windows, or a list of such
-        arrays (one per clip; blocks never span two clips)."""
+    def fit(cls, clips: Sequence[Sequence[np.ndarray]], frames: int, camera: str = "", far: float = DEFAULT_FAR,
+            k: int = K, max_bank: int = MAX_BANK, seed: int = 0) -> NormalityModel:
+        """Learn from normal footage: per clip, the `Window.objects` of its consecutive windows."""
         if not 0.0 < far < 1.0:
             raise NormalityError(f"far must be in (0, 1), got {far}")
-        parts = [np.asarray(e, np.float32) for e in ([embeddings] if isinstance(embeddings, np.ndarray)
-                                                     else embeddings)]
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            raise NormalityError("no normal windows to learn from")
-        features = tuple(features) if layout and layout.get("spatial") else ()
-        x = np.concatenate([_features(p, layout, features) for p in parts])  # [N, C, F]
-        n = len(x)
+        wins = [[_check(o) for o in clip] for clip in clips]
+        n = sum(len(c) for c in wins)
         if n < 2 * FOLDS:
             raise NormalityError(f"{n} normal windows are too few: learn from at least {2 * FOLDS} "
                                  f"(about {FOLDS} s of footage at the default hop)")
-        # contiguous blocks within each clip, assigned to folds round-robin
-        blocks = np.concatenate([np.arange(len(p)) // block + 10_000 * k for k, p in enumerate(parts)])
-        _, block_id = np.unique(blocks, return_inverse=True)
-        nblocks = int(block_id.max()) + 1
-        if nblocks < FOLDS:  # short footage: smaller blocks so every fold has some
-            block_id = np.arange(n) * FOLDS // n
-            nblocks = FOLDS
-        fold = block_id % FOLDS
-        mean = x.mean(axis=0)
-        scale = x.std(axis=0)
-        # a cell where nothing ever changes has a tiny spread: floor it at a fraction of the feature's
-        # median spread over cells, so that compression noise there does not look like an event
-        floor = scale_floor * np.median(scale, axis=0, keepdims=True) + 1e-6
-        scale = np.maximum(scale, floor)
+        # every object once (consecutive windows share frames): key (clip, frame time, features)
+        rows = [(ci, wi, o) for ci, clip in enumerate(wins) for wi, o in enumerate(clip)]
+        tagged = np.concatenate([np.c_[np.full(len(o), ci), o[:, :1], o[:, 2:]] for ci, _, o in rows]) \
+            if rows else np.zeros((0, 2 + len(FEATURES)))
+        uniq, inverse = np.unique(tagged, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if len(uniq) < 2 * FOLDS:
+            raise NormalityError(f"{len(uniq)} moving objects in {n} normal windows are too few to learn what "
+                                 "moves normally: learn from footage with people or vehicles in it")
+        x = uniq[:, 2:]
+        mean, scale = x.mean(0), np.maximum(x.std(0), 1e-6)
         z = ((x - mean) / scale).astype(np.float32)
-        oof = np.empty(n, np.float32)
-        for f in range(FOLDS):
-            held, rest = fold == f, fold != f
-            if not held.any() or not rest.any():
-                continue
-            oof[held] = _nearest(z[held], _subsample(z[rest], max_bank, seed + f)).max(axis=1)
-        threshold = float(np.quantile(oof, 1.0 - far))
-        model = cls(camera, layout, features, mean.astype(np.float32), scale.astype(np.float32),
-                    _subsample(z, max_bank, seed), threshold, far, n,
-                    {"out_of_block_p50": float(np.median(oof)), "out_of_block_p99": float(np.quantile(oof, 0.99)),
-                     "blocks": nblocks})
-        log.info("normality for camera %s: %d windows, threshold %.3f at false-alarm rate %g",
-                 camera or "?", n, threshold, far)
+        oof = _out_of_block(uniq[:, 0], uniq[:, 1], z, k, max_bank, seed)
+        scores, s = [], 0
+        for _ci, _wi, o in rows:
+            scores.append(window_score(o, oof[inverse[s : s + len(o)]], frames)[0])
+            s += len(o)
+        scores = np.array(scores)
+        threshold = float(np.quantile(scores, 1.0 - far))
+        model = cls(camera, frames, mean.astype(np.float32), scale.astype(np.float32), _subsample(z, max_bank, seed),
+                    threshold, far, n, {"out_of_block_p50": float(np.median(scores)),
+                                        "out_of_block_p99": float(np.quantile(scores, 0.99)), "objects": int(len(z))}, k)
+        log.info("normality for camera %s: %d windows, %d objects, threshold %.3f at false-alarm rate %g",
+                 camera or "?", n, len(z), threshold, far)
         return model
 
     # -- scoring ---------------------------------------------------------------------------------------
-    def cell_scores(self, embedding_rows: np.ndarray) -> np.ndarray:
-        """[B, C]: per cell, the standardised distance to the nearest normal window."""
-        x = _features(embedding_rows, self.layout, self.features)
-        if x.shape[1:] != self.mean.shape:
-            raise NormalityError(f"embedding rows give features {list(x.shape[1:])}, the model was learned "
-                                 f"on {list(self.mean.shape)}: was it learned with another engine model?")
-        return _nearest((x - self.mean) / self.scale, self.bank)
+    def object_scores(self, objects: np.ndarray) -> np.ndarray:
+        """[n]: each object's mean distance to its K nearest normal objects."""
+        x = _check(objects)[:, 2:]
+        return _knn(((x - self.mean) / self.scale).astype(np.float32), self.bank, self.k)
 
-    def score(self, embedding_rows: np.ndarray) -> np.ndarray:
-        """float [B]: how far each window is from this camera's normal (alert when >= `threshold`)."""
-        return self.cell_scores(embedding_rows).max(axis=1)
+    def score_window(self, objects: np.ndarray) -> tuple[float, tuple[int, int] | None]:
+        """A window's score (alert when >= `threshold`) and the (row, column) of its worst object's cell."""
+        objects = _check(objects)
+        score, worst = window_score(objects, self.object_scores(objects), self.frames)
+        if worst < 0:
+            return score, None
+        x, y = objects[worst, 2], objects[worst, 3]
+        return score, (min(int(y * GRID), GRID - 1), min(int(x * GRID), GRID - 1))
 
-    def where(self, embedding_rows: np.ndarray) -> list[tuple[int, int] | None]:
-        """For each window, the (row, column) of the grid cell that scored highest (None without a grid)."""
-        return self.score_where(embedding_rows)[1]
+    def score(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+        """float [B]: the scores of several windows' objects."""
+        return np.array([self.score_window(o)[0] for o in windows], np.float64)
 
-    def score_where(self, embedding_rows: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int] | None]]:
-        """`score` and `where` from one pass over the cells."""
-        cells = self.cell_scores(embedding_rows)
-        g = self.grid
-        return cells.max(axis=1), [divmod(int(i), g) if g else None for i in cells.argmax(axis=1)]
-
-    @property
-    def grid(self) -> int:
-        """G of the G x G grid the model compares (0 without one)."""
-        return int(self.layout["grid"]) if self.layout and self.layout.get("spatial") else 0
+    grid = GRID
 
     # -- files -----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -186,8 +166,8 @@ class NormalityModel:
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT, "camera": self.camera, "layout": self.layout, "features": list(self.features),
-                "threshold": self.threshold, "far": self.far, "windows": self.windows,
+        meta = {"format": FORMAT, "camera": self.camera, "frames": self.frames, "features": list(FEATURES),
+                "k": self.k, "threshold": self.threshold, "far": self.far, "windows": self.windows,
                 "calibration": self.calibration}
         tmp = path.with_name(path.stem + ".tmp.npz")
         np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), mean=self.mean, scale=self.scale, bank=self.bank)
@@ -202,21 +182,33 @@ class NormalityModel:
                 mean, scale, bank = z["mean"], z["scale"], z["bank"]
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise NormalityError(f"cannot read normality model {path}: {str(e) or type(e).__name__}") from e
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            fmt = meta.get("format") if isinstance(meta, dict) else None
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        if fmt == "streamer.normality/1":
+            raise NormalityError(f"{path} is a normality model of an older kind ({fmt}, grid statistics of the "
+                                 f"engine's embedding); {RELEARN}")
+        if fmt != FORMAT:
             raise NormalityError(f"{path}: not a normality model (format {fmt!r}, expected {FORMAT})")
+        if meta.get("features") != list(FEATURES) or bank.shape[1:] != (len(FEATURES),):
+            raise NormalityError(f"{path}: learned on other object features ({meta.get('features')}); {RELEARN}")
         try:
-            return cls(meta["camera"], meta["layout"], tuple(meta["features"]), mean, scale, bank,
-                       float(meta["threshold"]), float(meta["far"]), int(meta["windows"]), meta.get("calibration", {}))
+            return cls(meta["camera"], int(meta["frames"]), mean, scale, bank, float(meta["threshold"]),
+                       float(meta["far"]), int(meta["windows"]), meta.get("calibration", {}), int(meta["k"]))
         except (KeyError, TypeError, ValueError) as e:
             raise NormalityError(f"{path}: incomplete normality model ({type(e).__name__}: {e})") from e
 
-    def check(self, layout: dict[str, Any] | None, dim: int) -> None:
-        """Raise NormalityError unless this model can score embeddings of `dim` values with `layout`."""
-        if self.layout != layout:
-            raise NormalityError(f"learned on another embedding layout ({self.layout}) than the engine "
-                                 f"model's ({layout}): learn it again with this engine model")
-        self.cell_scores(np.zeros((1, dim), np.float32))
+
+def _out_of_block(clip: np.ndarray, t: np.ndarray, z: np.ndarray, k: int, max_bank: int, seed: int) -> np.ndarray:
+    """Each object's score against the objects of the other folds of BLOCK_S-second blocks."""
+    _, block = np.unique(np.c_[clip, np.floor(t / BLOCK_S)], axis=0, return_inverse=True)
+    block = block.reshape(-1)
+    nblocks = int(block.max()) + 1
+    fold = block % FOLDS if nblocks >= FOLDS else np.argsort(np.argsort(t, kind="stable")) * FOLDS // len(t)
+    oof = np.zeros(len(z), np.float32)
+    for f in range(FOLDS):
+        held, rest = fold == f, fold != f
+        if held.any() and rest.any():
+            oof[held] = _knn(z[held], _subsample(z[rest], max_bank, seed + f), k)
+    return oof
 
 
 def _subsample(z: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -233,39 +225,36 @@ def camera_path(out_dir: str | Path, camera: str) -> Path:
 
 
 class NormalityLearner:
-    """An automatic learning period at first start: collect a camera's embedding rows until `windows`
+    """An automatic learning period at first start: collect a camera's windows' objects until `windows`
     have arrived, then fit, save to `path` and return the model (None until then).
 
-        learner = NormalityLearner("cam1", layout, windows=1200, path=camera_path(dir, "cam1"))
-        model = learner.add(rows)  # per engine result; a NormalityModel once learned
+        learner = NormalityLearner("cam1", frames=8, windows=1200, path=camera_path(dir, "cam1"))
+        model = learner.add(window.objects)  # per window; a NormalityModel once learned
     """
 
-    def __init__(self, camera: str, layout: dict[str, Any] | None, windows: int, path: str | Path | None = None,
+    def __init__(self, camera: str, frames: int, windows: int, path: str | Path | None = None,
                  far: float = DEFAULT_FAR) -> None:
         if windows < 2 * FOLDS:
             raise NormalityError(f"a learning period needs at least {2 * FOLDS} windows, got {windows}")
-        self.camera, self.layout, self.windows, self.far = camera, layout, windows, far
+        self.camera, self.frames, self.windows, self.far = camera, frames, windows, far
         self.path = Path(path) if path is not None else None
-        self._rows: list[np.ndarray] = []
-        self._n = 0
+        self._wins: list[np.ndarray] = []
         self.model: NormalityModel | None = None
 
     @property
     def progress(self) -> float:
-        return min(1.0, self._n / self.windows)
+        return 1.0 if self.model is not None else min(1.0, len(self._wins) / self.windows)
 
-    def add(self, embedding_rows: np.ndarray) -> NormalityModel | None:
+    def add(self, objects: np.ndarray) -> NormalityModel | None:
         if self.model is not None:
             return self.model
-        rows = np.atleast_2d(np.asarray(embedding_rows, np.float32))
-        self._rows.append(rows)
-        self._n += len(rows)
-        if self._n < self.windows:
+        self._wins.append(_check(objects))
+        if len(self._wins) < self.windows:
             return None
-        self.model = NormalityModel.fit(np.concatenate(self._rows), layout=self.layout, camera=self.camera,
-                                        far=self.far)
-        self._rows.clear()
+        self.model = NormalityModel.fit([self._wins], self.frames, camera=self.camera, far=self.far)
+        n = len(self._wins)
+        self._wins = []
         if self.path is not None:
             self.model.save(self.path)
-            log.info("camera %s: learned normal from %d windows, saved %s", self.camera, self._n, self.path)
+            log.info("camera %s: learned normal from %d windows, saved %s", self.camera, n, self.path)
         return self.model

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from streamer.detect.objects import FEATURES, ObjectFinder
 from streamer.window import Window
 
 Convert = Callable[[Any], np.ndarray]  # decoded frame -> uint8 [H, W, 3]
@@ -32,10 +33,20 @@ class Geometry:
     seconds: float
     hop: float
     sample_rate: int
+    objects: bool = False  # windows carry the moving objects of their frames (streamer.detect.objects)
 
     @property
     def samples(self) -> int:
         return int(round(self.seconds * self.sample_rate))
+
+
+NO_OBJECTS = np.zeros((0, 2 + len(FEATURES)))
+
+
+def objects_of(keys: list[int], found: dict[int, np.ndarray]) -> np.ndarray:
+    """The objects of a window's frames: rows [frame time, slot, features...] (slot: the frame's index in the window)."""
+    rows = [np.insert(found[k], 1, i, axis=1) for i, k in enumerate(keys) if len(found.get(k, NO_OBJECTS[:, 1:]))]
+    return np.concatenate(rows) if rows else NO_OBJECTS
 
 
 def _key(t: float) -> int:
@@ -70,6 +81,10 @@ class Windower:
         self._scheduled = first_window  # windows whose sample times are in the heap
         self._heap: list[int] = []  # pending sample-time keys
         self._picked: dict[int, np.ndarray] = {}
+        self._finder = ObjectFinder() if geo.objects else None
+        self._found: dict[int, np.ndarray] = {}  # sample-time key -> objects of the frame picked for it
+        self._objects_s = 0.0
+        self._prev_found = NO_OBJECTS[:, 1:]
         self._prev: tuple[float, Any] | None = None
         self._prev_rgb: np.ndarray | None = None
         self._video_t = -1e9  # time of the newest frame
@@ -115,18 +130,19 @@ class Windower:
             self._frame_dt = 0.9 * self._frame_dt + 0.1 * min(dt, 1.0)
         self._schedule_until(t + self.geo.seconds)
         cur_rgb: np.ndarray | None = None
+        cur_found = NO_OBJECTS[:, 1:]
         while self._heap and self._heap[0] <= _key(t):
             key = heapq.heappop(self._heap)
             s = key / 1e6
             if self._prev is not None and (s - self._prev[0]) < (t - s):
                 if self._prev_rgb is None:
-                    self._prev_rgb = self._conv(self._prev[1])
-                self._picked[key] = self._prev_rgb
+                    self._prev_rgb, self._prev_found = self._conv(self._prev[1], self._prev[0])
+                self._picked[key], self._found[key] = self._prev_rgb, self._prev_found
             else:
                 if cur_rgb is None:
-                    cur_rgb = self._conv(frame)
-                self._picked[key] = cur_rgb
-        self._prev, self._prev_rgb = (t, frame), cur_rgb
+                    cur_rgb, cur_found = self._conv(frame, t)
+                self._picked[key], self._found[key] = cur_rgb, cur_found
+        self._prev, self._prev_rgb, self._prev_found = (t, frame), cur_rgb, cur_found
         self._video_t = t
         self._arrival = time.monotonic()
         self._decode_s += decode_s
@@ -157,12 +173,18 @@ class Windower:
             self._chunks = [np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)]
         return self._chunks[0]
 
-    def _conv(self, frame: Any) -> np.ndarray:
+    def _conv(self, frame: Any, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """A sampled frame for the model, and its objects [n, 1 + F] (found once per frame, in time order)."""
         self.frames_converted += 1
         t0 = time.perf_counter()
         out = self._convert(frame)
         self._window_s += time.perf_counter() - t0
-        return out
+        if self._finder is None:
+            return out, NO_OBJECTS[:, 1:]
+        t0 = time.perf_counter()
+        found = self._finder.add_frame(t, frame)
+        self._objects_s += time.perf_counter() - t0
+        return out, np.concatenate([np.full((len(found), 1), t), found], axis=1)
 
     # ---- outputs ------------------------------------------------------------------------
     @property
@@ -198,8 +220,8 @@ class Windower:
             while self._heap:  # sample times past the last frame take the last frame
                 key = heapq.heappop(self._heap)
                 if self._prev_rgb is None:
-                    self._prev_rgb = self._conv(self._prev[1])
-                self._picked[key] = self._prev_rgb
+                    self._prev_rgb, self._prev_found = self._conv(self._prev[1], self._prev[0])
+                self._picked[key], self._found[key] = self._prev_rgb, self._prev_found
             self._video_t = 1e18
         while True:
             start = self._k * self.geo.hop
@@ -239,6 +261,9 @@ class Windower:
             arrival=self._arrival,
             decode_s=self._decode_s,
         )
+        if self._finder is not None:
+            window.objects = objects_of(keys, self._found) if video else NO_OBJECTS
+            window.objects_s, self._objects_s = self._objects_s, 0.0
         if video and self._keyframe is not None and self._prev is not None:
             window.keyframe = self._keyframe(self._prev[1])
         window.window_s = self._window_s + time.perf_counter() - t0
@@ -253,6 +278,7 @@ class Windower:
         limit = _key(before)
         for key in [key for key in self._picked if key < limit]:
             del self._picked[key]
+            self._found.pop(key, None)
         if self._audio_t0 is not None:
             cut = int((before - self._audio_t0) * self.geo.sample_rate)
             if cut > 0:

@@ -1,97 +1,109 @@
-"""Per-camera normality on synthetic embeddings: fit, score, calibration, files, errors."""
+"""Per-camera normality on object rows: fit, score, calibration, files, errors (rows as the ingest makes
+them: frame time, slot, then streamer.detect.objects.FEATURES)."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
-from streamer.detect.normality import NormalityError, NormalityModel, camera_path
+from streamer.detect.normality import (
+    FORMAT,
+    NormalityError,
+    NormalityLearner,
+    NormalityModel,
+    camera_path,
+)
+from streamer.detect.objects import FEATURES
 
-G, FEATS = 4, ("intensity", "motion_mean", "motion_max")
-FUSED = 8
-LAYOUT = {"fused": [0, FUSED], "spatial": [FUSED, FUSED + G * G * 3], "grid": G, "features": list(FEATS)}
+FRAMES = 8
 
 
-def normal_rows(n: int, seed: int) -> np.ndarray:
-    """A camera's normal windows: every cell has its own typical grey level, motion is small."""
+def walker(rng: np.random.Generator, n: int, speed: float = 0.06, y: float = 0.6) -> np.ndarray:
+    """n objects like people walking left or right along a band: x, y, w, h, vx, vy, speed, p90, fill."""
+    vx = speed * rng.choice([-1.0, 1.0], n) + rng.normal(0, 0.008, n)
+    return np.c_[rng.uniform(0.05, 0.95, n), y + rng.normal(0, 0.03, n), rng.normal(0.06, 0.006, n),
+                 rng.normal(0.13, 0.01, n), vx, rng.normal(0, 0.005, n), np.abs(vx), np.abs(vx) * 1.3,
+                 rng.normal(0.5, 0.05, n)]
+
+
+def windows(n: int, seed: int, per_frame: int = 2, **kw) -> list[np.ndarray]:
+    """n consecutive windows (hop = half a window) of frames with `per_frame` objects each."""
     rng = np.random.default_rng(seed)
-    base = np.random.default_rng(123).uniform(0.2, 0.8, G * G)  # the scene, fixed
-    cells = np.zeros((n, G * G, 3), np.float32)
-    cells[:, :, 0] = base + rng.normal(0, 0.02, (n, G * G))
-    cells[:, :, 1] = np.abs(rng.normal(0.01, 0.005, (n, G * G)))
-    cells[:, :, 2] = cells[:, :, 1] * 2
-    fused = rng.normal(0, 1, (n, FUSED)).astype(np.float32)
-    return np.concatenate([fused, cells.reshape(n, -1)], axis=1)
+    frames = [(i * 0.125, walker(rng, per_frame, **kw)) for i in range(n * FRAMES // 2 + FRAMES)]
+    out = []
+    for w in range(n):
+        rows = [np.c_[np.full(len(o), t), np.full(len(o), s), o]
+                for s, (t, o) in enumerate(frames[w * FRAMES // 2 : w * FRAMES // 2 + FRAMES])]
+        out.append(np.concatenate(rows))
+    return out
 
 
-def test_fit_scores_an_odd_cell_above_threshold_and_normal_below():
-    nm = NormalityModel.fit(normal_rows(600, 0), layout=LAYOUT, camera="cam1", far=0.02)
-    fresh = normal_rows(400, 1)
+def with_object(win: np.ndarray, obj: np.ndarray) -> np.ndarray:
+    """A window with one more object in each of its frames."""
+    extra = [np.r_[t, s, obj] for t, s in np.unique(win[:, :2], axis=0)]
+    return np.concatenate([win, np.array(extra)])
+
+
+def test_normal_windows_score_below_and_fast_or_misplaced_objects_above():
+    nm = NormalityModel.fit([windows(300, 0)], FRAMES, camera="cam1", far=0.02)
+    fresh = windows(200, 1)
     rate = float((nm.score(fresh) >= nm.threshold).mean())
     assert rate <= 0.06  # calibrated to 2 % (with sampling slack)
-    odd = fresh[:50].copy()
-    cell = FUSED + (2 * G + 1) * 3  # cell (2, 1): something fast and bright
-    odd[:, cell] += 0.3
-    odd[:, cell + 1] += 0.1
-    assert (nm.score(odd) >= nm.threshold).all()
-    assert nm.where(odd[:3]) == [(2, 1)] * 3
-    # the learned (fused) part is ignored when a spatial block exists: it does not move the score
-    shuffled = fresh[:20].copy()
-    shuffled[:, :FUSED] = 100.0
-    assert np.allclose(nm.score(shuffled), nm.score(fresh[:20]))
+    rng = np.random.default_rng(2)
+    cyclist = walker(rng, 1, speed=0.3)[0]  # five times walking pace
+    lawn = walker(rng, 1, y=0.15)[0]  # walking pace, where nobody walks
+    for obj in (cyclist, lawn):
+        odd = [with_object(w, obj) for w in fresh[:20]]
+        assert (nm.score(odd) >= nm.threshold).all()
+    score, cell = nm.score_window(with_object(fresh[0], lawn))
+    assert cell == (int(lawn[1] * 7), int(lawn[0] * 7))
+    assert nm.score_window(np.zeros((0, 2 + len(FEATURES)))) == (0.0, None)  # nothing moves
 
 
 def test_false_alarm_rate_controls_the_threshold():
-    rows = normal_rows(500, 2)
-    strict = NormalityModel.fit(rows, layout=LAYOUT, far=0.001)
-    loose = NormalityModel.fit(rows, layout=LAYOUT, far=0.2)
-    assert strict.threshold > loose.threshold
+    wins = [windows(200, 2)]
+    assert NormalityModel.fit(wins, FRAMES, far=0.001).threshold > NormalityModel.fit(wins, FRAMES, far=0.2).threshold
 
 
-def test_without_layout_the_whole_embedding_is_one_vector():
-    rng = np.random.default_rng(0)
-    rows = rng.normal(0, 1, (300, 6)).astype(np.float32)
-    nm = NormalityModel.fit(rows, layout=None, far=0.05)
-    assert nm.score(rows[:5]).shape == (5,)
-    far = rng.normal(0, 1, (20, 6)).astype(np.float32) + 8.0
-    assert (nm.score(far) > nm.threshold).all()
-    assert nm.where(rows[:2]) == [None, None]
+def test_save_load_and_an_older_file_is_refused_with_how_to_relearn(tmp_path):
+    nm = NormalityModel.fit([windows(60, 3)], FRAMES, camera="cam1")
+    path = nm.save(camera_path(tmp_path, "cam/1"))
+    assert path.name == "cam_1.npz"
+    back = NormalityModel.load(path)
+    w = windows(3, 4)
+    assert np.allclose(back.score(w), nm.score(w)) and back.threshold == nm.threshold and back.frames == FRAMES
+    old = tmp_path / "old.npz"
+    meta = {"format": "streamer.normality/1", "camera": "cam1", "layout": None, "features": [], "threshold": 1.0,
+            "far": 0.01, "windows": 40}
+    np.savez(old, meta=np.array(json.dumps(meta)), mean=np.zeros((1, 8)), scale=np.ones((1, 8)), bank=np.zeros((5, 1, 8)))
+    with pytest.raises(NormalityError) as e:
+        NormalityModel.load(old)
+    assert "older kind" in str(e.value) and "streamer learn-normal --camera" in str(e.value)
+    assert "\n" not in str(e.value) and FORMAT != "streamer.normality/1"
 
 
-def test_list_of_clips_and_save_load_round_trip(tmp_path):
-    clips = [normal_rows(120, s) for s in range(3)]
-    nm = NormalityModel.fit(clips, layout=LAYOUT, camera="gate/2", far=0.01)
-    assert nm.windows == 360
-    p = nm.save(camera_path(tmp_path, "gate/2"))
-    assert p.name == "gate_2.npz" and p.is_file()
-    back = NormalityModel.load(p)
-    assert back.camera == "gate/2" and back.threshold == pytest.approx(nm.threshold)
-    q = normal_rows(10, 9)
-    assert np.allclose(back.score(q), nm.score(q))
-
-
-def test_errors(tmp_path):
+def test_errors():
     with pytest.raises(NormalityError, match="too few"):
-        NormalityModel.fit(normal_rows(4, 0), layout=LAYOUT)
+        NormalityModel.fit([windows(5, 0)], FRAMES)
+    empty = [np.zeros((0, 2 + len(FEATURES)))] * 40
+    with pytest.raises(NormalityError, match="moving objects"):
+        NormalityModel.fit([empty], FRAMES)
+    with pytest.raises(NormalityError, match="values, expected"):
+        NormalityModel.fit([[np.zeros((3, 4))] * 40], FRAMES)
     with pytest.raises(NormalityError, match="far"):
-        NormalityModel.fit(normal_rows(100, 0), layout=LAYOUT, far=0.0)
-    nm = NormalityModel.fit(normal_rows(100, 0), layout=LAYOUT)
-    with pytest.raises(NormalityError, match="layout expects"):
-        nm.score(np.zeros((2, 10), np.float32))
-    bad = tmp_path / "x.npz"
-    np.savez(bad, meta=np.array('{"format": "other"}'), mean=np.zeros(1), scale=np.ones(1), bank=np.zeros(1))
-    with pytest.raises(NormalityError, match="not a normality model"):
-        NormalityModel.load(bad)
+        NormalityModel.fit([windows(40, 0)], FRAMES, far=1.0)
 
 
-def test_learning_period_fits_once_enough_windows_arrived(tmp_path):
-    from streamer.detect.normality import NormalityLearner
-
-    learner = NormalityLearner("cam", LAYOUT, windows=100, path=tmp_path / "cam.npz", far=0.05)
-    rows = normal_rows(130, 4)
-    assert learner.add(rows[:60]) is None and learner.progress == 0.6
-    model = learner.add(rows[60:110])
-    assert model is not None and model.windows == 110 and (tmp_path / "cam.npz").is_file()
-    assert learner.add(rows[110:]) is model
+def test_learner_fits_once_it_has_its_windows(tmp_path):
+    path = tmp_path / "cam.npz"
+    learner = NormalityLearner("cam", FRAMES, windows=40, path=path)
+    wins = windows(40, 5)
+    for w in wins[:-1]:
+        assert learner.add(w) is None
+    assert learner.progress == pytest.approx(39 / 40)
+    nm = learner.add(wins[-1])
+    assert nm is not None and nm.windows == 40 and path.exists() and learner.progress == 1.0
     with pytest.raises(NormalityError):
-        NormalityLearner("cam", LAYOUT, windows=3)
+        NormalityLearner("cam", FRAMES, windows=5)

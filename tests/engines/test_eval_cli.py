@@ -45,7 +45,7 @@ def spatial_model(tmp_path_factory) -> Path:
 
 def write_scene(path: Path, seconds: float, anomaly: tuple[float, float] | None = None, seed: int = 0) -> int:
     """A fixed dark scene with a small square walking across; during `anomaly` (s) a big bright block
-    crosses it. Returns the number of frames."""
+    crosses it fast. Returns the number of frames."""
     rng = np.random.default_rng(seed)
     bg = rng.integers(20, 60, (96, 128, 3), dtype=np.uint8)
     n = int(seconds * FPS)
@@ -58,7 +58,8 @@ def write_scene(path: Path, seconds: float, anomaly: tuple[float, float] | None 
             x = (i * 4) % 110
             img[40:52, x : x + 10] = 140
             if anomaly and anomaly[0] <= i / FPS < anomaly[1]:
-                img[20:80, 30:90] = 250
+                bx = int((i / FPS - anomaly[0]) * 50)  # 50 px/s, five times the walker
+                img[60:90, bx : bx + 30] = 250
             f = av.VideoFrame.from_ndarray(img, format="rgb24")
             f.pts, f.time_base = i, Fraction(1, FPS)
             for p in vs.encode(f):
@@ -114,7 +115,7 @@ def test_learn_normal_and_eval_anomaly(tmp_path, spatial_model, capsys):
                  "--hop", "0.25", "--out", str(tmp_path / "norm"), "--model", str(spatial_model), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     nm = NormalityModel.load(info["path"])
-    assert info["camera"] == "gate" and info["spatial"] and nm.camera == "gate"
+    assert info["camera"] == "gate" and info["objects"] > 0 and nm.camera == "gate"
     assert nm.windows == info["windows"] == 11  # 1 s windows every 0.25 s, ending by 3.6 s (--minutes 0.06)
     assert nm.threshold > 0
 

@@ -1,0 +1,94 @@
+"""Moving objects of a static camera and what they do: the features the normality model compares.
+
+Per sampled frame (grey, at most HEIGHT rows), against the previous sampled frame: the pixels that
+changed more than the noise does (frame difference, cleaned by morphology) grouped into connected
+components; each component large enough is an object. Its motion comes from dense optical flow (OpenCV
+DIS, ultrafast preset) inside it. An object is described by where it is, how big it is, how fast and in
+which direction it moves, and how much of its box moved:
+
+    x, y          box centre, fraction of the frame width / height
+    w, h          box size, fraction of the frame height
+    vx, vy        mean velocity inside the object, frame heights per second
+    speed, p90    median and 90th-percentile speed inside the object, frame heights per second
+    fill          changed pixels / box area
+
+Velocities are divided by the time between the two frames, so they do not depend on the frame rate or
+on which frames the windows sampled. Runs in the ingest process, on the frames the windows sample.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+HEIGHT = 240  # rows the flow is computed at (smaller frames are used as they are)
+MIN_DIFF = 8  # grey levels: a pixel changed when its difference is above this and above NOISE_K noise
+NOISE_K = 5.0
+MIN_AREA = 0.0008  # fraction of the frame: smaller components are noise
+MAX_GAP_S = 0.5  # frames further apart than this give no flow (a gap in the stream)
+OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))  # removes specks
+CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))  # joins the parts of one body
+FEATURES = ("x", "y", "w", "h", "vx", "vy", "speed", "p90", "fill")
+
+
+def detect_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) of the frames objects are found in: at most HEIGHT rows, even sizes."""
+    h = min(HEIGHT, height)
+    w = max(2, int(round(width * h / max(height, 1) / 2)) * 2)
+    return w, max(2, h // 2 * 2)
+
+
+class ObjectFinder:
+    """Feed frames in time order; `add` returns the objects of each frame, float32 [n, len(FEATURES)]."""
+
+    def __init__(self) -> None:
+        cv2.setNumThreads(1)  # one ingest process per camera: no thread pool of its own
+        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._prev: tuple[float, np.ndarray] | None = None
+        self._sws = None
+
+    def add_frame(self, t: float, frame) -> np.ndarray:
+        """A decoded av.VideoFrame at source time t (s)."""
+        from av.video.reformatter import VideoReformatter
+
+        if self._sws is None:
+            self._sws = VideoReformatter()
+        w, h = detect_size(frame.width, frame.height)
+        grey = self._sws.reformat(frame, width=w, height=h, format="gray", interpolation="BILINEAR").to_ndarray()
+        return self.add(t, grey)
+
+    def add(self, t: float, grey: np.ndarray) -> np.ndarray:
+        """A grey frame (uint8 [H, W]) at source time t (s)."""
+        grey = np.ascontiguousarray(grey)
+        prev, self._prev = self._prev, (t, grey)
+        if prev is None or not 0 < t - prev[0] <= MAX_GAP_S or prev[1].shape != grey.shape:
+            return np.zeros((0, len(FEATURES)), np.float32)
+        flow = self._flow.calc(prev[1], grey, None) / ((t - prev[0]) * grey.shape[0])  # heights per second
+        return objects(changed(prev[1], grey), flow)
+
+
+def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """uint8 mask of the pixels that changed between two grey frames more than the noise does."""
+    d = cv2.absdiff(cv2.GaussianBlur(a, (3, 3), 0), cv2.GaussianBlur(b, (3, 3), 0))
+    noise = 1.4826 * float(np.median(d))  # most of a static camera's picture does not change
+    mask = (d > max(MIN_DIFF, NOISE_K * noise)).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, OPEN)
+    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, CLOSE)
+
+
+def objects(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Objects of a change mask [H, W] with its flow [H, W, 2] (heights per second) -> float32 [n, len(FEATURES)]."""
+    h, w = mask.shape
+    speed = np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    rows = []
+    for i in range(1, n):
+        x0, y0, bw, bh, area = stats[i]
+        if area < MIN_AREA * h * w:
+            continue
+        inside = labels[y0 : y0 + bh, x0 : x0 + bw] == i
+        f = flow[y0 : y0 + bh, x0 : x0 + bw][inside]
+        p50, p90 = np.percentile(speed[y0 : y0 + bh, x0 : x0 + bw][inside], (50, 90))
+        rows.append(((x0 + bw / 2) / w, (y0 + bh / 2) / h, bw / h, bh / h, f[:, 0].mean(), f[:, 1].mean(),
+                     p50, p90, area / (bw * bh)))
+    return np.array(rows, np.float32).reshape(-1, len(FEATURES))
