@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,14 +29,10 @@ from pathlib import Path
 import numpy as np
 import redis
 
+from streamer.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "streamer" / "assets" / "demo.mp4"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(cameras: int, seconds: float, workdir: Path, thresholds: dict[str, float] | None = None) -> dict:

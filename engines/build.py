@@ -211,20 +211,25 @@ def cached_engine(cache_dir: str | Path, model: str, key: EngineKey) -> Path | N
     return path
 
 
-def find_engine(cache_dir: str | Path, want: EngineKey, max_batch: int) -> Path | None:
-    """A cached engine for `want`'s model, TensorRT, GPU and precision whose profile reaches `max_batch`
-    (the smallest such max batch first), or None. Engines for anything else are never returned."""
-    found: list[tuple[int, int, Path]] = []
+def cache_entries(cache_dir: str | Path) -> list[tuple[Path, EngineKey]]:
+    """(engine file, stored key) of every engine in the cache with a readable key file, by file name."""
+    out: list[tuple[Path, EngineKey]] = []
     for meta in sorted(Path(cache_dir).glob("*.json")):
         path = meta.with_suffix(".engine")
         if not path.is_file():
             continue
         try:
-            stored, _ = read_sidecar(path)
+            out.append((path, read_sidecar(path)[0]))
         except ModelLoadError:
             continue
-        if stored.same_build_target(want) and stored.batch_max >= max_batch:
-            found.append((stored.batch_max, -stored.batch_opt, path))
+    return out
+
+
+def find_engine(cache_dir: str | Path, want: EngineKey, max_batch: int) -> Path | None:
+    """A cached engine for `want`'s model, TensorRT, GPU and precision whose profile reaches `max_batch`
+    (the smallest such max batch first), or None. Engines for anything else are never returned."""
+    found = [(stored.batch_max, -stored.batch_opt, path) for path, stored in cache_entries(cache_dir)
+             if stored.same_build_target(want) and stored.batch_max >= max_batch]
     return min(found)[2] if found else None
 
 

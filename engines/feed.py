@@ -1,4 +1,4 @@
-"""The model input built from windows: one batch per call, in INPUT_NAMES order."""
+"""The model's input built from windows, and its logits as scores."""
 
 from __future__ import annotations
 
@@ -27,3 +27,8 @@ def windows_feed(windows: Sequence[WindowLike]) -> dict[str, np.ndarray]:
         INPUT_VIDEO_MASK: np.array([w.video_mask for w in windows], np.float32),
         INPUT_AUDIO_MASK: np.array([w.audio_mask for w in windows], np.float32),
     }
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Event scores in [0, 1] from `event_logits` (in float64: no overflow warning for large logits)."""
+    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))

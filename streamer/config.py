@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from streamer.detect.normality import DEFAULT_DIR, FOLDS
 from streamer.errors import ConfigError, redact, redact_text
+from streamer.net import REDIS_URL_ENV
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp")
-REDIS_URL_ENV = "STREAMER_REDIS_URL"
 SHARD_INDEX_ENV = "STREAMER_SHARD_INDEX"
 HTTP_TOKEN_ENV = "STREAMER_HTTP_TOKEN"
 
@@ -124,7 +124,7 @@ class HttpConfig(Strict):
 
 class EngineConfig(Strict):
     model: str | None = Field(None, description="Path to the ONNX model (its .json metadata beside it). Absent = the bundled default.")
-    backend: Literal["auto", "onnxruntime", "tensorrt", "torch"] = Field("auto", description="Runtime: auto tries TensorRT, ONNX Runtime CUDA, then ONNX Runtime CPU.")
+    backend: Literal["auto", "onnxruntime", "onnxruntime-cpu", "tensorrt", "torch"] = Field("auto", description="Runtime: auto tries TensorRT, ONNX Runtime CUDA, then ONNX Runtime CPU; onnxruntime-cpu never uses a GPU.")
     threads: int = Field(0, ge=0, description="Intra-op threads for CPU runtimes (0 = runtime default).")
     max_batch: int = Field(8, ge=1, le=256, description="Most windows inferred together, across cameras.")
     max_wait_ms: float = Field(20.0, ge=0, description="Longest a window waits for a batch to fill.")

@@ -15,7 +15,6 @@ import os
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from streamer.net import free_port
 from streamer.outputs.alerts import redis_ping
 from tests.media import make_clip
 
@@ -44,13 +44,6 @@ MEDIA = {
     "video_only.mp4": dict(seconds=4, video_codec="h264", audio_codec=None, flash_at=[2.0]),
     "audio_only.mkv": dict(seconds=4, video_codec=None, audio_codec="libopus", click_at=[2.0]),
 }
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(name="free_port")

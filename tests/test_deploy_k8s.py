@@ -165,11 +165,13 @@ def test_consumer_deployment_runs_a_claiming_group_member():
 
 def test_probes_hit_endpoints_the_http_server_has():
     from streamer.outputs import metrics
+    from streamer.web.server import HttpServer
 
     container = manifests()[("StatefulSet", "streamer")]["spec"]["template"]["spec"]["containers"][0]
     paths = {container[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")}
     assert paths == {"/readyz", "/healthz"}
-    port = metrics.serve("127.0.0.1", 0)
+    srv = HttpServer("127.0.0.1", 0).start()  # no pipeline attached
+    port = srv.port
 
     def status(path):
         try:
@@ -184,5 +186,6 @@ def test_probes_hit_endpoints_the_http_server_has():
         metrics.READY.set()
         assert status("/readyz") == 200 and status("/metrics") == 200
     finally:
+        srv.close()
         if not was_ready:
             metrics.READY.clear()

@@ -80,6 +80,7 @@ redis:
 detect:
   thresholds: {{{cls}: 2.0}}   # never over: events are opened on purpose
 anomaly: {{enabled: false}}
+engine: {{backend: onnxruntime-cpu}}   # the same on a GPU host
 """
 
 

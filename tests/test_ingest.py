@@ -11,6 +11,7 @@ from engines.spec import ModelSpec
 from streamer.errors import SourceError
 from streamer.ingest.clip import clip_windows
 from streamer.ingest.source import SourceOptions, SourceReader, probe_geometry
+from tests.conftest import free_port
 
 SPEC = ModelSpec(frames=8, height=64, width=64)
 
@@ -64,9 +65,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 
 def test_refused_rtsp_is_a_clear_error_with_redacted_password():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here after the socket closes
+    port = free_port()  # nothing listens here
     url = f"rtsp://admin:hunter2@127.0.0.1:{port}/cam"
     reader = SourceReader(url, "cam", probe_geometry(SPEC, 0.5), SourceOptions(open_timeout=3, stall_timeout=3))
     t = time.monotonic()

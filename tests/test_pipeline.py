@@ -14,6 +14,7 @@ import redis
 from streamer.config import parse_config
 from streamer.outputs.reader import last as read_stream
 from streamer.pipeline import Pipeline
+from tests.conftest import free_port
 from tests.outputs.schema import ALERT_SCHEMA
 
 ALERT_KEYS = {"schema_version", "id", "camera", "event", "state", "score", "start", "end", "time", "latency_ms", "model"}
@@ -31,6 +32,7 @@ def test_file_and_rtsp_cameras_alert_into_redis(redis_server, rtsp_server, media
         "redis": {"url": redis_server.url, "spool_dir": str(tmp_path / "spool")},
         "metrics": {"port": 0},
         "detect": {"thresholds": {"fight": 0.0}},  # every window is over threshold: one start alert per camera
+        "engine": {"backend": "onnxruntime-cpu"},  # the same on a GPU host
     })
     client = redis.Redis.from_url(redis_server.url)
     live = client.pubsub(ignore_subscribe_messages=True)
@@ -63,7 +65,7 @@ def test_file_and_rtsp_cameras_alert_into_redis(redis_server, rtsp_server, media
 def test_demo_exits_by_itself_and_serves_metrics(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamer.cli", "demo", "--duration", "12", "--metrics-port", str(port),
          "--threshold", "fight=0.9"],  # under the model's own (1 false alert/h), which the clip's fight stays below
@@ -87,13 +89,6 @@ def test_demo_exits_by_itself_and_serves_metrics(tmp_path):
     assert 'streamer_frames_decoded_total{camera="demo"}' in body.get("text", ""), "metrics endpoint did not answer"
     alerts = [json.loads(line) for line in out.splitlines()]
     assert any(a["event"] == "fight" and a["state"] == "start" for a in alerts), "the demo's fight raised no alert"
-    for alert in alerts:
+    for alert in alerts:  # not empty: a fight start is among them
+        jsonschema.validate(alert, ALERT_SCHEMA)
         assert alert["camera"] == "demo" and ALERT_KEYS <= set(alert)
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -21,6 +21,7 @@ import redis
 import yaml
 
 from streamer import procs
+from tests.conftest import free_port
 
 STOP_BUDGET_S = 3.0
 
@@ -127,12 +128,6 @@ def stream_ids(url: str) -> list[str]:
     return [f[b"id"].decode() for _id, f in client.xrange("streamer:alerts")]
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_to_the_main_pid_stops_everything_and_every_alert_is_delivered(sig, redis_server, media_dir, tmp_path):
     s = Streamer(tmp_path, base_cfg(tmp_path, media_dir, redis_server.url))
@@ -154,9 +149,9 @@ def test_signal_to_the_main_pid_stops_everything_and_every_alert_is_delivered(si
 
 def test_sigterm_with_sources_reconnecting_and_redis_down_spools_every_alert(rtsp_server, media_dir, tmp_path):
     stalled = rtsp_server(media_dir / "h264_aac.mp4")
-    cfg = base_cfg(tmp_path, media_dir, f"redis://127.0.0.1:{closed_port()}/0")
+    cfg = base_cfg(tmp_path, media_dir, f"redis://127.0.0.1:{free_port()}/0")
     cfg["cameras"] += [
-        {"id": "refused", "url": f"rtsp://viewer:secret@127.0.0.1:{closed_port()}/cam?token=tok3nXYZ", "open_timeout": 5},
+        {"id": "refused", "url": f"rtsp://viewer:secret@127.0.0.1:{free_port()}/cam?token=tok3nXYZ", "open_timeout": 5},
         {"id": "stalled", "url": stalled.url, "stall_timeout": 20, "open_timeout": 5},
     ]
     s = Streamer(tmp_path, cfg)

@@ -16,7 +16,7 @@ from engines.spec import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "onnxruntime-cpu", "torch")
 __all__ = ["BACKENDS", "TENSORRT_MISSING", "open_runtime", "tensorrt_importable"]
 
 
@@ -44,7 +44,7 @@ def open_runtime(model_path: str | Path = DEFAULT_MODEL, backend: str = "auto", 
 
     `auto` tries TensorRT (when importable and an engine was built for this GPU), then ONNX Runtime
     with CUDA (when that provider exists), then ONNX Runtime on the CPU, and logs what it chose and
-    why. `threads` sets the CPU intra-op threads (0: the backend's default). `max_batch`, `precision`
+    why. `onnxruntime` is ONNX Runtime with CUDA when it has the provider; `onnxruntime-cpu` the CPU only. `threads` sets the CPU intra-op threads (0: the backend's default). `max_batch`, `precision`
     and `engine_cache` choose the TensorRT engine from the cache `streamer engine build` fills.
     """
     model_path = Path(model_path)
@@ -61,6 +61,8 @@ def open_runtime(model_path: str | Path = DEFAULT_MODEL, backend: str = "auto", 
 
     if backend == "onnxruntime":
         return OnnxRuntime(model_path, device="cuda" if cuda_available() else "cpu", intra_op_threads=threads)
+    if backend == "onnxruntime-cpu":
+        return OnnxRuntime(model_path, device="cpu", intra_op_threads=threads)
 
     # auto
     if tensorrt_importable():

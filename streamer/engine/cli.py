@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -49,19 +50,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     sha = info["onnx_sha256"]
     info["engine_cache"] = str(cache)
     info["cached_engines"] = [
-        {"file": p.name, **{k: v for k, v in json.loads(p.read_text())["key"].items() if k != "onnx_sha256"}}
-        for p in sorted(cache.glob("*.json")) if p.with_suffix(".engine").is_file() and _key_sha(p) == sha
+        {"file": path.name, **{k: v for k, v in asdict(key).items() if k != "onnx_sha256"}}
+        for path, key in build.cache_entries(cache) if key.onnx_sha256 == sha
     ]
     info["default_profile"] = list(build.default_profile(max_batch))
     print(json.dumps(info, indent=2))
     return 0
-
-
-def _key_sha(meta: Path) -> str | None:
-    try:
-        return str(json.loads(meta.read_text())["key"]["onnx_sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

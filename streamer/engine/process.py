@@ -94,10 +94,6 @@ class Ready:
     pid: int
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-x.astype(np.float64)))
-
-
 def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any, stop: Any,
                 requests: Any = None, replies: Any = None, parent_pid: int | None = None, control: Any = None) -> None:
     """Entry point of the engine process."""
@@ -112,6 +108,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
     install_log_redaction()
     from engines import spec as espec
+    from engines.feed import sigmoid, windows_feed
     from engines.runtime.select import open_runtime
     from streamer.outputs import metrics as m
 
@@ -132,13 +129,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
     def infer(windows: list[Window]) -> list[tuple[np.ndarray, np.ndarray, float, float, int]]:
         """One runtime call; one row per window that the runtime returned (the batcher checks the count)."""
         t0 = time.monotonic()
-        feed = {
-            espec.INPUT_VIDEO: np.stack([w.video for w in windows]),
-            espec.INPUT_AUDIO: np.stack([w.audio for w in windows]),
-            espec.INPUT_VIDEO_MASK: np.array([w.video_mask for w in windows], np.float32),
-            espec.INPUT_AUDIO_MASK: np.array([w.audio_mask for w in windows], np.float32),
-        }
-        out = runtime.infer(feed)
+        out = runtime.infer(windows_feed(windows))
         logits, emb = out[espec.OUTPUT_LOGITS], out[espec.OUTPUT_EMBEDDING]
         if logits.shape[0] != emb.shape[0]:
             raise RuntimeError(f"the runtime returned {logits.shape[0]} logit rows but {emb.shape[0]} embeddings")
@@ -147,7 +138,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
         m.BATCH_SIZE.observe(len(windows))
         for w in windows:
             m.STAGE_LATENCY.labels("queue").observe(max(t0 - w.arrival, 0))
-        scores = _sigmoid(logits)
+        scores = sigmoid(logits)
         return [(scores[i], emb[i], t0, dt, len(windows)) for i in range(logits.shape[0])]
 
     batcher: Batcher[Window, tuple] = Batcher(infer, max_batch, opts.max_wait_ms, capacity=2 * max_batch)

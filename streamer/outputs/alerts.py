@@ -15,6 +15,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from streamer.net import REDIS_URL_ENV, free_port
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -134,7 +136,7 @@ class EmbeddedRedis:
                          port, carried)
             if not _port_free(port):
                 log.warning("port %d is taken by another program; the embedded Redis takes a free one", port)
-                port = _free_port()
+                port = free_port()
         exe = _redis_executable()
         args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", os.path.dirname(dbfile),
                 "--dbfilename", os.path.basename(dbfile), "--save", "", "--appendonly", "no", "--daemonize", "no",
@@ -277,15 +279,9 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def default_url() -> str:
     """Where `streamer alerts` looks without --redis: $STREAMER_REDIS_URL, a running demo's embedded Redis, localhost."""
-    env = os.environ.get("STREAMER_REDIS_URL")
+    env = os.environ.get(REDIS_URL_ENV)
     if env:
         return env
     try:

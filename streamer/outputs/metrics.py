@@ -43,15 +43,6 @@ ENGINE_INFO = Gauge("streamer_engine_info", "The engine in use (value 1).", ["ba
 READY = threading.Event()  # set once the pipeline has started (model loaded, Redis client made): /readyz can answer 200
 
 
-def serve(host: str, port: int, token: str | None = None) -> int:
-    """Start the process tree's one HTTP server (streamer/web/server.py: /metrics aggregating every process,
-    /healthz, /readyz, the API and the page) without a pipeline attached; returns the bound port. A port
-    that is taken (or an address that is not ours) is a ConfigError naming `http.port` / `http.host`."""
-    from streamer.web.server import HttpServer
-
-    return HttpServer(host, port, token).start().port
-
-
 def collect_samples() -> list:
     """Every sample of every process, as the endpoint would serve them."""
     registry = CollectorRegistry()

@@ -39,7 +39,7 @@ def rings():
 
 
 def opts(model=str(DEFAULT_MODEL), max_batch=8, max_wait_ms=10):
-    return EngineOptions(model, "onnxruntime", 1, max_batch, max_wait_ms)
+    return EngineOptions(model, "onnxruntime-cpu", 1, max_batch, max_wait_ms)  # CPU on a GPU host too
 
 
 def drain(client, until, timeout=30):

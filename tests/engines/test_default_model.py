@@ -35,7 +35,7 @@ def test_default_model_spec():
 
 
 def test_default_model_runs_on_cpu():
-    with open_runtime(DEFAULT_MODEL, backend="onnxruntime") as rt:
+    with open_runtime(DEFAULT_MODEL, backend="onnxruntime-cpu") as rt:
         out = rt.infer(random_feed(rt.spec, 2, masks=False))
     assert out[OUTPUT_LOGITS].shape == (2, 17)
     assert out[OUTPUT_EMBEDDING].shape == (2, rt.spec.embedding_dim)
@@ -44,7 +44,7 @@ def test_default_model_runs_on_cpu():
 
 def test_default_model_torch_weights_match():
     feed = random_feed(load_spec(DEFAULT_MODEL), 2, seed=3)
-    with open_runtime(DEFAULT_MODEL, backend="onnxruntime") as a, open_runtime(DEFAULT_MODEL, backend="torch") as b:
+    with open_runtime(DEFAULT_MODEL, backend="onnxruntime-cpu") as a, open_runtime(DEFAULT_MODEL, backend="torch") as b:
         diff = np.abs(a.infer(feed)[OUTPUT_LOGITS] - b.infer(feed)[OUTPUT_LOGITS]).max()
     assert diff <= 1e-4
 
@@ -67,7 +67,7 @@ def test_default_model_scores_the_demo_fight_above_the_quiet_street():
     ones: an untrained head would rank them at chance (0.5)."""
     spec = load_spec(DEFAULT_MODEL)
     windows = clip_windows(DEMO_CLIP, spec)
-    with open_runtime(DEFAULT_MODEL, backend="onnxruntime") as rt:
+    with open_runtime(DEFAULT_MODEL, backend="onnxruntime-cpu") as rt:
         logits = np.concatenate([rt.infer(windows_feed(windows[i:i + 8]))[OUTPUT_LOGITS]
                                  for i in range(0, len(windows), 8)])
     fight = logits[:, spec.classes.index("fight")]

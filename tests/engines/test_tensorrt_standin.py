@@ -24,6 +24,7 @@ import pytest
 
 from engines.errors import EngineError, InferenceError, InputError, ModelLoadError
 from engines.export import random_feed
+from engines.runtime.onnxruntime import cuda_available
 from engines.spec import (
     DEFAULT_MODEL,
     INPUT_AUDIO,
@@ -525,7 +526,7 @@ def test_selector_uses_tensorrt_when_an_engine_exists_and_falls_back_when_not(st
 
     assert tensorrt_importable()
     with open_runtime(DEFAULT_MODEL, backend="auto", threads=1) as rt:
-        assert rt.backend == "onnxruntime"  # nothing built yet: ONNX Runtime, with a warning that says why
+        assert rt.backend == ("onnxruntime-cuda" if cuda_available() else "onnxruntime")  # nothing built yet: ONNX Runtime, with a warning that says why
     assert "streamer engine build" in caplog.text
     build_engine(DEFAULT_MODEL, batch=(1, 4, 8))
     with open_runtime(DEFAULT_MODEL, backend="auto", max_batch=8) as rt:

@@ -9,6 +9,7 @@ import pytest
 
 from engines import build
 from engines.errors import BackendUnavailable, EngineError
+from engines.runtime.onnxruntime import cuda_available
 from engines.runtime.select import TENSORRT_MISSING, open_runtime, tensorrt_importable
 from engines.spec import DEFAULT_MODEL, INPUT_NAMES, load_spec
 
@@ -74,7 +75,7 @@ def test_tensorrt_backend_without_tensorrt_is_one_clear_line():
 
 def test_auto_falls_back_to_onnxruntime_without_tensorrt():
     with open_runtime(DEFAULT_MODEL, backend="auto", threads=1) as rt:
-        assert rt.backend == "onnxruntime"
+        assert rt.backend == ("onnxruntime-cuda" if cuda_available() else "onnxruntime")
 
 
 def test_calibration_records_real_windows_and_rebatches_them(tmp_path):

@@ -1,7 +1,6 @@
 """Alerts through a Redis server with an ACL user, and through one that speaks only TLS."""
 
 import shutil
-import socket
 import subprocess
 import time
 
@@ -12,15 +11,10 @@ from streamer.outputs.alerts import connect
 from streamer.outputs.reader import last
 from streamer.outputs.sink import AlertSink
 from streamer.outputs.spool import Spool
+from tests.conftest import free_port
 from tests.outputs.test_sink import alert
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(args, ready):
