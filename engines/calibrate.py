@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engines.cuda import cuda_call, import_cuda, import_tensorrt
 from engines.errors import EngineError
-from engines.spec import INPUT_AUDIO, INPUT_AUDIO_MASK, INPUT_NAMES, INPUT_VIDEO, INPUT_VIDEO_MASK
+from engines.feed import WindowLike, windows_feed
+from engines.spec import INPUT_NAMES, INPUT_VIDEO
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -30,15 +31,6 @@ if TYPE_CHECKING:
     from engines.pycuda_types import DeviceAllocation
 
 FILE_GLOB = "windows-*.npz"
-
-
-class WindowLike(Protocol):
-    """What calibration needs of a window (streamer.window.Window has these fields)."""
-
-    video: np.ndarray
-    audio: np.ndarray
-    video_mask: float
-    audio_mask: float
 
 
 def record(windows: Iterable[WindowLike], out_dir: str | Path, limit: int = 512, per_file: int = 64) -> int:
@@ -63,14 +55,8 @@ def record(windows: Iterable[WindowLike], out_dir: str | Path, limit: int = 512,
 
 
 def _save(path: Path, ws: list[WindowLike]) -> None:
-    arrays = {
-        INPUT_VIDEO: np.stack([w.video for w in ws]).astype(np.uint8, copy=False),
-        INPUT_AUDIO: np.stack([w.audio for w in ws]).astype(np.float32, copy=False),
-        INPUT_VIDEO_MASK: np.array([w.video_mask for w in ws], np.float32),
-        INPUT_AUDIO_MASK: np.array([w.audio_mask for w in ws], np.float32),
-    }
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+    np.savez(tmp, **windows_feed(ws))  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     tmp.replace(path)
 
 
