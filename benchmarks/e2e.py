@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
+from engines import spec as espec
 from streamer.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = {k: float(v) for k, v in (t.split("=", 1) for t in (args.threshold or ["fight=0.9"]))}
     out: dict = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
                  "thresholds": thresholds, "date": datetime.now().strftime("%Y-%m-%d"),
+                 "model_version": espec.load_spec(espec.DEFAULT_MODEL).version,  # the config names no model
                  "loadavg_before": round(os.getloadavg()[0], 2), "runs": {}}
     print(f"{'cameras':>8} {'alerts':>7} {'starts':>7} {'p50_ms':>8} {'p99_ms':>8} {'max_ms':>8} {'windows':>8} {'dropped':>8}")
     with tempfile.TemporaryDirectory() as tmp:

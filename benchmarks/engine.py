@@ -18,12 +18,14 @@ import json
 import os
 import platform
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engines import spec as espec
+from engines.feed import windows_feed
 from engines.runtime.select import open_runtime, tensorrt_importable
 from streamer.ingest.clip import clip_windows
 
@@ -38,12 +40,7 @@ def real_feeds(windows: list, batch: int) -> list[dict[str, np.ndarray]]:
     feeds = []
     for i in range(0, max(len(windows), batch), batch):
         ws = [windows[(i + j) % len(windows)] for j in range(batch)]
-        feeds.append({
-            espec.INPUT_VIDEO: np.stack([w.video for w in ws]),
-            espec.INPUT_AUDIO: np.stack([w.audio for w in ws]),
-            espec.INPUT_VIDEO_MASK: np.array([w.video_mask for w in ws], np.float32),
-            espec.INPUT_AUDIO_MASK: np.array([w.audio_mask for w in ws], np.float32),
-        })
+        feeds.append(windows_feed(ws))
     return feeds
 
 
@@ -86,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     out: dict = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                              "loadavg_before": [round(x, 2) for x in load_before]},
-                 "model": model.name, "model_version": spec.version, "clip": CLIP.name, "windows": len(windows),
+                 "model": model.name, "model_version": spec.version, "date": date.today().isoformat(),
+                 "clip": CLIP.name, "windows": len(windows),
                  "threads": args.threads, "baseline": "torch eager (same weights, same threads)", "rows": []}
     runtimes = {b: open_runtime(model, backend=b, threads=args.threads, max_batch=max(BATCHES)) for b in backends}
     try:

@@ -285,31 +285,30 @@ def histogram_p99(a: dict[float, float], b: dict[float, float], q: float = 0.99)
 
 # ---- regular alerts ---------------------------------------------------------------------------------
 
+def model_version() -> str:
+    """The version of the model `streamer run` loads (the bundled default: the soak's config names none)."""
+    from engines import spec as espec
+
+    return espec.load_spec(espec.DEFAULT_MODEL).version
+
+
 def regular_threshold(clip: Path, quantile: float = 0.7) -> tuple[str, float]:
     """A class and threshold that make the default model open and close events on every loop of the
     clip, whatever the model's own thresholds are: the class whose score varies most over the clip's
     windows (interquartile range), at its `quantile` over them. Scored here, once, on ONNX Runtime CPU."""
     from engines import spec as espec
+    from engines.feed import sigmoid, windows_feed
     from engines.runtime.select import open_runtime
     from streamer.ingest.clip import clip_windows
 
     spec = espec.load_spec(espec.DEFAULT_MODEL)
     windows = clip_windows(clip, spec)
-    rt = open_runtime(espec.DEFAULT_MODEL, backend="onnxruntime", threads=1, max_batch=8)
+    rt = open_runtime(espec.DEFAULT_MODEL, backend="onnxruntime-cpu", threads=1, max_batch=8)
     try:
-        logits = []
-        for i in range(0, len(windows), 8):
-            ws = windows[i:i + 8]
-            out = rt.infer({
-                espec.INPUT_VIDEO: np.stack([w.video for w in ws]),
-                espec.INPUT_AUDIO: np.stack([w.audio for w in ws]),
-                espec.INPUT_VIDEO_MASK: np.array([w.video_mask for w in ws], np.float32),
-                espec.INPUT_AUDIO_MASK: np.array([w.audio_mask for w in ws], np.float32),
-            })
-            logits.append(out[espec.OUTPUT_LOGITS])
+        logits = [rt.infer(windows_feed(windows[i:i + 8]))[espec.OUTPUT_LOGITS] for i in range(0, len(windows), 8)]
     finally:
         rt.close()
-    scores = 1.0 / (1.0 + np.exp(-np.concatenate(logits).astype(np.float64)))
+    scores = sigmoid(np.concatenate(logits))
     iqr = np.percentile(scores, 75, axis=0) - np.percentile(scores, 25, axis=0)
     k = int(np.argmax(iqr))
     return spec.classes[k], round(float(np.quantile(scores[:, k], quantile)), 4)
@@ -635,6 +634,7 @@ class Soak:
                         "python": platform.python_version(), "loadavg_before": [round(x, 2) for x in load_before],
                         "loadavg_after": [round(x, 2) for x in load_after]},
             "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "model_version": model_version(),
         }
 
     def close(self) -> None:

@@ -1,0 +1,195 @@
+"""README.md's benchmark tables, rendered from benchmarks/results/*.json.
+
+Each table stands in README.md between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, under a
+line naming its file, date, machine and model version. Text outside the markers is left alone.
+
+    python scripts/readme_tables.py           # rewrite the tables in README.md
+    python scripts/readme_tables.py --check   # exit 1, naming the tables, when README.md is out of date
+
+A new table: a function from the results dict to the table's lines, added to TABLES with its file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RESULTS = ROOT / "benchmarks" / "results"
+MODEL_SIDECAR = ROOT / "engines" / "weights" / "fusion.json"  # the shipped model's version
+
+
+def whole(x: float) -> str:
+    """Rounded half up (110.5 -> 111), as a person reads it."""
+    return str(int(x + 0.5))
+
+
+def bold(text: str, on: bool) -> str:
+    return f"**{text}**" if on else text
+
+
+def span(values: list[float], unit: str = " s") -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.2f}{unit}" if lo == hi else f"{lo:.2f}-{hi:.2f}{unit}"
+
+
+def source_line(file: str, res: dict, uses_model: bool = True) -> str:
+    """Where the numbers come from: file, date, machine and model version (flagged when not the shipped one)."""
+    m = res.get("machine", {})
+    machine = f"{m.get('cpus', '?')} CPUs {m.get('processor', '?')}"
+    machine += f", Python {m['python']}" if "python" in m else ""
+    date = str(res["date"])[:10] if "date" in res else "date not recorded"  # an ISO time keeps its day
+    if not uses_model:
+        model = "no model (decoding only)"
+    elif "model_version" not in res:
+        model = "model version not recorded"
+    else:
+        shipped = json.loads(MODEL_SIDECAR.read_text()).get("version")
+        model = f"model `{res['model_version']}`"
+        model += "" if res["model_version"] == shipped else f" (not the shipped model, `{shipped}`)"
+    return f"_From `benchmarks/results/{file}`: {date}, {machine}; {model}._"
+
+
+def ingest_table(res: dict) -> list[str]:
+    lines = [source_line("ingest.json", res, uses_model=False), "",
+             "| file | ffmpeg fps | naive fps (reference) | streamer fps | vs ffmpeg (target >= 0.9) | vs naive "
+             "| real-time streams | all frames fps |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in res.items():
+        if isinstance(row, dict) and "ffmpeg_fps" in row:
+            ratio = row["ratio_vs_ffmpeg"]
+            lines.append(f"| {name} | {row['ffmpeg_fps']:.1f} | {row['naive_fps']:.1f} | {row['streamer_fps']:.1f} | "
+                         f"{bold(f'{ratio:.2f}', ratio >= 0.9)} | {row['ratio_vs_naive']:.2f} | "
+                         f"{row['realtime_streams']:.1f} | {row['streamer_all_frames_fps']:.1f} |")
+    return lines
+
+
+def e2e_table(res: dict) -> list[str]:
+    lines = [source_line("e2e.json", res), "",
+             "| cameras | alerts | p50 ms | p99 ms (target <= 100 at 8) | windows | dropped |",
+             "|---|---|---|---|---|---|"]
+    for run in sorted(res["runs"].values(), key=lambda r: r["cameras"]):
+        p99 = bold(f"{run['p99_ms']:.1f}", run["cameras"] == 8 and run["p99_ms"] <= 100)
+        lines.append(f"| {run['cameras']} | {run['alerts']} | {run['p50_ms']:.1f} | {p99} | {run['windows']} | "
+                     f"{run['dropped_windows']} |")
+    return lines
+
+
+def engine_table(res: dict) -> list[str]:
+    rows = {(r["backend"], r["batch"]): r for r in res["rows"]}
+    batches = sorted({b for _, b in rows})
+    ort = [rows.get(("onnxruntime", b)) for b in batches]
+    torch = [rows.get(("torch", b)) for b in batches]
+
+    def cells(values: list[str]) -> str:
+        return " | ".join(values) + " |"
+
+    return [
+        source_line("engine.json", res), "",
+        "| backend | " + cells([f"batch {b}" for b in batches]),
+        "|---|" + "---|" * len(batches),
+        "| ONNX Runtime CPU, windows/s | " + cells([bold(whole(r["windows_per_s"]), b == 8) if r else "-"
+                                                  for r, b in zip(ort, batches)]),
+        "| torch eager, windows/s | " + cells([whole(r["windows_per_s"]) if r else "-" for r in torch]),
+        "| ONNX Runtime batch latency p50 / p99 ms | " + cells([f"{r['batch_ms_p50']:.1f} / {r['batch_ms_p99']:.1f}"
+                                                              if r else "-" for r in ort]),
+        "",
+        f"`ort_vs_torch_b8` = {res['ort_vs_torch_b8']:.2f} (target >= 1.5), `ort_windows_per_s_b8` = "
+        f"{whole(res['ort_windows_per_s_b8'])} (target >= 60 for v4).",
+    ]
+
+
+SOAK_FAULTS = [  # (kind, what the row says)
+    ("rtsp_restart", "RTSP server restart"),
+    ("camera_stall", "camera stalled 5 s"),
+    ("redis_restart", "Redis restart"),
+    ("redis_freeze", "Redis frozen 20 s"),
+    ("ingest_kill", "ingest process SIGKILLed"),
+    ("engine_kill", "engine SIGKILLed"),
+]
+
+
+def soak_table(res: dict) -> list[str]:
+    lines = [source_line("soak.json", res), "",
+             "| | measured | target |", "|---|---|---|",
+             f"| alerts accepted / delivered once / lost / duplicated | {res['alerts_accepted']} / "
+             f"{res['alerts_delivered_unique']} / **{res['alerts_lost']}** / **{res['alerts_duplicated']}** | "
+             "0 lost / 0 duplicated |"]
+    for kind, what in SOAK_FAULTS:
+        faults = [f for f in res["faults"] if f["kind"] == kind]
+        if not faults:
+            continue
+        took = sorted(f["recovery_s"] for f in faults)
+        measured = span(took) if took[-1] <= 5 else bold(", ".join(f"{t:.2f}" for t in took) + " s", True)
+        spooled = [f["spooled_max"] for f in faults if f.get("spooled_max")]
+        if spooled:
+            measured += (f" ({min(spooled)}-{max(spooled)} alerts spooled, all delivered within "
+                         f"{max(f['delivery_recovery_s'] for f in faults):.2f} s of the end)")
+        target = "<= 5 s" if took[-1] <= 5 else "<= 5 s: **not met**"
+        lines.append(f"| recovery, {what} (x{len(faults)}) | {measured} | {target} |")
+    first, last = res["p99_ms_first"], res["p99_ms_last"]
+    minutes = res["latency_window_s"] / 60
+    lines += [
+        f"| RSS growth after warm-up (summed RSS of streamer's processes) | {res['rss_growth_pct']:+.1f}% (PSS "
+        f"{res['pss_growth_pct']:+.1f}%; {whole(res['rss_mb_start'])} -> {whole(res['rss_mb_end'])} MB) | "
+        "<= 5% over 60 min |",
+        f"| e2e p99 of alerts, first / last {minutes:g} min | {whole(first)} / {whole(last)} ms (ratio "
+        f"{last / first:.2f}) | last <= 1.5x first |",
+        f"| stop on SIGINT at the end | {res['stop_s']:.2f} s, exit {res['streamer_exit_code']}, "
+        f"{len(res['leftover_processes']) or 'no'} process left | <= 3 s |",
+    ]
+    return lines
+
+
+TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
+    "ingest": ("ingest.json", ingest_table),
+    "e2e": ("e2e.json", e2e_table),
+    "engine": ("engine.json", engine_table),
+    "soak": ("soak.json", soak_table),
+}
+
+
+def region(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+
+
+def render(text: str, results: Path = RESULTS) -> tuple[str, list[str]]:
+    """`text` with every table region filled from its results file, and the names of the regions missing."""
+    missing = []
+    for name, (file, table) in TABLES.items():
+        pattern = region(name)
+        if not pattern.search(text):
+            missing.append(name)
+            continue
+        body = "\n".join(table(json.loads((results / file).read_text()))) + "\n"
+        text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+    return text, missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="only check that README.md is in sync")
+    args = p.parse_args(argv)
+    text = README.read_text()
+    new, missing = render(text)
+    if missing:
+        print(f"README.md has no region for {', '.join(missing)} (<!-- results:NAME --> ... <!-- /results:NAME -->)",
+              file=sys.stderr)
+        return 1
+    if new == text:
+        return 0
+    if args.check:
+        stale = [n for n in TABLES if region(n).search(text).group(0) != region(n).search(new).group(0)]  # type: ignore[union-attr]
+        print(f"README.md tables out of date: {', '.join(stale)}; run python scripts/readme_tables.py", file=sys.stderr)
+        return 1
+    README.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""README.md's benchmark tables are the ones scripts/readme_tables.py renders from benchmarks/results/."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "scripts" / "readme_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_readme_tables_are_in_sync_with_the_results_files():
+    rt = load_script()
+    text = (ROOT / "README.md").read_text()
+    new, missing = rt.render(text)
+    assert missing == [], f"README.md lacks the regions {missing}"
+    assert new == text, "README.md's tables differ from benchmarks/results/: run python scripts/readme_tables.py"
+
+
+def test_a_changed_result_changes_its_table_and_names_its_source(tmp_path):
+    rt = load_script()
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "benchmarks" / "results", results)
+    e2e = json.loads((results / "e2e.json").read_text())
+    e2e["runs"]["8"]["p99_ms"] = 123.4  # over the 100 ms target: no longer in bold
+    e2e["model_version"] = "9.9.9+test"
+    del e2e["date"]
+    (results / "e2e.json").write_text(json.dumps(e2e))
+    text = (ROOT / "README.md").read_text()
+    new, _ = rt.render(text, results)
+    table = rt.region("e2e").search(new).group(0)
+    assert "| 8 | 112 | 42.3 | 123.4 | 1401 | 0 |" in table
+    assert "date not recorded" in table and "model `9.9.9+test` (not the shipped model" in table
+    assert rt.region("engine").search(new).group(0) == rt.region("engine").search(text).group(0)  # others untouched
