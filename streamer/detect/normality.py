@@ -27,7 +27,7 @@ import json
 import logging
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +99,7 @@ class NormalityModel:
     windows: int  # normal windows learned from
     calibration: dict[str, float]
     k: int = K
+    _seen: dict[bytes, float] = field(default_factory=dict, repr=False, compare=False)  # the last call's objects
 
     # -- fitting ---------------------------------------------------------------------------------------
     @classmethod
@@ -140,9 +141,18 @@ class NormalityModel:
 
     # -- scoring ---------------------------------------------------------------------------------------
     def object_scores(self, objects: np.ndarray) -> np.ndarray:
-        """[n]: each object's mean distance to its K nearest normal objects."""
-        x = _check(objects)[:, 2:]
-        return _knn(((x - self.mean) / self.scale).astype(np.float32), self.bank, self.k)
+        """[n]: each object's mean distance to its K nearest normal objects. The objects of the previous call
+        are remembered: consecutive windows share half their frames, each object is searched for once."""
+        x = _check(objects)
+        keys = [r.tobytes() for r in np.delete(x, 1, axis=1)]  # frame time and features, not the slot
+        seen = self._seen
+        new = [i for i, key in enumerate(keys) if key not in seen]
+        d = np.array([seen.get(key, 0.0) for key in keys], np.float32)
+        if new:
+            z = ((x[new, 2:] - self.mean) / self.scale).astype(np.float32)
+            d[new] = _knn(z, self.bank, self.k)
+        self._seen = dict(zip(keys, d.tolist()))
+        return d
 
     def score_window(self, objects: np.ndarray) -> tuple[float, tuple[int, int] | None]:
         """A window's score (alert when >= `threshold`) and the (row, column) of its worst object's cell."""
