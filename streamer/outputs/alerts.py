@@ -9,17 +9,18 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Literal, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from streamer.net import REDIS_URL_ENV, free_port
+from streamer.outputs.alert_doc import Alert, AnomalyCell, Evidence, Latency, Reason, State
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 EMBEDDED_URL_FILE = os.path.join(os.path.expanduser("~"), ".cache", "streamer", "embedded-redis.url")
 DEFAULT_EMBEDDED_PORT = 6390
 
@@ -47,7 +48,7 @@ def make_alert(
     *,
     camera: str,
     event: str,
-    state: str,
+    state: State,
     score: float,
     start: float,
     end: float,
@@ -55,13 +56,14 @@ def make_alert(
     latency_ms: dict[str, float],
     model: ModelInfo,
     anomaly_score: float | None = None,
-    anomaly_cell: dict[str, int] | None = None,
-    evidence: dict[str, str] | None = None,
+    anomaly_cell: AnomalyCell | None = None,
+    evidence: Evidence | None = None,
     duration_s: float | None = None,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """The alert document (schema: streamer/schemas/alert.v1.json). `wall_end` is the wall-clock time of `end`."""
-    doc: dict[str, Any] = {
+    reason: Reason | None = None,
+) -> Alert:
+    """The alert document (streamer.outputs.alert_doc.Alert; schema streamer/schemas/alert.v1.json).
+    `wall_end` is the wall-clock time of `end`."""
+    doc: Alert = {
         "schema_version": SCHEMA_VERSION,
         "id": new_id(),
         "camera": camera,
@@ -74,12 +76,12 @@ def make_alert(
         "start_utc": utc(wall_end - (end - start)),
         "end_utc": utc(wall_end),
         "time": utc(time.time()),
-        "latency_ms": {k: round(v, 2) for k, v in latency_ms.items()},
+        "latency_ms": cast(Latency, {k: round(v, 2) for k, v in latency_ms.items()}),  # its keys: the stage names
         "model": {"name": model.name, "version": model.version, "backend": model.backend},
         "evidence": evidence or {},
     }
     if anomaly_cell is not None:
-        doc["anomaly_cell"] = dict(anomaly_cell)
+        doc["anomaly_cell"] = AnomalyCell(**anomaly_cell)
     if duration_s is not None:
         doc["duration_s"] = round(duration_s, 3)
     if reason is not None:
