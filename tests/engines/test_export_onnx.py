@@ -10,7 +10,7 @@ from engines.export import ALLOWED_OPS, check_parity, graph_ops, random_feed
 from engines.spec import INPUT_NAMES, OUTPUT_NAMES, load_spec
 
 
-def test_parity_dynamic_batch(tiny_model, tiny_onnx, tiny_spec):
+def test_exported_graph_matches_torch_at_batches_1_and_3(tiny_model, tiny_onnx, tiny_spec):
     reports = check_parity(tiny_model, tiny_onnx, tiny_spec, batches=(1, 3), atol=1e-4)
     assert [r.batch for r in reports] == [1, 3]
     assert all(r.max_abs_diff_logits <= 1e-4 for r in reports)
@@ -41,7 +41,7 @@ def test_ort_batch_5_matches_torch_per_row(tiny_model, tiny_onnx, tiny_spec):
     assert np.abs(ref - logits).max() <= 1e-4
 
 
-def test_parity_failure_is_reported(tiny_model, tiny_onnx, tiny_spec, tiny_arch):
+def test_a_graph_that_differs_from_torch_is_reported(tiny_model, tiny_onnx, tiny_spec, tiny_arch):
     from engines.model import FusionNet
 
     other = FusionNet(tiny_spec, tiny_arch).eval()

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from engines import spec as espec
+from engines.feed import windows_feed
 from engines.runtime.onnxruntime import OnnxRuntime
 from engines.runtime.torch import TorchRuntime
 from streamer.ingest.clip import clip_windows
@@ -14,12 +15,7 @@ DEMO = Path(__file__).resolve().parents[2] / "streamer" / "assets" / "demo.mp4"
 
 def test_ort_and_torch_agree_on_real_windows():
     ws = clip_windows(DEMO, espec.load_spec(espec.DEFAULT_MODEL))[:8]
-    feed = {
-        espec.INPUT_VIDEO: np.stack([w.video for w in ws]),
-        espec.INPUT_AUDIO: np.stack([w.audio for w in ws]),
-        espec.INPUT_VIDEO_MASK: np.array([w.video_mask for w in ws], np.float32),
-        espec.INPUT_AUDIO_MASK: np.array([w.audio_mask for w in ws], np.float32),
-    }
+    feed = windows_feed(ws)
     assert feed[espec.INPUT_AUDIO_MASK].all() and feed[espec.INPUT_VIDEO_MASK].all()
     with OnnxRuntime(espec.DEFAULT_MODEL) as ort, TorchRuntime(espec.DEFAULT_MODEL) as torch_rt:
         a, b = ort.infer(feed), torch_rt.infer(feed)
