@@ -51,7 +51,6 @@ import re
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from streamer.net import free_port  # on 127.0.0.1, the HOST of everything here
 from streamer.outputs.alerts import redis_ping
 from streamer.procs import popen_preexec  # children get SIGKILL when the soak dies, however it dies
 
@@ -82,12 +82,6 @@ FAULTS = ("rtsp_restart", "camera_stall", "redis_restart", "redis_freeze", "inge
 
 def log(msg: str) -> None:
     print(f"soak: {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _signal(proc: subprocess.Popen | None, sig: int) -> None:

@@ -125,14 +125,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_key(onnx_path: str | Path, *, tensorrt_version: str, gpu: str, compute_capability: str,
              precision: str = DEFAULT_PRECISION, batch: tuple[int, int, int] = (1, 4, 8)) -> EngineKey:
     """The key of an ONNX model (hashes the file and its external weight files, then calls `engine_key`)."""
