@@ -21,6 +21,7 @@ import platform
 import shutil
 import subprocess
 import time
+from datetime import date
 from fractions import Fraction
 from pathlib import Path
 
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     spec = ModelSpec()
     results: dict = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                                 "python": platform.python_version(), "av": av.__version__}, "threads": args.threads}
+                                 "python": platform.python_version(), "av": av.__version__}, "threads": args.threads,
+                     "date": date.today().isoformat()}
     print(f"{'file':10} {'ffmpeg_fps':>11} {'streamer_fps':>13} {'vs_ffmpeg':>10} {'realtime':>9} {'all_frames_fps':>15} {'naive_fps(ref)':>15}")
     for name, (_w, _h, fps) in FILES.items():
         path = make_media(name, args.seconds)

@@ -3,6 +3,7 @@ consistent with the ones it is derived from."""
 
 import json
 import math
+import re
 
 import pytest
 
@@ -16,6 +17,7 @@ def test_ingest_benchmark_reports_consistent_numbers(tmp_path, monkeypatch):
     out = tmp_path / "ingest.json"
     assert ingest.main(["--seconds", "2", "--repeat", "1", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", res["date"]) and res["machine"]["cpus"] >= 1  # the README table's caption
     for name, (_w, _h, fps) in ingest.FILES.items():
         row = res[name]
         for key in KEYS:
