@@ -21,4 +21,4 @@ class Window:
     window_s: float = 0.0  # time spent assembling the window (frame conversion, stacking)
     keyframe: np.ndarray | None = None  # uint8 [h, w, 3] RGB evidence frame (the newest), when asked for
     objects: np.ndarray | None = None  # float64 [n, 2 + F]: moving objects of the sampled frames, when asked for
-    objects_s: float = 0.0  # time spent finding them
+    objects_s: float = 0.0  # CPU time spent finding them

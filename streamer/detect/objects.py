@@ -18,6 +18,8 @@ on which frames the windows sampled. Runs in the ingest process, on the frames t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -50,16 +52,16 @@ class ObjectFinder:
 
     def add_frame(self, t: float, frame) -> np.ndarray:
         """A decoded av.VideoFrame at source time t (s)."""
-        from av.video.reformatter import VideoReformatter
-
         w, h = detect_size(frame.width, frame.height)
         if (w, h) == (frame.width, frame.height) and frame.format.name in LUMA_FIRST:
             plane = frame.planes[0]  # the luma plane is the grey picture
             grey = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w].copy()
-        else:
+        else:  # swscale's area average: 0.3 ms from 1080p
+            from av.video.reformatter import VideoReformatter
+
             if self._sws is None:
                 self._sws = VideoReformatter()
-            grey = self._sws.reformat(frame, width=w, height=h, format="gray", interpolation="BILINEAR").to_ndarray()
+            grey = self._sws.reformat(frame, width=w, height=h, format="gray", interpolation="AREA").to_ndarray()
         return self.add(t, grey)
 
     def add(self, t: float, grey: np.ndarray) -> np.ndarray:
@@ -68,11 +70,15 @@ class ObjectFinder:
         prev, self._prev = self._prev, (t, grey)
         if prev is None or not 0 < t - prev[0] <= MAX_GAP_S or prev[1].shape != grey.shape:
             return np.zeros((0, len(FEATURES)), np.float32)
-        # flow at half size (the ultrafast preset works on blocks anyway), back to full size
-        h, w = grey.shape
-        half = [cv2.resize(g, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for g in (prev[1], grey)]
+        return objects(changed(prev[1], grey), lambda: self.flow(prev[1], grey, t - prev[0]))
+
+    def flow(self, a: np.ndarray, b: np.ndarray, dt: float) -> np.ndarray:
+        """Dense flow from a to b in frame heights per second: at half size (the ultrafast preset works
+        on blocks anyway), back to full size."""
+        h, w = a.shape
+        half = [cv2.resize(g, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for g in (a, b)]
         flow = cv2.resize(self._flow.calc(half[0], half[1], None), (w, h), interpolation=cv2.INTER_LINEAR)
-        return objects(changed(prev[1], grey), flow * (2.0 / ((t - prev[0]) * h)))  # heights per second
+        return flow * (2.0 / (dt * h))
 
 
 def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -85,8 +91,9 @@ def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, CLOSE)
 
 
-def objects(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Objects of a change mask [H, W] with its flow [H, W, 2] (heights per second) -> float32 [n, len(FEATURES)]."""
+def objects(mask: np.ndarray, motion: Callable[[], np.ndarray]) -> np.ndarray:
+    """Objects of a change mask [H, W] -> float32 [n, len(FEATURES)]. `motion()` gives the flow [H, W, 2] in
+    heights per second; it is only computed when something moved."""
     h, w = mask.shape
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     keep = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= MIN_AREA * h * w)
@@ -95,7 +102,7 @@ def objects(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
         return np.zeros((0, len(FEATURES)), np.float32)
     ys, xs = np.nonzero(labels)
     lab = labels[ys, xs]
-    f = flow[ys, xs]
+    f = motion()[ys, xs]
     speed = np.sqrt(f[:, 0] ** 2 + f[:, 1] ** 2)
     count = np.bincount(lab, minlength=n)[keep]
     vx, vy = (np.bincount(lab, f[:, i], minlength=n)[keep] / count for i in (0, 1))

@@ -41,7 +41,7 @@ def _headline(m: dict, ev: dict | None) -> list[str]:
         ]
         if ev.get("anomaly"):
             a = ev["anomaly"]
-            rows.append(f"| UCSD Ped2 frame AUC (per-camera normality on the embedding's grid) | test clips 01-03 "
+            rows.append(f"| UCSD Ped2 frame AUC (per-camera normality of moving objects, no engine) | test clips 01-03 "
                         f"({a['frames']} frames) | {a['auc']:.3f} | reported |")
     else:
         rows += [f"| UrbanSound8K clip accuracy | fold 2 | **{_f(v.get('urbansound8k_accuracy'))}** | >= 0.85 |",
