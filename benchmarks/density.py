@@ -24,16 +24,19 @@ breaks, then is bisected (`--steps` steps at most); `cameras_realtime` is the la
 on a shared machine (Linux gives each session's process group a fair share, whatever its nice value)
 the benchmark gets what is left, and says so.
 
-CPU per stage, over the measuring period, from /proc/<pid>/task/<tid>/stat (utime + stime) of every
-process: `decode` = the ingest processes' FFmpeg decoder threads (named av:<codec>:df<n>); `windowing` =
-the windows' own conversion and stacking time (Window.window_s, spent on the ingest main thread);
+CPU per stage, over the measuring period, from /proc/<pid>/stat and /proc/<pid>/task/<tid>/stat (utime +
+stime) of every process: `decode` = the ingest processes' FFmpeg decoder threads (named av:<codec>:df<n>;
+those that exited during the period too: video decoding, with FFmpeg's frame threads as the ingest
+sets them); `windowing` = the windows' own conversion and stacking time (Window.window_s, on the
+ingest main thread; wall clock, so on a busy machine it includes preemption, capped at that thread's
+CPU time);
 `ingest_other` = the rest of the ingest processes (demux, per-packet Python, audio decode and
 resampling, ring writes, the queue feeder thread; for a substream also the main stream's reader);
 `engine` = the engine process; `detection_delivery` = the main process (detection, events, alert
 hand-off, stats; the benchmark's sampling thread excluded) plus redis-server.
 
 `decode_only_bound`: as many processes as CPUs each decode the same camera (video and audio; with a
-substream: the substream fully and the main stream's keyframes) with ingest's thread settings
+substream: the substream fully and the main stream's keyframes) with the ingest's thread settings
 (thread_type AUTO, FFmpeg's thread count) as fast as they can for `--decode-s`; the bound is the stream
 seconds decoded per wall second, summed: how many such cameras decoding alone keeps up with.
 """
@@ -77,7 +80,7 @@ def media(case: str, seconds: float) -> tuple[Path, Path | None]:
 
 
 # ---- decode only ------------------------------------------------------------------------------------
-def _decode_worker(main: str, detect: str | None, seconds: float) -> dict:
+def _decode_worker(main: str, detect: str | None, seconds: float, threads: int = 0) -> dict:
     """One camera's decoding, as fast as it goes, for `seconds` of wall time: stream seconds decoded."""
     import av
 
@@ -86,6 +89,8 @@ def _decode_worker(main: str, detect: str | None, seconds: float) -> dict:
         streams = list(c.streams.video[:1]) + list(c.streams.audio[:1])
         for s in streams:
             s.thread_type = "AUTO"
+            if threads:
+                s.codec_context.thread_count = threads
         if keyframes_only:
             c.streams.video[0].codec_context.skip_frame = "NONKEY"
             streams = streams[:1]
@@ -122,13 +127,15 @@ def _decode_worker(main: str, detect: str | None, seconds: float) -> dict:
 def decode_only_bound(main: Path, detect: Path | None, seconds: float, workers: int) -> dict:
     from streamer.procs import popen_preexec  # children get SIGKILL when the benchmark dies, however it dies
 
-    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.density", "--_decode", str(main), str(detect or ""), str(seconds)],
+    threads = 0  # the ingest's setting: FFmpeg's choice (frame threads)
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.density", "--_decode", str(main), str(detect or ""), str(seconds),
+                               str(threads)],
                               stdout=subprocess.PIPE, text=True, preexec_fn=popen_preexec) for _ in range(workers)]
     t0 = time.monotonic()
     outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     wall = time.monotonic() - t0
     per = [o["stream_s"] / seconds for o in outs]
-    return {"decode_only_bound": round(sum(per), 2), "workers": workers, "seconds": seconds,
+    return {"decode_only_bound": round(sum(per), 2), "workers": workers, "seconds": seconds, "decoder_threads": threads,
             "per_worker": [round(x, 2) for x in per], "wall_s": round(wall, 1)}
 
 
@@ -276,10 +283,12 @@ def _step(spec: dict) -> dict:
     due = n * period / HOP
     arr = np.asarray(lat) if lat else np.asarray([np.nan])
     cpu = result.get("cpu", {})
-    ingest_total = cpu.get("decode", 0.0) + cpu.get("ingest_main_thread", 0.0) + cpu.get("ingest_threads", 0.0)
-    windowing = min(sums["window_s"], cpu.get("ingest_main_thread", 0.0))
-    stages = {"decode": cpu.get("decode", 0.0), "windowing": windowing,
-              "ingest_other": ingest_total - cpu.get("decode", 0.0) - windowing,
+    main_thread = cpu.get("ingest_main_thread", 0.0)
+    ingest_total = cpu.get("decode", 0.0) + main_thread + cpu.get("ingest_threads", 0.0)
+    decode = cpu.get("decode", 0.0)  # FFmpeg's frame threads
+    windowing = min(sums["window_s"], main_thread)
+    stages = {"decode": decode, "windowing": windowing,
+              "ingest_other": ingest_total - decode - windowing,
               "engine": cpu.get("engine", 0.0), "detection_delivery": cpu.get("main", 0.0) + cpu.get("redis", 0.0)}
     total = sum(stages.values())
     result.update(
@@ -384,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_step(json.loads(argv[1]))), flush=True)
         return 0
     if argv[:1] == ["--_decode"]:
-        print(json.dumps(_decode_worker(argv[1], argv[2] or None, float(argv[3]))), flush=True)
+        print(json.dumps(_decode_worker(argv[1], argv[2] or None, float(argv[3]), int(argv[4]))), flush=True)
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", default=None, help="write the results to this file")

@@ -104,6 +104,36 @@ def engine_table(res: dict) -> list[str]:
     ]
 
 
+DENSITY_CASES = {"720p25": "720p25", "1080p30": "1080p30", "1080p30+360p": "1080p30 main + 640x360 substream"}
+
+
+def density_table(res: dict) -> list[str]:
+    st = res["settings"]
+    lines = [source_line("density.json", res), "",
+             "| camera | cameras in real time | e2e p99 ms there | decode-only bound | ratio (target >= 0.9) | "
+             "CPU share there: decode / windowing / ingest other / engine / detection+delivery | machine busy % there |",
+             "|---|---|---|---|---|---|---|"]
+    for case, r in res["cases"].items():
+        share = r.get("cpu_share_at_max")
+        at = next((s for s in r["steps"] if s["cameras"] == r["cameras_realtime"]), {})
+        cells = [DENSITY_CASES.get(case, case), str(r["cameras_realtime"]),
+                 f"{r['p99_ms_at_max']:.1f}" if r.get("p99_ms_at_max") is not None else "-",
+                 f"{r['decode_only_bound']:.1f}",
+                 bold(f"{r['ratio_to_bound']:.2f}", (r["ratio_to_bound"] or 0) >= 0.9),
+                 " / ".join(f"{share[k]:.2f}" for k in ("decode", "windowing", "ingest_other", "engine", "detection_delivery"))
+                 if share else "-",
+                 f"{at['machine_busy_pct']:.0f}" if "machine_busy_pct" in at else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    steps = "; ".join(f"{case}: " + ", ".join(f"{s['cameras']} {'ok' if s['realtime'] else 'no'} ({s['p99_ms']:.0f} ms"
+                                                + (f", {s['dropped']} dropped" if s.get("dropped") else "") + ")"
+                                                if "p99_ms" in s else f"{s['cameras']} failed to run"
+                                                for s in r["steps"])
+                      for case, r in res["cases"].items())
+    lines += ["", f"Steps (cameras, real time or not, e2e p99): {steps}. Measuring period {st['measure_s']:g} s per step "
+                  f"after {st['warm_s']:g} s of warm-up; load average {res['loadavg_before']:.1f} before the run."]
+    return lines
+
+
 SOAK_FAULTS = [  # (kind, what the row says)
     ("rtsp_restart", "RTSP server restart"),
     ("camera_stall", "camera stalled 5 s"),
@@ -151,6 +181,7 @@ TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "e2e": ("e2e.json", e2e_table),
     "engine": ("engine.json", engine_table),
     "soak": ("soak.json", soak_table),
+    "density": ("density.json", density_table),
 }
 
 
