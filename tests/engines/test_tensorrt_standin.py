@@ -22,19 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engines import spec as espec
 from engines.errors import EngineError, InferenceError, InputError, ModelLoadError
 from engines.export import random_feed
 from engines.runtime.onnxruntime import cuda_available
-from engines.spec import (
-    DEFAULT_MODEL,
-    INPUT_AUDIO,
-    INPUT_AUDIO_MASK,
-    INPUT_NAMES,
-    INPUT_VIDEO,
-    INPUT_VIDEO_MASK,
-    OUTPUT_NAMES,
-    load_spec,
-)
+from engines.spec import DEFAULT_MODEL, INPUT_NAMES, OUTPUT_NAMES, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = load_spec(DEFAULT_MODEL)
@@ -423,9 +415,9 @@ def standin(monkeypatch, tmp_path):
 def standin_outputs(feed: dict[str, np.ndarray], widths: dict[str, int]) -> dict[str, np.ndarray]:
     """What the stand-in engine computes: per window, numbers that depend on each of its inputs, so a
     window whose inputs or outputs went to another row, or were cut short, shows up."""
-    n = len(feed[INPUT_VIDEO])
-    base = (feed[INPUT_VIDEO].reshape(n, -1).mean(axis=1) / 255 + feed[INPUT_AUDIO].mean(axis=1)
-            + 2 * feed[INPUT_VIDEO_MASK] + 3 * feed[INPUT_AUDIO_MASK])
+    n = len(feed[espec.INPUT_VIDEO])
+    base = (feed[espec.INPUT_VIDEO].reshape(n, -1).mean(axis=1) / 255 + feed[espec.INPUT_AUDIO].mean(axis=1)
+            + 2 * feed[espec.INPUT_VIDEO_MASK] + 3 * feed[espec.INPUT_AUDIO_MASK])
     return {name: (base[:, None] * np.arange(1, w + 1)).astype(np.float32) for name, w in widths.items()}
 
 
