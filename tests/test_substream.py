@@ -99,3 +99,21 @@ def test_start_alert_evidence_has_the_main_streams_resolution(pair, redis_server
         shapes[cam] = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR).shape[:2]
     assert shapes["sub"] == (MAIN[1], MAIN[0])  # the main stream's resolution
     assert shapes["plain"] == (96 * 320 // 160, 320)  # evidence.jpeg_width, as before
+
+
+def test_live_rtsp_substream_takes_audio_and_keyframes_from_the_main_stream(pair, rtsp_server):
+    main, sub, _ = pair
+    main_srv, sub_srv = rtsp_server(main), rtsp_server(sub)
+    reader = SourceReader(sub_srv.url, "c", probe_geometry(ModelSpec(), 0.5),
+                          SourceOptions(main_url=main_srv.url, keyframe_width=1920, open_timeout=5, stall_timeout=5))
+    windows = []
+    for w in reader.windows():
+        windows.append(w)
+        if len(windows) == 8:
+            break
+    assert reader._main is not None and reader._main.live and reader._main.has_audio
+    assert all(w.video_mask == 1.0 for w in windows)
+    late = windows[3:]  # past the main stream's first keyframe (one a second)
+    assert all(w.keyframe.shape == (MAIN[1], MAIN[0], 3) for w in late)
+    assert sum(w.audio_mask for w in late) >= len(late) - 1  # the main stream's audio, live
+    assert reader._main._thread.is_alive() is False  # leaving the generator closed the main stream's reader
