@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from streamer.detect.normality import DEFAULT_DIR
+from engines.runtime.select import BACKENDS
+from streamer.detect.normality import DEFAULT_DIR, DEFAULT_FAR
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def cmd_learn_normal(args: argparse.Namespace) -> int:
 
 def _common(s: argparse.ArgumentParser) -> None:
     s.add_argument("--model", default=None, help="ONNX model with its .json sidecar (default: the bundled one)")
-    s.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "tensorrt"), default="onnxruntime",
+    s.add_argument("--backend", choices=BACKENDS, default="onnxruntime",
                    help="engine backend (default onnxruntime)")
     s.add_argument("--threads", type=int, default=0, help="CPU threads for the engine (0: the backend's choice)")
     s.add_argument("--hop", type=float, default=0.5, help="window hop in seconds (the pipeline's default 0.5)")
@@ -141,7 +142,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--where", action="append", metavar="COLUMN=VALUE",
                    help="classify: only rows of labels.csv with this value (repeatable), e.g. fold=2")
     s.add_argument("--workers", type=int, default=2, help="decoding processes")
-    s.add_argument("--far", type=float, default=0.01, help="anomaly: false-alarm rate the threshold is set for")
+    s.add_argument("--far", type=float, default=DEFAULT_FAR, help="anomaly: false-alarm rate the threshold is set for")
     _common(s)
     s.set_defaults(fn=cmd_eval)
 
@@ -152,8 +153,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    f"a file, {LIVE_DEFAULT_MINUTES:g} of a live URL)")
     s.add_argument("--out", default=DEFAULT_DIR, help=f"folder of per-camera models (default {DEFAULT_DIR}, where `streamer run` looks)")
     s.add_argument("--out-file", default=None, help="exact output path instead of <out>/<camera>.npz")
-    s.add_argument("--far", type=float, default=0.01, help="false-alarm rate (fraction of normal windows) the "
-                   "threshold is calibrated to (default 0.01)")
+    s.add_argument("--far", type=float, default=DEFAULT_FAR, help="false-alarm rate (fraction of normal windows) the "
+                   f"threshold is calibrated to (default {DEFAULT_FAR:g})")
     _common(s)
     s.set_defaults(fn=cmd_learn_normal)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.feed import sigmoid
 from engines.metrics import average_precision, roc_auc
 from engines.spec import (
     DEFAULT_MODEL,
@@ -34,6 +35,7 @@ from engines.spec import (
     ModelSpec,
     load_spec,
 )
+from streamer.detect.normality import DEFAULT_FAR
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,7 @@ def run_model(runtime, clip: ClipWindows, batch: int = 16) -> tuple[np.ndarray, 
     scores, embs = [], []
     for s in range(0, len(clip.start), batch):
         out = runtime.infer(clip.feed(slice(s, s + batch)))
-        scores.append(1.0 / (1.0 + np.exp(-out[OUTPUT_LOGITS].astype(np.float64))))
+        scores.append(sigmoid(out[OUTPUT_LOGITS]))
         embs.append(out[OUTPUT_EMBEDDING])
     return np.concatenate(scores).astype(np.float32), np.concatenate(embs).astype(np.float32)
 
@@ -292,7 +294,7 @@ def _objects_job(args: tuple[Path, ModelSpec, float]) -> tuple[np.ndarray, np.nd
 
 
 def evaluate_anomaly(folder: str | Path, model: str | Path = DEFAULT_MODEL, hop: float = DEFAULT_HOP,
-                     far: float = 0.01, workers: int = 2, progress: bool = False) -> dict:
+                     far: float = DEFAULT_FAR, workers: int = 2, progress: bool = False) -> dict:
     """Learn normal from `<folder>/train/*`, score every decoded frame of `<folder>/test/*`.
 
     Returns {"frames", "auc", ...}: micro ROC AUC over all labelled test frames, plus the alert rate
