@@ -172,6 +172,14 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")) / 1024
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return 0.0
+
+
 def _machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of the whole machine, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -263,6 +271,7 @@ def _step(spec: dict) -> dict:
             state["measuring"] = False
             snap1, t1 = _snapshot(pids), time.monotonic()
             dropped1 = sum(stats_mod._by_camera("streamer_windows_dropped_total").values())
+            result["rss_mb"] = {role: round(sum(_rss_mb(p) for p in ps), 1) for role, ps in pids.items()}
             result.update(period_s=round(t1 - t0, 2), cpu=_delta(snap0, snap1, threading.get_native_id()),
                           dropped=int(dropped1 - dropped0), loadavg=round(os.getloadavg()[0], 2))
         except Exception as e:  # reported, not hidden

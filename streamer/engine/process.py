@@ -245,7 +245,10 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
                 continue
             with kept_lock:
                 if camera in kept:  # not a camera detached meanwhile
-                    kept[camera].append((w.start, w.keyframe, w.audio if w.audio_mask else None))
+                    keyframe = w.keyframe
+                    if keyframe is None and w.video_mask and kept[camera]:  # a substream camera's main keyframe,
+                        keyframe = kept[camera][-1][1]  # sent with the first window after it changed: still the newest
+                    kept[camera].append((w.start, keyframe, w.audio if w.audio_mask else None))
             w.video, w.audio, w.keyframe = empty, empty_audio, None
             if not send(("result", Result(w, scores, emb, t0, dt, n))):
                 return

@@ -99,6 +99,7 @@ class SourceReader:
         self._sws_key = VideoReformatter()
         self._main = None  # MainStream when opts.main_url
         self._main_t = 0.0  # the detect stream's newest frame time (the main keyframe to take)
+        self._main_sent = None  # the main keyframe the last window carried
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
         return self._sws.reformat(frame, width=self.geo.width, height=self.geo.height, format="rgb24",
@@ -109,6 +110,9 @@ class SourceReader:
         if self._main is not None:  # the main stream's keyframe; the detect frame's (no larger) until it has one
             main = self._main.keyframe(self._main_t)
             if main is not None:
+                if main is self._main_sent:  # unchanged (a keyframe every GOP): not copied again; the engine keeps it
+                    return None
+                self._main_sent = main
                 return main
             w = min(w, frame.width)
         h = max(2, int(round(w * frame.height / max(frame.width, 1) / 2)) * 2)
@@ -258,6 +262,8 @@ class SourceReader:
                 raise SourceTimeout(f"source {redact(self.url)}: no data within {self.opts.stall_timeout:g} s (stall_timeout)") from e
             except av.error.FFmpegError as e:
                 raise SourceError(f"source {redact(self.url)}: read failed: {e}") from e
+            if self._main is not None:  # the detect stream ended: the main stream's audio up to its end (unpaced files)
+                self._feed_main(windower, math.inf)
             return end_t, windower
         finally:
             if mic is not None:
