@@ -32,8 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.detect.objects import FEATURES
-
 log = logging.getLogger(__name__)
 
 FORMAT = "streamer.normality/2"  # /1: grid statistics of the engine's embedding (refused: learn again)
@@ -44,6 +42,7 @@ MAX_BANK = 10000  # normal objects kept (a seeded subsample beyond that): bounds
 FOLDS = 5
 BLOCK_S = 10.0  # seconds per calibration block
 GRID = 7  # anomaly_cell: the worst object's cell in a GRID x GRID grid
+FEATURES = ("x", "y", "w", "h", "vx", "vy", "speed", "p90", "fill")  # of an object: streamer.detect.objects
 RELEARN = "learn it again with `streamer learn-normal --camera ID --from FILE_OR_URL`"
 
 

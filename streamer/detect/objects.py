@@ -23,6 +23,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from streamer.detect.normality import FEATURES  # defined there: the main process compares them without cv2
+
 HEIGHT = 120  # rows objects are found at (smaller frames are used as they are): chosen over 240 by the label-free checks, at a quarter of the cost
 MIN_DIFF = 8  # grey levels: a pixel changed when its difference is above this and above NOISE_K noise
 NOISE_K = 5.0
@@ -31,7 +33,6 @@ MAX_GAP_S = 0.5  # frames further apart than this give no flow (a gap in the str
 OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))  # removes specks
 CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))  # joins the parts of one body
 LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"}
-FEATURES = ("x", "y", "w", "h", "vx", "vy", "speed", "p90", "fill")
 
 
 def detect_size(width: int, height: int) -> tuple[int, int]:
