@@ -26,7 +26,7 @@ State = Literal["start", "end"]
 
 @with_config(FORBID)
 class AnomalyCell(TypedDict):
-    """event anomaly, start alerts, models with a spatial grid: the grid cell that scored highest (row 0 = top, col 0 = left)."""
+    """event anomaly, start alerts with a moving object: the grid cell of the window's worst object (row 0 = top, col 0 = left)."""
 
     row: Annotated[int, Field(ge=0)]
     col: Annotated[int, Field(ge=0)]
