@@ -117,9 +117,8 @@ class NormalityModel:
             raise NormalityError(f"{n} normal windows are too few: learn from at least {2 * FOLDS} "
                                  f"(about {FOLDS} s of footage at the default hop)")
         # every object once (consecutive windows share frames): key (clip, frame time, features)
-        rows = [(ci, wi, o) for ci, clip in enumerate(wins) for wi, o in enumerate(clip)]
-        tagged = np.concatenate([np.c_[np.full(len(o), ci), o[:, :1], o[:, 2:]] for ci, _, o in rows]) \
-            if rows else np.zeros((0, 2 + len(FEATURES)))
+        flat = [o for clip in wins for o in clip]
+        tagged = np.concatenate([np.c_[np.full(len(o), ci), o[:, :1], o[:, 2:]] for ci, clip in enumerate(wins) for o in clip])
         uniq, inverse = np.unique(tagged, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
         if len(uniq) < 2 * FOLDS:
@@ -129,11 +128,8 @@ class NormalityModel:
         mean, scale = x.mean(0), np.maximum(x.std(0), 1e-6)
         z = ((x - mean) / scale).astype(np.float32)
         oof = _out_of_block(uniq[:, 0], uniq[:, 1], z, k, max_bank, seed)
-        scores, s = [], 0
-        for _ci, _wi, o in rows:
-            scores.append(window_score(o, oof[inverse[s : s + len(o)]], frames)[0])
-            s += len(o)
-        scores = np.array(scores)
+        ends = np.cumsum([len(o) for o in flat])  # each window's rows in `inverse`
+        scores = np.array([window_score(o, oof[inverse[e - len(o) : e]], frames)[0] for o, e in zip(flat, ends)])
         threshold = float(np.quantile(scores, 1.0 - far))
         model = cls(camera, frames, mean.astype(np.float32), scale.astype(np.float32), _subsample(z, max_bank, seed),
                     threshold, far, n, {"out_of_block_p50": float(np.median(scores)),
@@ -170,7 +166,10 @@ class NormalityModel:
         """float [B]: the scores of several windows' objects."""
         return np.array([self.score_window(o)[0] for o in windows], np.float64)
 
-    grid = GRID
+    @property
+    def grid(self) -> int:
+        """G of the G x G grid `anomaly_cell` is given in."""
+        return GRID
 
     # -- files -----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
