@@ -19,6 +19,7 @@ import os
 import platform
 import time
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,9 @@ def main() -> int:
     for o in wins:
         nm.score_window(o)
     score_ms = 1000 * (time.process_time() - t0) / len(wins)
-    out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "sources": rows,
+    out = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                       "python": platform.python_version(), "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+           "date": date.today().isoformat(), "sources": rows,
            "score_ms_per_window": round(score_ms, 3), "bank_objects": int(len(nm.bank))}
     for r in rows:
         print(f"{r['source']:18} ingest {r['ingest_cpu_ms_per_window']:6.2f} ms/window ({r['ingest_cpu_ms_per_s']:6.1f} ms/s)  "

@@ -176,12 +176,27 @@ def soak_table(res: dict) -> list[str]:
     return lines
 
 
+def objects_table(res: dict) -> list[str]:
+    """The anomaly features' cost (benchmarks/objects.py), indented to sit in README's Anomalies item."""
+    lines = [source_line("objects.json", res, uses_model=False), "",
+             "| camera | ingest (decode + windows), CPU | objects, CPU | objects per window | objects / ingest |",
+             "|---|---|---|---|---|"]
+    for r in res["sources"]:
+        ratio = r["objects_vs_ingest"]
+        lines.append(f"| {r['source']} | {r['ingest_cpu_ms_per_s']:.1f} ms/s | {r['objects_cpu_ms_per_s']:.1f} ms/s | "
+                     f"{r['objects_cpu_ms_per_window']:.1f} ms | {bold(f'{ratio:.2f}', ratio > 1)} |")
+    lines += ["", f"Scoring in the main process: {res['score_ms_per_window']:.1f} ms per window against "
+                  f"{res['bank_objects']} normal objects."]
+    return ["  " + ln if ln else "" for ln in lines]
+
+
 TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "ingest": ("ingest.json", ingest_table),
     "e2e": ("e2e.json", e2e_table),
     "engine": ("engine.json", engine_table),
     "soak": ("soak.json", soak_table),
     "density": ("density.json", density_table),
+    "objects": ("objects.json", objects_table),
 }
 
 
