@@ -149,7 +149,8 @@ def test_submit_never_waits_on_a_redis_that_does_not_answer(redis_server, tmp_pa
     import os
     import signal
 
-    client = connect(redis_server.url, retries=0, timeout=0.5)
+    net_timeout = 2.0  # one call waiting on the hung Redis takes this long
+    client = connect(redis_server.url, retries=0, timeout=net_timeout)
     sink = AlertSink(client, redis_server.url, stream="streamer:alerts", maxlen=1000, channel_prefix="streamer:alerts",
                      spool=Spool(tmp_path / "spool"), retry_every=0.2, queue_size=4)
     first = alert(0)
@@ -162,7 +163,8 @@ def test_submit_never_waits_on_a_redis_that_does_not_answer(redis_server, tmp_pa
         for a in more:
             assert sink.submit(a)
         took = time.monotonic() - t0
-        assert took < 0.2, f"submit waited {took:.2f} s on the network"
+        # waiting on the network even once would take net_timeout; the margin is for a loaded machine
+        assert took < net_timeout / 2, f"29 submits took {took:.2f} s: they waited on the network"
         assert wait_handled(sink, timeout=10)
         assert len(sink.spool) == len(more)  # the queue (4) spilled to the spool, the in-flight one too
     finally:
