@@ -34,7 +34,8 @@ from streamer.errors import SourceError, redact
 log = logging.getLogger(__name__)
 
 AHEAD_S = 1.0  # unpaced files: the main stream reads at most this far ahead of the detect stream
-KEEP = 8  # keyframes kept (newest first wins)
+KEEP = 6  # keyframes kept: the newest at or before the detect stream, and those read ahead of it (unpaced files: up to AHEAD_S)
+MIN_KEY_INTERVAL_S = 0.5  # at most one keyframe decoded per this (an intra-only main stream, e.g. MJPEG, is all keyframes)
 
 
 class MainStream:
@@ -118,14 +119,19 @@ class MainStream:
             if not streams:
                 return
             t0: float | None = None
+            last_key = -1e18  # stream time of the newest keyframe decoded
             for packet in c.demux(streams):
                 if self._stop.is_set():
                     return
-                if packet.stream.type == "video" and not packet.is_keyframe:
-                    # not decoded at all; its time still moves the stream on
-                    if packet.pts is not None and packet.time_base is not None and t0 is not None:
-                        self._advance(float(packet.pts * packet.time_base) - t0 + self.offset)
-                    continue
+                if packet.stream.type == "video":
+                    pt = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base is not None else None
+                    if not packet.is_keyframe or (pt is not None and pt - last_key < MIN_KEY_INTERVAL_S):
+                        # not decoded at all; its time still moves the stream on
+                        if pt is not None and t0 is not None:
+                            self._advance(pt - t0 + self.offset)
+                        continue
+                    if pt is not None:
+                        last_key = pt
                 try:
                     frames = packet.decode()
                 except av.error.InvalidDataError:
