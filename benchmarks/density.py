@@ -1,6 +1,6 @@
 """Cameras per machine: how many live cameras streamer holds in real time, beside what decoding alone allows.
 
-    python -m benchmarks.density --json FILE [--quick] [--cases 720p25 1080p30 1080p30+360p] [--measure-s 30]
+    python -m benchmarks.density --json FILE [--quick] [--cases 720p25 1080p30 1080p30+360p] [--measure-s 20]
 
 Cameras: H.264 + AAC files made with PyAV (benchmarks/ingest.py's CCTV-like scene, encoded as a camera
 encodes: no B-frames, a keyframe every 2 s), played as live file cameras (`realtime: true`, `loop: true`:
@@ -18,12 +18,12 @@ every camera has delivered a window and a warm-up, a measuring period: real time
 dropped, the p99 of every window's end-to-end latency (from the arrival of its last input to detection
 and alert hand-off done, as `streamer_end_to_end_latency_seconds`) is at most 200 ms, and at least 97% of
 the windows due (cameras x period / hop) went through detection (a file camera that cannot decode in
-real time falls behind rather than dropping). Cameras join the running pipeline one by one (its API's hot add) at phases spread over the files' 2 s
-keyframe interval, so that, as real cameras, they are not in step: identical files started together
-would decode their keyframes and deliver their windows all at once (measured: slow windows then come
-in bursts every 2 s). The camera count grows until real time
-breaks, then is bisected (`--steps` steps at most); `cameras_realtime` is the largest count that held.
-The count starts at a quarter of the decode-only bound (at least 2) and grows x1.5.
+real time falls behind rather than dropping). Cameras join the running pipeline one by one (its API's
+hot add) at phases spread over the files' 2 s keyframe interval, so that, as real cameras, they are not
+in step: identical files started together would decode their keyframes and deliver their windows all
+at once (measured: slow windows then come in bursts every 2 s). The camera count starts at a quarter of
+the decode-only bound (at least 2) and grows x1.5 until real time breaks (x0.6 when the first step
+fails), then is bisected (`--steps` steps at most); `cameras_realtime` is the largest count that held.
 `machine_busy_pct` is the whole machine's CPU use over the period (/proc/stat), others' work included:
 on a shared machine (Linux gives each session's process group a fair share, whatever its nice value)
 the benchmark gets what is left, and says so.
@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the results to this file")
     p.add_argument("--quick", action="store_true", help="a smoke run: 1 camera, short periods, short files")
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    p.add_argument("--measure-s", type=float, default=30.0, help="measuring period of each step")
+    p.add_argument("--measure-s", type=float, default=20.0, help="measuring period of each step")
     p.add_argument("--warm-s", type=float, default=5.0, help="warm-up after every camera delivered a window")
     p.add_argument("--decode-s", type=float, default=10.0, help="decode-only run length")
     p.add_argument("--steps", type=int, default=4, help="most steps (camera counts) per case")
