@@ -499,7 +499,7 @@ class Soak:
         if a.faults:
             time.sleep(max(0.0, self.t0 + lead - time.monotonic()))
             n = 0
-            while time.monotonic() < end - tail:
+            while time.monotonic() < end - tail and (a.rounds is None or n < a.rounds * len(FAULTS)):
                 if self.streamer is None or self.streamer.poll() is not None:
                     break
                 faults.append(self.fault(FAULTS[n % len(FAULTS)], n))
@@ -657,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", action="append", default=[], metavar="CLASS=VALUE",
                    help="detect.thresholds override (repeatable); default: one class chosen on the clip (see regular_threshold)")
     p.add_argument("--model-thresholds", action="store_true", help="keep the model's own thresholds (alerts as the model makes them)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="inject each fault this many times, then run on quietly (default: as many as fit)")
     p.add_argument("--stall-s", type=float, default=5.0, help="camera_stall: seconds the ingest process is stopped")
     p.add_argument("--freeze-s", type=float, default=20.0, help="redis_freeze: seconds Redis is stopped")
     p.add_argument("--stall-timeout", type=float, default=10.0, help="cameras' stall_timeout")

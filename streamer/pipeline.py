@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 MAX_RESTARTS_PER_MIN = 5
 STOP_GRACE_S = 1.0  # ingest processes and the engine: asked to stop, then terminated
+RESTART_GRACE_S = 0.2  # ingest processes replaced after an engine death: their rings are discarded anyway
 SINK_GRACE_S = 0.7  # the alert sink: delivers while Redis answers, then spools the rest
 REDIS_TIMEOUT_S = 2.0  # per call and try: a Redis that stops answering fails the delivery thread's call after this
 
@@ -147,14 +148,16 @@ class Pipeline:
         except Exception as e:  # best effort: the original error is the one to report
             log.debug("cleanup after a failed start: %s", e)
 
-    def _start_engine(self) -> None:
-        """Fresh rings and a fresh engine process reading them."""
+    def _start_engine(self, wait: bool = True) -> None:
+        """Fresh rings and a fresh engine process reading them (`wait=False`: started, not yet ready;
+        call `self.engine.wait_ready()`)."""
         kf = self.cfg.evidence.jpeg_width if self.cfg.evidence.enabled else 0
         self.rings = {c.id: WindowRing(self._ctx, self.geo, self.cfg.window.queue, keyframe_width(c, kf)) for c in self.cfg.cameras}
         e = self.cfg.engine
         try:
             opts = EngineOptions(self.model_path, e.backend, e.threads, e.max_batch, e.max_wait_ms, e.precision, e.cache_dir)
-            self.engine = EngineClient(self._ctx, opts, self.rings, e.ready_timeout, should_stop=self._stop.is_set)
+            self.engine = EngineClient(self._ctx, opts, self.rings, e.ready_timeout, should_stop=self._stop.is_set,
+                                       wait=wait)
         except Exception:
             self._close_rings()
             raise
@@ -341,12 +344,13 @@ class Pipeline:
                     m.ENGINE_RESTARTS.inc()
                     for t in self.tracker.close_all(reason="engine_restart"):  # their windows are cut: say so
                         self._publish(t, None, {})
-                    stop_ingest()
+                    stop_ingest(grace=RESTART_GRACE_S)
                     reap(force=True)
                     self.engine.close()  # reaps the dead process and marks it dead for the metrics
                     self._close_rings()
-                    self._start_engine()
+                    self._start_engine(wait=False)  # the engine loads while the ingest processes start
                     procs = {cid: spawn(cid) for cid in live}
+                    self.engine.wait_ready()
                     continue
                 if msg is not None and msg[0] == "result":
                     if msg[1].window.camera in cams:  # not a window of a camera removed meanwhile

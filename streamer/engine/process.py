@@ -308,7 +308,7 @@ class EngineClient:
     any other."""
 
     def __init__(self, ctx: Any, opts: EngineOptions, rings: dict[str, WindowRing], ready_timeout: float,
-                 should_stop: Any = None, results_queue: int = 0) -> None:
+                 should_stop: Any = None, results_queue: int = 0, wait: bool = True) -> None:
         self.ctx, self.opts, self.rings, self.ready_timeout = ctx, opts, rings, ready_timeout
         self.should_stop = should_stop
         self.results: Any = ctx.Queue(maxsize=results_queue or max(64, 8 * len(rings)))
@@ -319,7 +319,10 @@ class EngineClient:
         self.backend = self.precision = "?"
         self.max_batch = opts.max_batch
         self.proc: Any = None
+        self._t_start = 0.0
         self._start()
+        if wait:
+            self.wait_ready()
 
     def _start(self) -> None:
         import os
@@ -327,11 +330,15 @@ class EngineClient:
         self.proc = self.ctx.Process(target=engine_main, name="streamer:engine", daemon=True,
                                      args=(self.opts, self.rings, self.results, self.stop, self.requests, self.replies,
                                            os.getpid(), self.control))
-        t_start = time.monotonic()
+        self._t_start = time.monotonic()
         self.proc.start()
+
+    def wait_ready(self) -> None:
+        """Wait for the started process's ready signal (`wait=False` lets the caller do other work first:
+        the pipeline starts the ingest processes meanwhile); on any failure no engine is left behind."""
         try:
-            self._wait_ready(t_start)
-        except BaseException:  # Stopped (a signal), or anything else: no engine is left behind
+            self._wait_ready(self._t_start)
+        except BaseException:  # Stopped (a signal), or anything else
             self._kill()
             raise
 
