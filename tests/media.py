@@ -13,7 +13,7 @@ The same arguments give the same bytes (fixed seed, bit-exact muxing).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -130,23 +130,17 @@ def make_scene(
     bg = np.repeat(np.repeat(bg, 8, 0), 8, 1)[:h, :w]
     rng = np.random.default_rng(seed)
     bs = h // 4  # block side
-    with av.open(str(path), "w", container_options={"fflags": "+bitexact"}) as out:
-        vs = out.add_stream("libx264", rate=fps, options=_video_options("h264", fps))
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        vs.time_base = Fraction(1, fps)
+
+    def frames():
         for i in range(int(round(seconds * fps))):
             img = bg + rng.integers(-3, 4, bg.shape)
             t = i / fps
             if block_at and block_at[0] <= t < block_at[1]:
                 x = int((t - block_at[0]) / (block_at[1] - block_at[0]) * (w - bs))
                 img[(h - bs) // 2 : (h + bs) // 2, x : x + bs] = 250
-            frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for pkt in vs.encode(frame):
-                out.mux(pkt)
-        for pkt in vs.encode(None):
-            out.mux(pkt)
-    return path
+            yield img
+
+    return write_h264(path, frames(), fps, size)
 
 
 def make_street(
@@ -172,10 +166,8 @@ def make_street(
     lanes = [int(h * (0.45 + 0.3 * i / max(walkers, 1))) for i in range(walkers)]
     starts = figs.uniform(0, w, walkers)
     rng = np.random.default_rng(seed)
-    with av.open(str(path), "w", container_options={"fflags": "+bitexact"}) as out:
-        vs = out.add_stream("libx264", rate=fps, options=_video_options("h264", fps))
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        vs.time_base = Fraction(1, fps)
+
+    def frames():
         for i in range(int(round(seconds * fps))):
             t = i / fps
             img = bg + rng.integers(-3, 4, bg.shape)
@@ -186,6 +178,21 @@ def make_street(
             if fast_at and fast_at[0] <= t < fast_at[1]:
                 x = int((t - fast_at[0]) / (fast_at[1] - fast_at[0]) * (w + fw)) - fw
                 _paste(img, looks[-1], x, int(h * 0.6))
+            yield img
+
+    return write_h264(path, frames(), fps, size)
+
+
+def write_h264(path: str | Path, frames: Iterable[np.ndarray], fps: int, size: tuple[int, int],
+               options: dict[str, str] | None = None) -> Path:
+    """RGB frames ([H, W, 3], clipped to uint8) as a bit-exact H.264 file at `fps` (frame i at i / fps)."""
+    path = Path(path)
+    w, h = size
+    with av.open(str(path), "w", container_options={"fflags": "+bitexact"}) as out:
+        vs = out.add_stream("libx264", rate=fps, options=options or _video_options("h264", fps))
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.time_base = Fraction(1, fps)
+        for i, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, fps)
             for pkt in vs.encode(frame):

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from engines.spec import ModelSpec
 from streamer.eval_cli import main
-from tests.media import make_clip
+from tests.media import make_clip, write_h264
 
 FPS = 10
 
@@ -49,10 +47,8 @@ def write_scene(path: Path, seconds: float, anomaly: tuple[float, float] | None 
     rng = np.random.default_rng(seed)
     bg = rng.integers(20, 60, (96, 128, 3), dtype=np.uint8)
     n = int(seconds * FPS)
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "crf": "18"})
-        vs.width, vs.height, vs.pix_fmt = 128, 96, "yuv420p"
-        vs.time_base = Fraction(1, FPS)
+
+    def frames():
         for i in range(n):
             img = bg.copy()
             x = (i * 4) % 110
@@ -60,12 +56,9 @@ def write_scene(path: Path, seconds: float, anomaly: tuple[float, float] | None 
             if anomaly and anomaly[0] <= i / FPS < anomaly[1]:
                 bx = int((i / FPS - anomaly[0]) * 50)  # 50 px/s, five times the walker
                 img[60:90, bx : bx + 30] = 250
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts, f.time_base = i, Fraction(1, FPS)
-            for p in vs.encode(f):
-                out.mux(p)
-        for p in vs.encode(None):
-            out.mux(p)
+            yield img
+
+    write_h264(path, frames(), FPS, (128, 96), {"preset": "ultrafast", "crf": "18"})
     return n
 
 
