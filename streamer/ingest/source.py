@@ -14,14 +14,11 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from streamer.errors import HwaccelError, SourceError, SourceTimeout, redact
+from streamer.ingest.timeline import Timeline
 from streamer.ingest.windower import Geometry, Windower
 from streamer.window import Window
 
 log = logging.getLogger(__name__)
-
-
-MAX_GAP_S = 10.0  # a forward jump beyond this is a discontinuity; a shorter one is a gap (silence, stale frames)
-MAX_BACKWARD_S = 1.0  # a backward jump beyond this is a discontinuity (wrap or reset)
 
 
 @dataclass
@@ -178,10 +175,9 @@ class SourceReader:
                 resampler = av.AudioResampler(format="flt", layout="mono", rate=self.geo.sample_rate,
                                               options={"rematrix_maxval": "1.0"})
                 streams.append(aus)
-            t0: float | None = None
-            last_t: dict[str, float | None] = {"video": None, "audio": None}  # raw stream times
-            last_rt: dict[str, float | None] = {"video": None, "audio": None}  # rebased times
-            shift = 0.0  # accumulated correction for timestamp jumps and wraps
+            timeline = Timeline(self.camera, offset, wall0, self.opts.realtime)
+            jumps0 = self.stats.discontinuities  # counted over every reconnect
+            frame_s = 1 / float(vs.average_rate or 25) if vs is not None else 0.0  # a video frame's duration
             end_t = offset
             try:
                 for packet in container.demux(streams):
@@ -191,8 +187,8 @@ class SourceReader:
                         self.stats.frames_read += 1
                         if margin:
                             pts = packet.pts
-                            skip = (pts is not None and video_tb > 0 and t0 is not None
-                                    and not windower.wants(pts * video_tb - t0 + offset + shift, margin))
+                            at = timeline.peek(pts * video_tb) if pts is not None and video_tb > 0 else None
+                            skip = at is not None and not windower.wants(at, margin)
                             if skip != skipping:
                                 vs.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
                                 skipping = skip
@@ -210,35 +206,17 @@ class SourceReader:
                     if packet.dts is None and not frames:
                         continue  # flush packet with nothing left
                     for frame in frames:
-                        t = frame.time
-                        if t is None:  # no PTS (first RTSP frames often): continue from the last one
-                            prev = last_t[kind]
-                            t = (prev + (1 / float(vs.average_rate or 25) if kind == "video" else 0.0)) if prev is not None else (t0 or 0.0)
-                        if t0 is None:
-                            t0 = t
-                        last_t[kind] = t
-                        rt = t - t0 + offset + shift
-                        prev_rt = last_rt[kind]
-                        if prev_rt is not None and (rt < prev_rt - MAX_BACKWARD_S or rt > prev_rt + MAX_GAP_S):
-                            # a discontinuity (camera clock reset, PTS wrap, spliced stream): continue the timeline
-                            step = 1 / float(vs.average_rate or 25) if kind == "video" else frame.samples / frame.sample_rate
-                            shift += prev_rt + step - rt
-                            log.warning("camera %s: %s timestamp jumped by %+.3f s; timeline continued",
-                                        self.camera, kind, rt - prev_rt)
-                            rt = prev_rt + step
-                            self.stats.discontinuities += 1
-                        last_rt[kind] = rt
-                        if self.opts.realtime:
-                            delay = wall0 + rt - time.monotonic()
-                            if delay > 0:
-                                time.sleep(delay)
+                        step = frame_s if kind == "video" else frame.samples / frame.sample_rate
+                        rt = timeline.place(kind, frame.time, step)
+                        self.stats.discontinuities = jumps0 + timeline.discontinuities
+                        timeline.pace(rt)
                         if kind == "video":
                             self.stats.frames_decoded += 1
                             if self._main is not None:
                                 self._main_t = rt
                                 self._feed_main(windower, rt)
                             windower.add_video(rt, frame, time.perf_counter() - t_dec)
-                            end_t = max(end_t, rt + windower._frame_dt)
+                            end_t = max(end_t, rt + windower.frame_dt)
                             if mic is not None:
                                 if mic_anchor is None:
                                     mic_anchor = time.monotonic() - rt

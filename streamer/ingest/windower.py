@@ -88,7 +88,7 @@ class Windower:
         self._prev: tuple[float, Any] | None = None
         self._prev_rgb: np.ndarray | None = None
         self._video_t = -1e9  # time of the newest frame
-        self._frame_dt = 0.04
+        self.frame_dt = 0.04  # a video frame's duration, estimated from the frames seen (s)
         self._chunks: list[np.ndarray] = []  # audio, joined lazily (once per window, not per packet)
         self._alen = 0  # samples in self._chunks
         self._audio_t0: float | None = None  # source time of the first buffered sample
@@ -127,7 +127,7 @@ class Windower:
             dt = t - self._prev[0]
             if dt <= 0:  # duplicate or out-of-order timestamp: keep the first
                 return
-            self._frame_dt = 0.9 * self._frame_dt + 0.1 * min(dt, 1.0)
+            self.frame_dt = 0.9 * self.frame_dt + 0.1 * min(dt, 1.0)
         self._schedule_until(t + self.geo.seconds)
         cur_rgb: np.ndarray | None = None
         cur_found = NO_OBJECTS[:, 1:]
@@ -214,7 +214,7 @@ class Windower:
 
     def flush(self) -> Iterator[Window]:
         """At end of input: the windows the content covers (at least one), padding the tail."""
-        content_end = max(self._video_t + self._frame_dt, self._audio_end)
+        content_end = max(self._video_t + self.frame_dt, self._audio_end)
         if self._prev is not None:
             self._schedule_until(content_end)
             while self._heap:  # sample times past the last frame take the last frame

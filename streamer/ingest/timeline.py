@@ -1,0 +1,61 @@
+"""A source's timeline: decoded frame times -> the camera's own times, one way for every input.
+
+Times are rebased to the source's first timestamp plus `offset` (a reconnect or a loop continues where
+the last one stopped). A frame without a timestamp continues from the previous one of its kind. A jump
+of more than MAX_GAP_S forward or MAX_BACKWARD_S back (camera clock reset, PTS wrap, spliced stream) is a
+discontinuity: the timeline continues one step after the last time instead; a shorter gap stays a gap.
+A live-paced file (`realtime`) waits until each time is due on the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+MAX_GAP_S = 10.0  # a forward jump beyond this is a discontinuity; a shorter one is a gap (silence, stale frames)
+MAX_BACKWARD_S = 1.0  # a backward jump beyond this is a discontinuity (wrap or reset)
+
+
+class Timeline:
+    def __init__(self, camera: str, offset: float = 0.0, wall0: float | None = None, realtime: bool = False) -> None:
+        """`wall0`: monotonic time of timeline time 0 (for pacing); `offset`: timeline time of the first frame."""
+        self.camera, self.offset, self.realtime = camera, offset, realtime
+        self.wall0 = time.monotonic() - offset if wall0 is None else wall0
+        self.t0: float | None = None  # the source's first timestamp
+        self.shift = 0.0  # accumulated correction for jumps
+        self.discontinuities = 0
+        self._last_t: dict[str, float | None] = {"video": None, "audio": None}  # source times
+        self._last_rt: dict[str, float | None] = {"video": None, "audio": None}  # timeline times
+
+    def peek(self, t: float) -> float | None:
+        """Where source time `t` would land now (None before the first frame): for decisions taken before
+        decoding, e.g. whether a packet's frame is sampled."""
+        return None if self.t0 is None else t - self.t0 + self.offset + self.shift
+
+    def place(self, kind: str, t: float | None, step: float) -> float:
+        """The timeline time of a `kind` ("video" or "audio") frame at source time `t` (None: no timestamp);
+        `step` is the frame's duration (where a frame without timestamp or after a jump is put)."""
+        if t is None:
+            prev = self._last_t[kind]
+            t = (prev + (step if kind == "video" else 0.0)) if prev is not None else (self.t0 or 0.0)
+        if self.t0 is None:
+            self.t0 = t
+        self._last_t[kind] = t
+        rt = t - self.t0 + self.offset + self.shift
+        prev_rt = self._last_rt[kind]
+        if prev_rt is not None and (rt < prev_rt - MAX_BACKWARD_S or rt > prev_rt + MAX_GAP_S):
+            self.shift += prev_rt + step - rt
+            log.warning("camera %s: %s timestamp jumped by %+.3f s; timeline continued", self.camera, kind, rt - prev_rt)
+            rt = prev_rt + step
+            self.discontinuities += 1
+        self._last_rt[kind] = rt
+        return rt
+
+    def pace(self, rt: float) -> None:
+        """For a live-paced file: sleep until timeline time `rt` is due."""
+        if self.realtime:
+            delay = self.wall0 + rt - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)

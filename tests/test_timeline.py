@@ -1,0 +1,55 @@
+"""The source timeline (streamer/ingest/timeline.py): rebasing, frames without timestamps, discontinuities,
+pacing. Decoded media through the whole reader is covered in tests/test_ingest.py."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from streamer.ingest.timeline import MAX_BACKWARD_S, MAX_GAP_S, Timeline
+
+
+def test_rebased_to_the_first_timestamp_plus_the_offset():
+    tl = Timeline("cam", offset=100.0)
+    assert tl.peek(5.0) is None  # nothing placed yet
+    assert tl.place("video", 5.0, 0.04) == pytest.approx(100.0)
+    assert tl.place("audio", 5.02, 0.02) == pytest.approx(100.02)
+    assert tl.place("video", 5.04, 0.04) == pytest.approx(100.04)
+    assert tl.peek(6.0) == pytest.approx(101.0)
+
+
+def test_a_frame_without_timestamp_continues_from_the_last_of_its_kind():
+    tl = Timeline("cam")
+    tl.place("video", 1.0, 0.04)
+    assert tl.place("video", None, 0.04) == pytest.approx(0.04)
+    assert tl.place("video", None, 0.04) == pytest.approx(0.08)
+    assert tl.place("audio", None, 0.02) == pytest.approx(0.0)  # no audio yet: the first timestamp
+
+
+@pytest.mark.parametrize("jump", [MAX_GAP_S + 5.0, -(MAX_BACKWARD_S + 2.0)])
+def test_a_jump_beyond_the_limits_continues_the_timeline_one_step_on(jump):
+    tl = Timeline("cam")
+    tl.place("video", 0.0, 0.04)
+    tl.place("video", 0.04, 0.04)
+    assert tl.place("video", 0.04 + jump, 0.04) == pytest.approx(0.08)
+    assert tl.place("video", 0.08 + jump, 0.04) == pytest.approx(0.12)  # later frames follow the new clock
+    assert tl.discontinuities == 1
+
+
+def test_a_shorter_gap_stays_a_gap():
+    tl = Timeline("cam")
+    tl.place("video", 0.0, 0.04)
+    assert tl.place("video", 3.0, 0.04) == pytest.approx(3.0)
+    assert tl.discontinuities == 0
+
+
+def test_a_paced_timeline_waits_until_each_time_is_due():
+    t0 = time.monotonic()
+    tl = Timeline("cam", wall0=t0, realtime=True)
+    tl.pace(0.3)
+    assert time.monotonic() - t0 >= 0.3
+    free = Timeline("cam", wall0=t0 + 60, realtime=False)
+    t1 = time.monotonic()
+    free.pace(0.3)  # not paced: no wait however early
+    assert time.monotonic() - t1 < 30  # paced, it would wait ~60 s
