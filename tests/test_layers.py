@@ -12,7 +12,6 @@ PACKAGES = ("streamer", "engines")
 # Cycles through imports inside functions that are known and not yet taken apart; the test fails when a
 # new one appears or when one of these is gone (then delete it here).
 KNOWN_LAZY_CYCLES = [
-    {"streamer.ingest.mainstream", "streamer.ingest.mic", "streamer.ingest.source"},  # issue 16: _play split
 ]
 
 

@@ -44,7 +44,7 @@ class MainStream:
         """Opens the stream (on the caller's thread: a stream that cannot be opened fails here) and starts
         reading it. `opts`: the source's SourceOptions; `paced`: a file played in real time; `wall0`:
         time.monotonic() of source time 0 (the detect stream's)."""
-        from streamer.ingest.source import open_container
+        from streamer.ingest.opening import open_container
 
         self.url = url
         self.offset = offset

@@ -102,7 +102,7 @@ class MicReader:
 
     def __init__(self, url: str, camera: str, geo: Geometry, stall_timeout: float = 5.0, start: float = 0.0) -> None:
         self.url, self.camera, self.geo, self.stall_timeout, self.start = url, camera, geo, stall_timeout, start
-        from streamer.ingest.source import SourceStats
+        from streamer.ingest.opening import SourceStats
 
         self.stats = SourceStats()
 

@@ -1,0 +1,68 @@
+"""What opening a source takes and gives: its options, its statistics, and the opened PyAV container.
+
+Shared by the source reader, the main-stream reader and the microphone reader (no import cycle)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import av
+import av.error
+
+from streamer.errors import HwaccelError, SourceError, SourceTimeout, redact
+
+
+@dataclass
+class SourceOptions:
+    open_timeout: float = 10.0
+    stall_timeout: float = 10.0  # no packet for this long: the read fails and the source is reopened
+    realtime: bool = False  # pace a file as if it were live
+    loop: bool = False  # replay a file forever (demo)
+    decoder_threads: int = 0  # 0 = FFmpeg's choice
+    keyframe_width: int = 0  # >0: each window carries its newest frame at this width (evidence)
+    hwaccel: str | None = None  # "cuda": NVDEC decoding (frames come back to system memory for windowing)
+    mic: str | None = None  # `mic:<device>`: this microphone is the source's audio (aligned on arrival time)
+    skip_unsampled: bool = True  # don't decode non-reference frames that no window samples
+    audio_offset: float = 0.0  # seconds added to the microphone's times (it lags the camera: negative)
+    main_url: str | None = None  # this source is a camera's detect stream; its main stream gives the evidence keyframes (streamer/ingest/mainstream.py)
+
+
+@dataclass
+class SourceStats:
+    frames_read: int = 0  # video packets (source frames), decoded or skipped
+    frames_decoded: int = 0
+    audio_frames_decoded: int = 0
+    windows: int = 0
+    errors: int = 0
+    discontinuities: int = 0
+    end: float = 0.0  # end of the newest window
+    last_packet: float = 0.0  # time.monotonic() of the newest packet
+    codecs: dict[str, str] = field(default_factory=dict)
+
+
+def is_stream_url(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer:
+    """av.open with RTSP over TCP and timeouts; errors name the (redacted) URL."""
+    options = {}
+    if url.startswith(("rtsp://", "rtsps://")):
+        options["rtsp_transport"] = "tcp"
+    kwargs = {}
+    if opts.hwaccel:
+        from av.codec.hwaccel import HWAccel  # lazily: only hosts that ask for it
+
+        kwargs["hwaccel"] = HWAccel(device_type=opts.hwaccel, allow_software_fallback=False)
+    try:
+        return av.open(url, mode="r", options=options, timeout=(opts.open_timeout, opts.stall_timeout), **kwargs)
+    except av.error.FileNotFoundError as e:
+        raise SourceError(f"source {redact(url)}: no such file") from e
+    except (TimeoutError, av.error.ExitError) as e:
+        raise SourceTimeout(f"source {redact(url)}: no answer within {opts.open_timeout:g} s (open_timeout)") from e
+    except (av.error.FFmpegError, OSError) as e:
+        if opts.hwaccel:  # is it the hardware? open once without it to tell
+            open_container(url, replace(opts, hwaccel=None)).close()
+            raise HwaccelError(f"source {redact(url)}: hwaccel {opts.hwaccel!r} is not available on this machine "
+                               f"({e.__class__.__name__}: {e}); set the camera's hwaccel to none") from e
+        raise SourceError(f"source {redact(url)}: cannot open: {e.__class__.__name__}: {e.strerror if hasattr(e, 'strerror') else e}") from e
