@@ -37,7 +37,9 @@ tree (main, engine, ingest, resource tracker; from /proc every 2 s), linear fit 
 growth over the fitted span (also per hour, extrapolated, and the same for PSS). `p99_ms_first` /
 `p99_ms_last`: p99 of the alerts' `latency_ms.end_to_end` in the first and last 2 minutes (by the
 alert's time); `p99_ms_windows_*` the same from the end-to-end histogram of every window (bucket
-interpolation, as Prometheus' histogram_quantile). The soak stops by itself and stops every process
+interpolation, as Prometheus' histogram_quantile). `timeline`: per minute, window e2e p50/p99, windows
+through detection, CPU % of one core by part (main, engine, ingest, rtsp_server, redis) and the
+machine's, and `outside_cpu_pct` (the machine less those: anything else running). The soak stops by itself and stops every process
 it started (SIGTERM/SIGINT to it too); its working directory is removed unless `--keep`.
 """
 
@@ -170,27 +172,27 @@ class Rtsp:
 
 # ---- /proc ---------------------------------------------------------------------------------------
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, ppid) of a process, None when gone."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the name (field 3 on, so index 0 is the state); None when gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             s = f.read().decode(errors="replace")
     except OSError:
         return None
-    fields = s[s.rfind(")") + 2:].split()
-    return fields[0], int(fields[1])
+    return s[s.rfind(")") + 2:].split()
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, ppid) of a process, None when gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (fields[0], int(fields[1]))
 
 
 def start_time(pid: int) -> int | None:
     """Start time of a live process (clock ticks since boot; None when gone or a zombie): with the pid, an identity
     that survives pid reuse."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            s = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    fields = s[s.rfind(")") + 2:].split()
-    return None if fields[0] == "Z" else int(fields[19])
+    fields = _stat_fields(pid)
+    return None if fields is None or fields[0] == "Z" else int(fields[19])
 
 
 def descendants(root: int) -> list[int]:
@@ -213,6 +215,29 @@ def comm(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return ""
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """utime + stime of a process in clock ticks; None when gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[11]) + int(fields[12])
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return sum(vals) - idle, sum(vals)
+
+
+def group_of(name: str) -> str:
+    """Which part a streamer process is, from its name: engine, ingest (all cameras), main or other."""
+    if name == "streamer:engine":
+        return "engine"
+    if name.startswith("ingest:"):
+        return "ingest"
+    return "main" if name.startswith("python") else "other"
 
 
 def memory_kb(pid: int) -> tuple[int, int]:
@@ -323,6 +348,7 @@ class Soak:
         self.streamer: subprocess.Popen | None = None
         self.samples: list[tuple[float, dict[str, Any]]] = []  # (monotonic, scrape)
         self.memory: list[tuple[float, int, int, int]] = []  # (monotonic, rss kB, pss kB, processes)
+        self.cpu: list[tuple[float, dict[int, tuple[str, int]], tuple[int, int]]] = []  # (monotonic, pid -> (group, ticks), machine)
         self.seen_pids: dict[int, int | None] = {}  # pid -> start time
         self.seen_names: dict[int, str] = {}  # pid -> its name when first seen
         self._done = threading.Event()
@@ -395,8 +421,50 @@ class Soak:
                         self.seen_pids[pid], self.seen_names[pid] = start_time(pid), comm(pid)
                 mem = [memory_kb(p) for p in pids]
                 self.memory.append((t, sum(r for r, _ in mem), sum(p for _, p in mem), len(pids)))
+                self.cpu.append((t, self.cpu_by_pid(pids), machine_ticks()))
                 next_mem = t + RSS_EVERY_S
             self._done.wait(max(0.0, SAMPLE_S - (time.monotonic() - t)))
+
+    def cpu_by_pid(self, streamer_pids: list[int]) -> dict[int, tuple[str, int]]:
+        """CPU ticks of streamer's processes (grouped by name) and of the RTSP server and Redis around it."""
+        groups = [(p, group_of(comm(p)) if p != streamer_pids[0] else "main") for p in streamer_pids]
+        for proc, name in ((self.rtsp.proc, "rtsp_server"), (self.redis.proc, "redis")):
+            if proc is not None and proc.poll() is None:
+                groups.append((proc.pid, name))
+        out = {}
+        for pid, g in groups:
+            ticks = cpu_ticks(pid)
+            if ticks is not None:
+                out[pid] = (g, ticks)
+        return out
+
+    def timeline(self, step_s: float = 60.0) -> list[dict[str, Any]]:
+        """Per step of the run: e2e p50/p99 of every window (histogram), windows, and CPU % of one core by
+        part (a process counts while alive at both ends of the step) and of the machine (all cores = 100 x cpus)."""
+        hz = os.sysconf("SC_CLK_TCK")
+        out = []
+        t = self.t0
+        while t + step_s <= (self.cpu[-1][0] if self.cpu else t):
+            a, b = self.sample_at(t), self.sample_at(t + step_s)
+            ca = min(self.cpu, key=lambda c: abs(c[0] - t))
+            cb = min(self.cpu, key=lambda c: abs(c[0] - t - step_s))
+            dt = max(cb[0] - ca[0], 1e-6)
+            row: dict[str, Any] = {"t_s": round(t - self.t0)}
+            if a and b:
+                row["p50_ms"] = histogram_p99(a["buckets"], b["buckets"], q=0.5)
+                row["p99_ms"] = histogram_p99(a["buckets"], b["buckets"])
+                row["windows"] = int(sum(b["detected"].values()) - sum(a["detected"].values()))
+            cpu: dict[str, float] = {}
+            for pid, (g, ticks) in cb[1].items():
+                if pid in ca[1]:
+                    cpu[g] = cpu.get(g, 0.0) + (ticks - ca[1][pid][1]) / hz / dt * 100
+            row["cpu_pct"] = {g: round(v, 1) for g, v in sorted(cpu.items())}
+            busy = (cb[2][0] - ca[2][0]) / hz / dt * 100
+            row["machine_cpu_pct"] = round(busy, 1)
+            row["outside_cpu_pct"] = round(busy - sum(cpu.values()), 1)  # everything not streamer, RTSP server or Redis
+            out.append(row)
+            t += step_s
+        return out
 
     def last(self) -> dict[str, Any] | None:
         with self._lock:
@@ -619,6 +687,7 @@ class Soak:
             "p99_ms_windows_first": histogram_p99(first_a["buckets"], first_b["buckets"]) if first_a and first_b else None,
             "p99_ms_windows_last": histogram_p99(last_a["buckets"], last_b["buckets"]) if last_a and last_b else None,
             "latency_window_s": round(win, 1),
+            "timeline": self.timeline(),
             "windows": int(sum((self.last() or {"detected": {}})["detected"].values())),
             "stop_s": stop_s,
             "streamer_exit_code": self.streamer.returncode if self.streamer else None,

@@ -12,8 +12,9 @@ can within SINK_GRACE_S and spools the rest. Every child has PR_SET_PDEATHSIG se
 the main process even when it is SIGKILLed.
 
 Restarts keep the timeline: a respawned ingest process continues its camera's source time from the
-last window delivered (so an event open across the restart closes normally); an engine restart
-closes open events with `end` alerts carrying reason "engine_restart".
+last window delivered (so an event open across the restart closes normally). An engine restart
+closes open events with `end` alerts carrying reason "engine_restart"; the engine starts on fresh
+rings, which the running ingest processes are handed (they never stop decoding).
 
 Cameras change while running (`call("add" | "remove" | "replace" | "thresholds", ...)`, from the HTTP
 API and SIGHUP through streamer/fleet.py): the change runs on the pipeline's own thread between two
@@ -52,14 +53,13 @@ from streamer.outputs import stats as stats_mod
 from streamer.outputs.sink import AlertSink
 from streamer.outputs.spool import Spool
 from streamer.outputs.stats import Stats
-from streamer.ring import WindowRing
+from streamer.ring import RingHandle, WindowRing, share
 from streamer.window import Window
 
 log = logging.getLogger(__name__)
 
 MAX_RESTARTS_PER_MIN = 5
 STOP_GRACE_S = 1.0  # ingest processes and the engine: asked to stop, then terminated
-RESTART_GRACE_S = 0.2  # ingest processes replaced after an engine death: their rings are discarded anyway
 SINK_GRACE_S = 0.7  # the alert sink: delivers while Redis answers, then spools the rest
 REDIS_TIMEOUT_S = 2.0  # per call and try: a Redis that stops answering fails the delivery thread's call after this
 
@@ -179,22 +179,24 @@ class Pipeline:
     def run(self, duration: float | None = None, summary_every: float = 0.0, summary: Callable[[str], None] | None = None) -> None:
         ctx = self._ctx
         stops: dict[str, Any] = {}  # camera -> its ingest process's stop event
+        updates: dict[str, Any] = {}  # camera -> the queue that hands its ingest process a fresh ring
         kf = self.cfg.evidence.jpeg_width if self.cfg.evidence.enabled else 0
         cams = {c.id: c for c in self.cfg.cameras}
 
         def spawn(cid: str) -> Any:
-            stops[cid] = ctx.Event()
-            p = ctx.Process(target=ingest_main, args=(cams[cid], self.geo, self.rings[cid], stops[cid], keyframe_width(cams[cid], kf), self._last.get(cid), os.getpid()),
+            stops[cid], updates[cid] = ctx.Event(), ctx.Queue()
+            rings = RingHandle(self.rings[cid], updates[cid])
+            p = ctx.Process(target=ingest_main, args=(cams[cid], self.geo, rings, stops[cid], keyframe_width(cams[cid], kf), self._last.get(cid), os.getpid()),
                             name=f"streamer:ingest:{cid}", daemon=True)
             p.start()
             self.pids[cid], self.cam_state[cid] = p.pid, "running"
             return p
 
-        def stop_ingest(grace: float = STOP_GRACE_S) -> None:
-            """Ask every ingest process to stop; terminate, then kill, those still running after `grace` s."""
+        def stop_ingest() -> None:
+            """Ask every ingest process to stop; terminate, then kill, those still running after STOP_GRACE_S."""
             for ev in stops.values():
                 ev.set()
-            deadline = time.monotonic() + grace
+            deadline = time.monotonic() + STOP_GRACE_S
             for p in procs.values():
                 p.join(timeout=max(deadline - time.monotonic(), 0))
             for p in procs.values():
@@ -340,16 +342,16 @@ class Pipeline:
                     engine_restarts = [t for t in engine_restarts if now - t < 60] + [now]
                     if len(engine_restarts) > MAX_RESTARTS_PER_MIN:
                         raise
-                    log.error("%s: restarting the engine, the rings and the ingest processes", e)
+                    log.error("%s: restarting the engine with fresh rings; the ingest processes go on", e)
                     m.ENGINE_RESTARTS.inc()
                     for t in self.tracker.close_all(reason="engine_restart"):  # their windows are cut: say so
                         self._publish(t, None, {})
-                    stop_ingest(grace=RESTART_GRACE_S)
                     reap(force=True)
                     self.engine.close()  # reaps the dead process and marks it dead for the metrics
                     self._close_rings()
-                    self._start_engine(wait=False)  # the engine loads while the ingest processes start
-                    procs = {cid: spawn(cid) for cid in live}
+                    self._start_engine(wait=False)
+                    for cid in live:
+                        updates[cid].put(share(self.rings[cid]))  # switched to before the process's next window
                     self.engine.wait_ready()
                     continue
                 if msg is not None and msg[0] == "result":

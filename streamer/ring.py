@@ -8,6 +8,8 @@ and memory never grows. The consumer copies a slot out and returns it at once.
 
 from __future__ import annotations
 
+import logging
+import pickle
 import queue
 from dataclasses import asdict
 from multiprocessing import context, resource_sharer, shared_memory
@@ -107,6 +109,34 @@ class WindowRing:
         self.shm.close()
         if unlink:
             self.shm.unlink()
+
+    def let_go(self) -> None:
+        """Close this process's side of a ring nobody will read again: queued items must not hold the
+        process at exit (the main process unlinks the memory)."""
+        try:
+            self.ready.cancel_join_thread()
+            self.free.cancel_join_thread()
+            self.close()
+        except (OSError, BufferError, ValueError) as e:  # a view still held, or a queue already closed
+            logging.getLogger(__name__).debug("ring %s: %s", self.shm.name, e)
+
+
+class RingHandle:
+    """The ring an ingest process writes to. After an engine restart the main process sends a fresh ring
+    (`share`d) on `updates`: the process keeps decoding and switches to it before its next window (the old
+    ring's queues may have a lock the dead engine held)."""
+
+    def __init__(self, ring: WindowRing, updates: Any) -> None:
+        self._ring, self.updates = ring, updates
+
+    def ring(self) -> WindowRing:
+        try:
+            data = self.updates.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            return self._ring
+        old, self._ring = self._ring, pickle.loads(data)
+        old.let_go()
+        return self._ring
 
 
 class _FdSharer:

@@ -12,7 +12,7 @@ from streamer.config import CameraConfig
 from streamer.errors import ConfigError, RedactingFilter, SourceError, StreamerError, redact, redact_text
 from streamer.ingest.source import probe_geometry
 from streamer.ingest.supervisor import ingest_main
-from streamer.ring import WindowRing
+from streamer.ring import RingHandle, WindowRing
 
 
 @pytest.mark.parametrize("url, shown", [
@@ -81,10 +81,10 @@ def test_reconnect_warnings_of_a_live_ingest_process_show_no_credentials(capfd, 
     geo = probe_geometry(ModelSpec(frames=4, height=32, width=32), 0.5)
     ctx = mp.get_context("spawn")
     ring = WindowRing(ctx, geo, 2)
-    stop = ctx.Event()
+    stop, updates = ctx.Event(), ctx.Queue()  # (kept referenced until the child has started)
     url = f"rtsp://viewer:Hunter2@127.0.0.1:{free_port()}/live?user=admin&password=Sw0rdfish&channel=1"
     cam = CameraConfig(id="cam", url=url, open_timeout=2, stall_timeout=2)
-    proc = ctx.Process(target=ingest_main, args=(cam, geo, ring, stop))
+    proc = ctx.Process(target=ingest_main, args=(cam, geo, RingHandle(ring, updates), stop))
     proc.start()
     try:
         time.sleep(4.0)  # a few reconnect warnings

@@ -1,6 +1,7 @@
 """Events across restarts (real processes, the default model on ONNX Runtime, a real Redis):
 a respawned ingest process continues its camera's timeline, so an event open across the restart ends
-normally; an engine restart ends open events with reason "engine_restart"."""
+normally; an engine restart ends open events with reason "engine_restart" and the ingest process goes
+on, handed the fresh ring."""
 
 from __future__ import annotations
 
@@ -90,11 +91,14 @@ def test_an_engine_restart_ends_open_events_with_a_reason(redis_server, tmp_path
     pipe = Pipeline(cfg_for(redis_server.url, tmp_path, str(media_dir / "h264_aac.mp4"), thresholds={"fight": 0.0}),
                     on_alert=seen.append)
 
+    pids: dict = {}
+
     def kill_engine_when_open():
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and not seen:
             time.sleep(0.02)
-        os.kill(pipe.engine.proc.pid, signal.SIGKILL)
+        pids["ingest"], pids["engine"] = ingest_pid(pipe), pipe.engine.proc.pid
+        os.kill(pids["engine"], signal.SIGKILL)
 
     threading.Thread(target=kill_engine_when_open, daemon=True).start()
     run_until(pipe, seen, lambda: len([a for a in seen if a["event"] == "fight" and a["state"] == "start"]) >= 2, 60)
@@ -105,7 +109,10 @@ def test_an_engine_restart_ends_open_events_with_a_reason(redis_server, tmp_path
     fights = [a for a in seen if a["event"] == "fight"]
     assert [a["state"] for a in fights[:3]] == ["start", "end", "start"]
     assert fights[1]["reason"] == "engine_restart"
-    assert fights[2]["start"] >= fights[1]["end"]  # the timeline continued across the restart
+    # the timeline continued across the restart: later windows (overlapping the last one by a hop), not 0 again
+    assert fights[2]["start"] > fights[0]["start"]
+    assert pipe.engine.proc.pid != pids["engine"]  # a new engine ...
+    assert pipe.pids["cam"] == pids["ingest"]  # ... fed by the same ingest process, on its new ring
     stored = {a["id"]: a for a in read_stream(redis_server.client(), "streamer:alerts", 1000)}
     jsonschema.validate(stored[fights[1]["id"]], ALERT_SCHEMA)
     assert stored[fights[1]["id"]]["reason"] == "engine_restart"

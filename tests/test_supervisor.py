@@ -12,7 +12,7 @@ from streamer.config import CameraConfig
 from streamer.errors import SourceTimeout
 from streamer.ingest.source import SourceOptions, SourceReader, probe_geometry
 from streamer.ingest.supervisor import ingest_main
-from streamer.ring import END, WindowRing
+from streamer.ring import END, RingHandle, WindowRing
 
 GEO = probe_geometry(ModelSpec(frames=4, height=32, width=32), 0.5)
 
@@ -28,9 +28,9 @@ def test_rtsp_server_restart_mid_stream_resumes(rtsp_server, media_dir, tmp_path
     server = rtsp_server(media_dir / "h264_aac.mp4")
     ctx = mp.get_context("spawn")
     ring = WindowRing(ctx, GEO, 8)
-    stop = ctx.Event()
+    stop, updates = ctx.Event(), ctx.Queue()  # (kept referenced until the child has started)
     cam = CameraConfig(id="cam", url=server.url, open_timeout=3, stall_timeout=3)
-    proc = ctx.Process(target=ingest_main, args=(cam, GEO, ring, stop))
+    proc = ctx.Process(target=ingest_main, args=(cam, GEO, RingHandle(ring, updates), stop))
     proc.start()
     try:
         before = [ring.get(timeout=15) for _ in range(3)]
@@ -62,3 +62,26 @@ def test_stall_watchdog_fires_within_stall_timeout(rtsp_server, media_dir):
                 server.pause()  # the connection stays open, nothing more is sent
     silence = time.monotonic() - reader.stats.last_packet
     assert silence <= 2.0 + 1.0, f"watchdog fired {silence:.2f} s after the last packet"
+
+
+def test_a_running_ingest_process_switches_to_the_ring_it_is_handed(media_dir):
+    """After an engine restart the pipeline hands each ingest process a fresh ring (RingHandle): the
+    process keeps decoding, its next windows land in the new ring, continuing the same timeline."""
+    from streamer.ring import share
+
+    ctx = mp.get_context("spawn")
+    old, new, updates, stop = WindowRing(ctx, GEO, 4), WindowRing(ctx, GEO, 4), ctx.Queue(), ctx.Event()
+    cam = CameraConfig(id="cam", url=str(media_dir / "h264_aac.mp4"), realtime=True, loop=True)
+    proc = ctx.Process(target=ingest_main, args=(cam, GEO, RingHandle(old, updates), stop))
+    proc.start()
+    try:
+        before = old.get(timeout=15)
+        updates.put(share(new))
+        after = new.get(timeout=10)
+        assert after.start > before.start  # the same process and timeline, not a restart at 0
+        assert proc.is_alive()
+    finally:
+        stop.set()
+        proc.join(10)
+        old.close(unlink=True)
+        new.close(unlink=True)

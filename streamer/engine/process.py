@@ -24,7 +24,8 @@ collector is told to stop (`detach`) and drops its mapping of the ring, which th
 `EngineClient` (main process) starts the process and waits for its ready handshake; a missing handshake
 raises EngineStartError naming `engine.ready_timeout`, a dead engine raises EngineDied from `get()`.
 Restarting is the parent's job: a process killed while reading a ring's queue can leave that queue's
-lock taken, so the pipeline restarts the rings, the engine and the ingest processes together.
+lock taken, so the pipeline restarts the engine with fresh rings and hands each running ingest process
+its camera's new ring (streamer/ring.py RingHandle).
 """
 
 from __future__ import annotations
@@ -191,12 +192,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
                     return
         finally:
             if gone is not None and gone.is_set():  # detached: let go of the ring (the main process unlinks it)
-                try:
-                    ring.ready.cancel_join_thread()
-                    ring.free.cancel_join_thread()
-                    ring.close()
-                except (OSError, BufferError, ValueError) as e:
-                    log.debug("camera %s: closing its ring: %s", camera, e)
+                ring.let_go()
 
     def control_loop() -> None:
         """Cameras added and removed while running."""

@@ -23,7 +23,7 @@ from streamer.ingest.mic import MicReader
 from streamer.ingest.source import SourceOptions, SourceReader, is_stream_url
 from streamer.ingest.windower import Geometry
 from streamer.outputs import metrics as m
-from streamer.ring import WindowRing
+from streamer.ring import RingHandle
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 30.0
@@ -63,9 +63,10 @@ class DecoderLog(logging.Handler):
         return handler
 
 
-def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, keyframe_width: int = 0,
+def ingest_main(cam: CameraConfig, geo: Geometry, rings: RingHandle, stop: Any, keyframe_width: int = 0,
                 resume: tuple[float, float] | None = None, parent_pid: int | None = None) -> None:
     """Entry point of one ingest process: decode, window, reconnect with capped exponential backoff.
+    Windows go to `rings.ring()`: the camera's ring, a fresh one after an engine restart.
 
     `resume`: (source time, time.monotonic()) of the last window the previous ingest process of this
     camera delivered; a respawned process continues the timeline from there (plus the time since),
@@ -108,13 +109,13 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
                     errors = reader.stats.errors
                     m.WINDOWS.labels(cam.id).inc()
                     if opts.realtime or stream:  # live: never wait, drop the oldest
-                        written, dropped = ring.put(w)
+                        written, dropped = rings.ring().put(w)
                         if dropped:
                             m.WINDOWS_DROPPED.labels(cam.id, "queue_full").inc()
                         if not written:
                             m.WINDOWS_DROPPED.labels(cam.id, "no_slot").inc()
                     else:  # a file read as fast as it decodes: wait for the engine, drop nothing
-                        while not ring.put(w, block=True)[0]:
+                        while not rings.ring().put(w, block=True)[0]:
                             if stop.is_set():
                                 return
                     backoff = 0.5
@@ -140,8 +141,9 @@ def ingest_main(cam: CameraConfig, geo: Geometry, ring: WindowRing, stop: Any, k
                 m.RECONNECTS.labels(cam.id).inc()
     finally:
         m.SOURCE_UP.labels(cam.id).set(0)
+        ring = rings.ring()
         ring.put_end()
         if stop.is_set():  # stopping: windows nobody will read must not hold this process at exit
-            ring.ready.cancel_join_thread()
-            ring.free.cancel_join_thread()
-        ring.close()
+            ring.let_go()
+        else:
+            ring.close()
