@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import av
 import av.error
@@ -19,6 +20,18 @@ from streamer.ingest.windower import Geometry, Windower
 from streamer.window import Window
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Decoded:
+    """One timed input of a source: a video frame, or mono audio at the model rate."""
+
+    kind: str  # "video" | "audio"
+    t: float  # timeline time (s)
+    data: Any  # av.VideoFrame | np.ndarray (float32 pcm)
+    decode_s: float = 0.0  # what decoding it cost
+    duration: float = 0.0
+    paired: bool = False  # audio from a paired input (microphone, main stream): not the source's own timeline
 
 
 class SourceReader:
@@ -73,6 +86,8 @@ class SourceReader:
             offset = end_t
 
     def _play(self, offset: float, wall0: float, windower: Windower | None):
+        """One pass over the source (one connection, or one loop of a file): its inputs' timed events into
+        the windower. Returns (timeline end, windower) for the next loop."""
         container = open_container(self.url, self.opts)
         mic = None
         try:
@@ -83,7 +98,6 @@ class SourceReader:
 
                 mic, aus = Microphone(self.opts.mic, self.geo.sample_rate, self.opts.stall_timeout), None
                 self.stats.codecs["audio"] = "pcm (PortAudio)"
-            mic_anchor: float | None = None  # monotonic time of source time 0
             if self.opts.main_url:
                 from streamer.ingest.mainstream import MainStream
 
@@ -97,95 +111,28 @@ class SourceReader:
                 windower = Windower(self.camera, self.geo, self._convert, has_video=vs is not None, has_audio=aus is not None or mic is not None or bool(self._main and self._main.has_audio),
                                     keyframe=self._keyframe if self.opts.keyframe_width else None,
                                     first_window=math.ceil(self.start / self.geo.hop - 1e-9))
-            streams = []
-            if vs is not None:
-                vs.thread_type = "AUTO"
-                if self.opts.decoder_threads:
-                    vs.codec_context.thread_count = self.opts.decoder_threads
-                self.stats.codecs["video"] = vs.codec_context.name
-                streams.append(vs)
-            # Frames no window samples are not decoded when nothing depends on them (non-reference
-            # frames, e.g. most B-frames): a frame is wanted when a sample time lies within 0.6 frame
-            # periods of it (the nearest frame to every sample time is always decoded).
-            rate = float(vs.average_rate or vs.guessed_rate or 0) if vs is not None else 0.0
-            margin = 0.6 / rate if rate > 0 and self.opts.skip_unsampled and not self.opts.hwaccel else 0.0
-            video_tb = float(vs.time_base) if vs is not None and vs.time_base else 0.0
-            skipping = False
-            resampler = None
-            if aus is not None:
-                self.stats.codecs["audio"] = aus.codec_context.name
-                # to mono at the model rate in swresample; rematrix_maxval 1 makes the downmix the mean of
-                # the channels (its default adds them at -3 dB each, which takes loud stereo past 1.0)
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=self.geo.sample_rate,
-                                              options={"rematrix_maxval": "1.0"})
-                streams.append(aus)
-            timeline = Timeline(self.camera, offset, wall0, self.opts.realtime)
-            jumps0 = self.stats.discontinuities  # counted over every reconnect
-            frame_s = 1 / float(vs.average_rate or 25) if vs is not None else 0.0  # a video frame's duration
+            events = self._decoded(container, vs, aus, Timeline(self.camera, offset, wall0, self.opts.realtime), windower)
+            if mic is not None:
+                events = self._with_mic(events, mic)
+            if self._main is not None:
+                events = self._with_main(events)
             end_t = offset
             try:
-                for packet in container.demux(streams):
-                    self.stats.last_packet = time.monotonic()
-                    kind = packet.stream.type
-                    if kind == "video" and packet.size:
-                        self.stats.frames_read += 1
-                        if margin:
-                            pts = packet.pts
-                            at = timeline.peek(pts * video_tb) if pts is not None and video_tb > 0 else None
-                            skip = at is not None and not windower.wants(at, margin)
-                            if skip != skipping:
-                                vs.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
-                                skipping = skip
-                    t_dec = time.perf_counter()
-                    try:
-                        frames = packet.decode()
-                    except av.error.InvalidDataError:
-                        self.stats.errors += 1
-                        continue
-                    except av.error.FFmpegError as e:
-                        if self.opts.hwaccel and kind == "video" and not self.stats.frames_decoded:
-                            raise HwaccelError(f"source {redact(self.url)}: hwaccel {self.opts.hwaccel!r} is not available "
-                                               f"on this machine ({e}); set the camera's hwaccel to none") from e
-                        raise
-                    if packet.dts is None and not frames:
-                        continue  # flush packet with nothing left
-                    for frame in frames:
-                        step = frame_s if kind == "video" else frame.samples / frame.sample_rate
-                        rt = timeline.place(kind, frame.time, step)
-                        self.stats.discontinuities = jumps0 + timeline.discontinuities
-                        timeline.pace(rt)
-                        if kind == "video":
-                            self.stats.frames_decoded += 1
-                            if self._main is not None:
-                                self._main_t = rt
-                                self._feed_main(windower, rt)
-                            windower.add_video(rt, frame, time.perf_counter() - t_dec)
-                            end_t = max(end_t, rt + windower.frame_dt)
-                            if mic is not None:
-                                if mic_anchor is None:
-                                    mic_anchor = time.monotonic() - rt
-                                for t_wall, pcm in mic.drain():
-                                    windower.add_audio(t_wall - mic_anchor + self.opts.audio_offset, pcm)
-                        else:
-                            self.stats.audio_frames_decoded += 1
-                            for out in resampler.resample(frame):
-                                pcm = out.to_ndarray()[0]  # packed mono: [1, samples]
-                                windower.add_audio(rt, pcm, time.perf_counter() - t_dec)
-                                end_t = max(end_t, rt + len(pcm) / self.geo.sample_rate)
-                                rt += len(pcm) / self.geo.sample_rate
-                        t_dec = time.perf_counter()
+                for ev in events:
+                    if ev.kind == "video":
+                        windower.add_video(ev.t, ev.data, ev.decode_s)
+                    else:
+                        windower.add_audio(ev.t, ev.data, ev.decode_s)
+                    if not ev.paired:
+                        end_t = max(end_t, ev.t + ev.duration)
                     for w in windower.ready():
                         self.stats.windows += 1
                         self.stats.end = w.end
                         yield w
-            except av.error.EOFError:
-                pass
             except (TimeoutError, av.error.ExitError) as e:  # ExitError: the interrupt callback's timeout fired
                 raise SourceTimeout(f"source {redact(self.url)}: no data within {self.opts.stall_timeout:g} s (stall_timeout)") from e
             except av.error.FFmpegError as e:
                 raise SourceError(f"source {redact(self.url)}: read failed: {e}") from e
-            if self._main is not None:  # the detect stream ended: the main stream's audio up to its end (unpaced files)
-                self._feed_main(windower, math.inf)
             return end_t, windower
         finally:
             if mic is not None:
@@ -194,11 +141,102 @@ class SourceReader:
                 self._main.close()  # its keyframes stay readable for the windows flushed at the end
             container.close()
 
-    def _feed_main(self, windower: Windower, t: float) -> None:
+    def _decoded(self, container, vs, aus, timeline: Timeline, windower: Windower) -> Iterator[Decoded]:
+        """The container's frames as timed events (video: the av.VideoFrame; audio: mono float32 at the
+        model rate), placed on the timeline and paced; ends at the end of the file."""
+        streams = []
+        if vs is not None:
+            vs.thread_type = "AUTO"
+            if self.opts.decoder_threads:
+                vs.codec_context.thread_count = self.opts.decoder_threads
+            self.stats.codecs["video"] = vs.codec_context.name
+            streams.append(vs)
+        # Frames no window samples are not decoded when nothing depends on them (non-reference
+        # frames, e.g. most B-frames): a frame is wanted when a sample time lies within 0.6 frame
+        # periods of it (the nearest frame to every sample time is always decoded).
+        rate = float(vs.average_rate or vs.guessed_rate or 0) if vs is not None else 0.0
+        margin = 0.6 / rate if rate > 0 and self.opts.skip_unsampled and not self.opts.hwaccel else 0.0
+        video_tb = float(vs.time_base) if vs is not None and vs.time_base else 0.0
+        skipping = False
+        resampler = None
+        if aus is not None:
+            self.stats.codecs["audio"] = aus.codec_context.name
+            # to mono at the model rate in swresample; rematrix_maxval 1 makes the downmix the mean of
+            # the channels (its default adds them at -3 dB each, which takes loud stereo past 1.0)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=self.geo.sample_rate,
+                                          options={"rematrix_maxval": "1.0"})
+            streams.append(aus)
+        jumps0 = self.stats.discontinuities  # counted over every reconnect
+        frame_s = 1 / float(vs.average_rate or 25) if vs is not None else 0.0  # a video frame's duration
+        try:
+            for packet in container.demux(streams):
+                self.stats.last_packet = time.monotonic()
+                kind = packet.stream.type
+                if kind == "video" and packet.size:
+                    self.stats.frames_read += 1
+                    if margin:
+                        pts = packet.pts
+                        at = timeline.peek(pts * video_tb) if pts is not None and video_tb > 0 else None
+                        skip = at is not None and not windower.wants(at, margin)
+                        if skip != skipping:
+                            vs.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+                            skipping = skip
+                t_dec = time.perf_counter()
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    self.stats.errors += 1
+                    continue
+                except av.error.FFmpegError as e:
+                    if self.opts.hwaccel and kind == "video" and not self.stats.frames_decoded:
+                        raise HwaccelError(f"source {redact(self.url)}: hwaccel {self.opts.hwaccel!r} is not available "
+                                           f"on this machine ({e}); set the camera's hwaccel to none") from e
+                    raise
+                for frame in frames:
+                    step = frame_s if kind == "video" else frame.samples / frame.sample_rate
+                    rt = timeline.place(kind, frame.time, step)
+                    self.stats.discontinuities = jumps0 + timeline.discontinuities
+                    timeline.pace(rt)
+                    if kind == "video":
+                        self.stats.frames_decoded += 1
+                        yield Decoded("video", rt, frame, time.perf_counter() - t_dec, windower.frame_dt)
+                    else:
+                        self.stats.audio_frames_decoded += 1
+                        for out in resampler.resample(frame):
+                            pcm = out.to_ndarray()[0]  # packed mono: [1, samples]
+                            yield Decoded("audio", rt, pcm, time.perf_counter() - t_dec, len(pcm) / self.geo.sample_rate)
+                            rt += len(pcm) / self.geo.sample_rate
+                    t_dec = time.perf_counter()
+        except av.error.EOFError:
+            return
+
+    def _with_mic(self, events: Iterator[Decoded], mic) -> Iterator[Decoded]:
+        """A microphone as the source's audio: its blocks, drained after each video frame, are placed by
+        arrival time (time.monotonic() of the first video frame is its timeline time)."""
+        anchor: float | None = None
+        for ev in events:
+            yield ev
+            if ev.kind == "video":
+                if anchor is None:
+                    anchor = time.monotonic() - ev.t
+                for t_wall, pcm in mic.drain():
+                    yield Decoded("audio", t_wall - anchor + self.opts.audio_offset, pcm, paired=True)
+
+    def _with_main(self, events: Iterator[Decoded]) -> Iterator[Decoded]:
+        """The main stream beside a substream: before each video frame, its audio up to that frame's time
+        (its keyframe is taken when the frame is windowed); at the end, the rest of its audio."""
+        for ev in events:
+            if ev.kind == "video":
+                self._main_t = ev.t
+                yield from self._main_audio(ev.t)
+            yield ev
+        yield from self._main_audio(math.inf)  # the detect stream ended: the main stream's audio up to its end
+
+    def _main_audio(self, t: float) -> Iterator[Decoded]:
         main = self._main
         main.wait_for(t)
         for ta, pcm in main.drain_audio():
-            windower.add_audio(ta, pcm)
+            yield Decoded("audio", ta, pcm, paired=True)
         if main.error is not None:
             if main.has_audio:  # the camera's audio is gone: reconnect both
                 raise main.error
