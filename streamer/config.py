@@ -10,9 +10,11 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from streamer.detect.normality import DEFAULT_DIR, FOLDS
 from streamer.errors import ConfigError, redact, redact_text
 from streamer.net import REDIS_URL_ENV
+
+NORMALITY_DIR = "~/.local/state/streamer/normality"  # per-camera normality models: <dir>/<camera>.npz
+LEARN_MIN_WINDOWS = 10  # a learning period's least windows: two per fold of the threshold's calibration (streamer.detect.normality)
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp")
 SHARD_INDEX_ENV = "STREAMER_SHARD_INDEX"
@@ -154,7 +156,7 @@ class DetectConfig(Strict):
 
 class AnomalyConfig(Strict):
     enabled: bool = Field(True, description="Score each window against its camera's normality model; over its threshold opens an event called anomaly.")
-    dir: str = Field(DEFAULT_DIR, description="Per-camera normality models: <dir>/<camera>.npz (where `streamer learn-normal` writes by default).")
+    dir: str = Field(NORMALITY_DIR, description="Per-camera normality models: <dir>/<camera>.npz (where `streamer learn-normal` writes by default).")
     learn_minutes: float = Field(10.0, ge=0, description="A camera without a model file learns its normal from its first N minutes of footage, saves the model and then alerts (0 = off).")
     far: float = Field(0.001, gt=0, lt=1, description="False-alarm rate (fraction of normal windows over threshold) for models learned by the pipeline: 0.001 is about 7 windows an hour at the default hop.")
 
@@ -191,9 +193,9 @@ class Config(Strict):
         if dup:
             raise ValueError(f"camera ids must be unique: {dup}")
         n = learn_windows(self)
-        if 0 < n < 2 * FOLDS:
+        if 0 < n < LEARN_MIN_WINDOWS:
             raise ValueError(f"anomaly.learn_minutes: {self.anomaly.learn_minutes:g} min is {n} windows at window.hop "
-                             f"{self.window.hop:g} s; a learning period needs at least {2 * FOLDS}")
+                             f"{self.window.hop:g} s; a learning period needs at least {LEARN_MIN_WINDOWS}")
         return self
 
 

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from engines.runtime.select import BACKENDS
-from streamer.detect.normality import DEFAULT_DIR, DEFAULT_FAR
+from streamer.config import NORMALITY_DIR
+from streamer.detect.normality import DEFAULT_FAR
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--from", dest="source", required=True, metavar="FILE_OR_URL", help="normal footage: file or URL")
     s.add_argument("--minutes", type=float, default=None, help="learn from the first N minutes (default: all of "
                    f"a file, {LIVE_DEFAULT_MINUTES:g} of a live URL)")
-    s.add_argument("--out", default=DEFAULT_DIR, help=f"folder of per-camera models (default {DEFAULT_DIR}, where `streamer run` looks)")
+    s.add_argument("--out", default=NORMALITY_DIR, help=f"folder of per-camera models (default {NORMALITY_DIR}, where `streamer run` looks)")
     s.add_argument("--out-file", default=None, help="exact output path instead of <out>/<camera>.npz")
     s.add_argument("--far", type=float, default=DEFAULT_FAR, help="false-alarm rate (fraction of normal windows) the "
                    f"threshold is calibrated to (default {DEFAULT_FAR:g})")

@@ -1,5 +1,5 @@
 """One-way layers, read from the source (AST): `engines/` (model, export, build, runtimes) never imports
-`streamer/`, and no modules of the two packages import each other in a cycle."""
+`streamer/`, the config imports no stage, and no modules of the two packages import each other in a cycle."""
 
 from __future__ import annotations
 
@@ -89,6 +89,12 @@ def test_engines_do_not_import_streamer():
                  for p in sorted((ROOT / "engines").rglob("*.py"))}
     offenders = {k: v for k, v in offenders.items() if v}
     assert not offenders, offenders
+
+
+def test_the_config_imports_no_stage():
+    """streamer/config.py is read by every stage (source -> window -> engine -> event -> sink); it imports none."""
+    stages = ("streamer.ingest", "streamer.engine", "streamer.detect", "streamer.outputs", "streamer.web", "engines")
+    assert sorted(m for m in imported_modules(ROOT / "streamer" / "config.py") if m.startswith(stages)) == []
 
 
 def test_no_import_cycles_at_import_time():

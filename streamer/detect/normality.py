@@ -32,14 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
+from streamer.config import LEARN_MIN_WINDOWS
+
 log = logging.getLogger(__name__)
 
 FORMAT = "streamer.normality/2"  # /1: grid statistics of the engine's embedding (refused: learn again)
 DEFAULT_FAR = 0.01
-DEFAULT_DIR = "~/.local/state/streamer/normality"  # per-camera models: <dir>/<camera>.npz
 K = 3  # nearest normal objects an object's score averages over
 MAX_BANK = 10000  # normal objects kept (a seeded subsample beyond that): bounds the scoring cost per window
-FOLDS = 5
+FOLDS = LEARN_MIN_WINDOWS // 2  # calibration folds (out-of-block); a learning period has two windows per fold at least
 BLOCK_S = 10.0  # seconds per calibration block
 GRID = 7  # anomaly_cell: the worst object's cell in a GRID x GRID grid
 FEATURES = ("x", "y", "w", "h", "vx", "vy", "speed", "p90", "fill")  # of an object: streamer.detect.objects
