@@ -64,6 +64,19 @@ SINK_GRACE_S = 0.7  # the alert sink: delivers while Redis answers, then spools 
 REDIS_TIMEOUT_S = 2.0  # per call and try: a Redis that stops answering fails the delivery thread's call after this
 
 
+class RestartBudget:
+    """The one restart rule, for the engine and for each camera's ingest process: at most
+    MAX_RESTARTS_PER_MIN restarts in any minute; one more means give up."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def spend(self, now: float) -> bool:
+        """Count a restart at `now`; False when it is over the budget."""
+        self.times = [t for t in self.times if now - t < 60] + [now]
+        return len(self.times) <= MAX_RESTARTS_PER_MIN
+
+
 class Pipeline:
     def __init__(self, cfg: Config, on_alert: Callable[[dict], None] | None = None,
                  on_window: Callable[[Result], None] | None = None) -> None:
@@ -216,7 +229,7 @@ class Pipeline:
         if not cams:  # more replicas than this one's share of cameras: idle until stopped (or a camera is added)
             log.warning("shard %d of %d: no cameras hash to this replica", self.cfg.shard.index or 0, self.cfg.shard.replicas)
         procs = {cid: spawn(cid) for cid in cams}
-        restarts: dict[str, list[float]] = {cid: [] for cid in cams}
+        restarts = {cid: RestartBudget() for cid in cams}
         removing: list[tuple[str, Any, WindowRing, float, Future]] = []  # removed cameras whose process is ending
 
         def set_cameras() -> None:
@@ -242,7 +255,7 @@ class Pipeline:
                 m.ALERTS.labels(cam.id, ANOMALY)
                 m.NORMALITY_LEARNING.labels(cam.id).set(self.anomaly.progress(cam.id))
             procs[cam.id] = spawn(cam.id)
-            restarts[cam.id] = []
+            restarts[cam.id] = RestartBudget()
             live.add(cam.id)
             hold = True
             log.info("camera %s: added (ingest pid %d)", cam.id, procs[cam.id].pid)
@@ -316,7 +329,7 @@ class Pipeline:
                 log.info("camera %s: removed (ingest exit code %s, ring %s unlinked)", cid, p.exitcode, ring.shm.name)
                 if not fut.done():
                     fut.set_result({"id": cid, "pid": p.pid, "exitcode": p.exitcode, "ring": ring.shm.name})
-        engine_restarts: list[float] = []
+        engine_restarts = RestartBudget()
         now = time.monotonic()
         deadline = now + duration if duration else None
         stats_done = threading.Event()
@@ -339,8 +352,7 @@ class Pipeline:
                 except EngineDied as e:
                     if self._stop.is_set():
                         break  # it was stopped with us (a signal to the whole group)
-                    engine_restarts = [t for t in engine_restarts if now - t < 60] + [now]
-                    if len(engine_restarts) > MAX_RESTARTS_PER_MIN:
+                    if not engine_restarts.spend(now):
                         raise
                     log.error("%s: restarting the engine with fresh rings; the ingest processes go on", e)
                     m.ENGINE_RESTARTS.inc()
@@ -369,9 +381,8 @@ class Pipeline:
                     if self._stop.is_set():
                         break
                     if cid in live and p.exitcode not in (None, 0):
-                        restarts[cid] = [t for t in restarts[cid] if now - t < 60] + [now]
-                        if len(restarts[cid]) > MAX_RESTARTS_PER_MIN:
-                            log.error("camera %s: ingest died %d times in a minute; giving up on it", cid, len(restarts[cid]))
+                        if not restarts[cid].spend(now):
+                            log.error("camera %s: ingest died %d times in a minute; giving up on it", cid, len(restarts[cid].times))
                             live.discard(cid)
                             self.cam_state[cid] = "failed"
                             continue

@@ -17,7 +17,7 @@ from streamer import procs
 from streamer.cli import DEMO_CLIP
 from streamer.config import parse_config
 from streamer.outputs.reader import last as read_stream
-from streamer.pipeline import Pipeline
+from streamer.pipeline import Pipeline, RestartBudget
 from tests.outputs.schema import ALERT_SCHEMA
 
 
@@ -121,3 +121,10 @@ def test_an_engine_restart_ends_open_events_with_a_reason(redis_server, tmp_path
     assert set(keys) == {"keyframe", "audio"}
     assert redis_server.client().get(keys["keyframe"])[:2] == b"\xff\xd8"
     assert "evidence" not in fights[1] or fights[1]["evidence"] == {}
+
+
+def test_the_restart_budget_gives_up_on_the_sixth_restart_within_a_minute():
+    budget = RestartBudget()
+    assert all(budget.spend(t) for t in (0, 10, 20, 30, 40))
+    assert not budget.spend(50)  # a sixth within one minute: give up
+    assert budget.spend(70.5)  # 0 and 10 have left the minute: 20, 30, 40, 50, 70.5
