@@ -42,7 +42,7 @@ from streamer.config import CameraConfig, Config
 from streamer.detect.anomaly import EVENT as ANOMALY
 from streamer.detect.anomaly import AnomalyScorer
 from streamer.detect.events import EventTracker, Transition
-from streamer.engine.process import EngineClient, EngineDied, EngineOptions, Result
+from streamer.engine.process import Ended, EngineClient, EngineDied, EngineOptions, Result
 from streamer.errors import ConfigError, Stopped
 from streamer.ingest.source import probe_geometry
 from streamer.ingest.supervisor import ingest_main, keyframe_width
@@ -366,16 +366,16 @@ class Pipeline:
                         updates[cid].put(share(self.rings[cid]))  # switched to before the process's next window
                     self.engine.wait_ready()
                     continue
-                if msg is not None and msg[0] == "result":
-                    if msg[1].window.camera in cams:  # not a window of a camera removed meanwhile
-                        self._detect_and_publish(msg[1])
-                elif msg is not None and msg[0] == "end":
-                    ring = self.rings.get(msg[1])
-                    if ring is None or (len(msg) > 2 and msg[2] not in (None, ring.shm.name)):
+                if isinstance(msg, Result):
+                    if msg.window.camera in cams:  # not a window of a camera removed meanwhile
+                        self._detect_and_publish(msg)
+                elif isinstance(msg, Ended):
+                    ring = self.rings.get(msg.camera)
+                    if ring is None or msg.ring != ring.shm.name:
                         continue  # the end of a ring that was removed or replaced
-                    live.discard(msg[1])
-                    self.cam_state[msg[1]] = "ended"
-                    for t in self.tracker.close_all(msg[1], reason="source_end"):
+                    live.discard(msg.camera)
+                    self.cam_state[msg.camera] = "ended"
+                    for t in self.tracker.close_all(msg.camera, reason="source_end"):
                         self._publish(t, None, {})
                 for cid, p in procs.items():  # an ingest process that died without finishing is restarted
                     if self._stop.is_set():

@@ -14,7 +14,7 @@ Inside the engine process:
     main thread:                  batcher.run_once() -> runtime.infer(batch) (the thread that opened it)
     deliverer thread:             `order` in submission order -> future.result() -> results queue
     evidence thread:              requests (camera, window start) -> that window's keyframe + audio
-    control thread:               ("attach", camera, ring) -> a new collector; ("detach", camera) -> it ends
+    control thread:               Attach(camera, ring) -> a new collector; Detach(camera) -> it ends
 
 Cameras added at run time (the HTTP API, SIGHUP): the main process makes the camera's ring and sends it
 on the control queue (`EngineClient.attach`, streamer/ring.py `share`: its queues' pipes travel through
@@ -89,10 +89,43 @@ class EngineOptions:
 
 @dataclass(frozen=True)
 class Ready:
+    """Engine -> main, once: loaded and reading the rings."""
+
     backend: str
     precision: str
     max_batch: int
     pid: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Engine -> main, instead of Ready: it could not start."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class Ended:
+    """Engine -> main, after a camera's last result: its source finished. `ring` names the ring, so that
+    the end of a replaced ring is told apart."""
+
+    camera: str
+    ring: str
+
+
+@dataclass(frozen=True)
+class Attach:
+    """Main -> engine: read this camera's ring (`streamer.ring.share`d)."""
+
+    camera: str
+    ring: bytes
+
+
+@dataclass(frozen=True)
+class Detach:
+    """Main -> engine: stop reading this camera's ring and let go of it."""
+
+    camera: str
 
 
 def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any, stop: Any,
@@ -117,7 +150,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
         runtime = open_runtime(opts.model, backend=opts.backend, threads=opts.threads, max_batch=opts.max_batch,
                                precision=opts.precision, engine_cache=opts.engine_cache)
     except Exception as e:  # reported to the parent, which raises EngineStartError; then this process ends
-        results.put(("error", f"{type(e).__name__}: {e}"))
+        results.put(Failed(f"{type(e).__name__}: {e}"))
         return
     precision = getattr(runtime, "precision", "fp32")
     max_batch = opts.max_batch
@@ -205,8 +238,8 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
                 continue
             if msg is None:
                 return
-            if msg[0] == "attach":
-                camera, ring = msg[1], pickle.loads(msg[2])
+            if isinstance(msg, Attach):
+                camera, ring = msg.camera, pickle.loads(msg.ring)
                 old = detached.get(camera)
                 if old is not None:
                     old.set()
@@ -216,13 +249,13 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
                 threading.Thread(target=collect, args=(camera, ring, gone), name=f"streamer:engine:collect:{camera}",
                                  daemon=True).start()
                 log.info("camera %s: attached", camera)
-            elif msg[0] == "detach":
-                gone = detached.pop(msg[1], None)
+            elif isinstance(msg, Detach):
+                gone = detached.pop(msg.camera, None)
                 if gone is not None:
                     gone.set()
                 with kept_lock:
-                    kept.pop(msg[1], None)
-                log.info("camera %s: detached", msg[1])
+                    kept.pop(msg.camera, None)
+                log.info("camera %s: detached", msg.camera)
 
     def deliver() -> None:
         while True:
@@ -230,7 +263,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
             if w is None:
                 return
             if isinstance(w, str):
-                send(("end", camera, fut))  # fut: the ring's name, so that the end of a replaced ring is told apart
+                send(Ended(camera, fut))  # fut: the ring's name
                 continue
             try:
                 scores, emb, t0, dt, n = fut.result()
@@ -246,7 +279,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
                         keyframe = kept[camera][-1][1]  # sent with the first window after it changed: still the newest
                     kept[camera].append((w.start, keyframe, w.audio if w.audio_mask else None))
             w.video, w.audio, w.keyframe = empty, empty_audio, None
-            if not send(("result", Result(w, scores, emb, t0, dt, n))):
+            if not send(Result(w, scores, emb, t0, dt, n)):
                 return
 
     def serve_evidence() -> None:
@@ -277,7 +310,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
     controller = threading.Thread(target=control_loop, name="streamer:engine:control", daemon=True)
     for t in [*threads, deliverer, evidence_server, controller]:
         t.start()
-    results.put(("ready", Ready(runtime.backend, precision, max_batch, os.getpid())))
+    results.put(Ready(runtime.backend, precision, max_batch, os.getpid()))
     with runtime:
         try:
             while not stop.is_set():
@@ -358,15 +391,15 @@ class EngineClient:
                     raise EngineStartError(f"the engine process exited with code {self.proc.exitcode} before it "
                                            "was ready") from None
                 continue
-            if msg[0] == "ready":
-                ready: Ready = msg[1]
+            if isinstance(msg, Ready):
+                ready = msg
                 self.backend, self.precision, self.max_batch = ready.backend, ready.precision, ready.max_batch
                 log.info("engine ready in %.1f s: %s %s, max batch %d (pid %d)", time.monotonic() - t_start,
                          self.backend, self.precision, self.max_batch, ready.pid)
                 return
-            if msg[0] == "error":
+            if isinstance(msg, Failed):
                 self.proc.join(timeout=5)
-                raise EngineStartError(f"the engine could not start: {msg[1]}")
+                raise EngineStartError(f"the engine could not start: {msg.error}")
 
     def evidence(self, camera: str, start: float, timeout: float = 0.25) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The keyframe and audio (None when the window had none) of a camera's recent window, asked of
@@ -395,18 +428,18 @@ class EngineClient:
         from streamer.ring import share
 
         self.rings = {**self.rings, camera: ring}
-        self.control.put(("attach", camera, share(ring)))
+        self.control.put(Attach(camera, share(ring)))
 
     def detach(self, camera: str) -> None:
         """Stop reading a camera's ring; the engine lets go of it (the caller unlinks it)."""
         self.rings = {k: v for k, v in self.rings.items() if k != camera}
-        self.control.put(("detach", camera))
+        self.control.put(Detach(camera))
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.is_alive()
 
-    def get(self, timeout: float) -> tuple | None:
-        """The next message from the engine ("result", Result) or ("end", camera, ring name), or None; EngineDied
+    def get(self, timeout: float) -> Result | Ended | None:
+        """The next message from the engine (a Result, or Ended), or None; EngineDied
         when the engine process is gone and nothing is left to read from it."""
         try:
             return self.results.get(timeout=timeout)

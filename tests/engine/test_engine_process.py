@@ -10,7 +10,7 @@ import time
 import pytest
 
 from engines.spec import DEFAULT_MODEL, load_spec
-from streamer.engine.process import EngineClient, EngineDied, EngineOptions, EngineStartError
+from streamer.engine.process import Ended, EngineClient, EngineDied, EngineOptions, EngineStartError, Result
 from streamer.ingest.clip import clip_windows
 from streamer.ingest.source import probe_geometry
 from streamer.outputs import metrics as m
@@ -65,13 +65,13 @@ def test_ready_handshake_then_one_result_per_window_in_order(rings, windows):
         feed(rings, windows, 3)
         for ring in rings.values():
             ring.put_end()
-        msgs = drain(client, lambda ms: sum(x[0] == "end" for x in ms) == 3)
-        results = [x[1] for x in msgs if x[0] == "result"]
+        msgs = drain(client, lambda ms: sum(isinstance(x, Ended) for x in ms) == 3)
+        results = [x for x in msgs if isinstance(x, Result)]
         assert len(results) == 9
         for cam in rings:  # per camera: every window once, in order, then its end
-            mine = [i for i, x in enumerate(msgs) if (x[0] == "result" and x[1].window.camera == cam) or x[:2] == ("end", cam)]
-            assert [msgs[i][1].window.start for i in mine[:-1]] == [w.start for w in windows[:3]]
-            assert msgs[mine[-1]] == ("end", cam, rings[cam].shm.name)  # the end names its ring
+            mine = [x for x in msgs if (x.window.camera if isinstance(x, Result) else x.camera) == cam]
+            assert [x.window.start for x in mine[:-1]] == [w.start for w in windows[:3]]
+            assert mine[-1] == Ended(cam, rings[cam].shm.name)  # the end names its ring
         assert all(r.scores.shape == (len(SPEC.classes),) and 0 <= r.scores.min() and r.scores.max() <= 1 for r in results)
         assert all(r.embedding.shape == (SPEC.embedding_dim,) for r in results)
         # video, audio and keyframe stay in the engine; evidence is asked for (start alerts only)
@@ -95,7 +95,7 @@ def test_many_cameras_share_batches(windows):
         msgs = drain(client, lambda ms: len(ms) >= 48)
         for t in threads:
             t.join(10)
-        results = [x[1] for x in msgs if x[0] == "result"]
+        results = [x for x in msgs if isinstance(x, Result)]
         assert len(results) == 48
         assert sorted((r.window.camera, r.window.start) for r in results) == sorted(
             (c, w.start) for c in rs for w in windows[:4])
@@ -142,7 +142,7 @@ def test_death_is_detected_and_a_restarted_engine_serves_again(windows):
     client = EngineClient(CTX, opts(), rs, ready_timeout=60)
     try:
         feed(rs, windows, 2)
-        assert len([x for x in drain(client, lambda ms: len(ms) >= 4) if x[0] == "result"]) == 4
+        assert len([x for x in drain(client, lambda ms: len(ms) >= 4) if isinstance(x, Result)]) == 4
     finally:
         client.close()
         for r in rs.values():
@@ -191,16 +191,15 @@ def test_a_ring_attached_while_running_is_read_and_a_detached_one_is_let_go(ring
         for w in windows[:3]:
             extra.put(dataclasses.replace(w, camera="late"), block=True, timeout=10)
         extra.put_end()
-        msgs = drain(client, lambda ms: any(x[0] == "end" and x[1] == "late" for x in ms))
-        late = [x[1].window.start for x in msgs if x[0] == "result" and x[1].window.camera == "late"]
+        msgs = drain(client, lambda ms: Ended("late", extra.shm.name) in ms)
+        late = [x.window.start for x in msgs if isinstance(x, Result) and x.window.camera == "late"]
         assert late == [w.start for w in windows[:3]]
-        assert ("end", "late", extra.shm.name) in msgs
         client.detach("cam0")
         time.sleep(1.5)  # the collector notices within its 0.5 s read timeout
         feed({"cam0": rings["cam0"], "cam1": rings["cam1"]}, windows, 2)
-        msgs = drain(client, lambda ms: sum(x[0] == "result" for x in ms) >= 2, timeout=10)
+        msgs = drain(client, lambda ms: sum(isinstance(x, Result) for x in ms) >= 2, timeout=10)
         msgs += drain(client, lambda ms: False, timeout=1.5)
-        assert {x[1].window.camera for x in msgs if x[0] == "result"} == {"cam1"}  # cam0 is not read any more
+        assert {x.window.camera for x in msgs if isinstance(x, Result)} == {"cam1"}  # cam0 is not read any more
         assert rings["cam0"].ready.qsize() == 2  # its windows wait in a ring nobody reads
     finally:
         client.close()
