@@ -144,8 +144,11 @@ SOAK_FAULTS = [  # (kind, what the row says)
 ]
 
 
+SOAK_FILE = "soak_55min.json"  # the longest soak with faults
+
+
 def soak_table(res: dict) -> list[str]:
-    lines = [source_line("soak.json", res), "",
+    lines = [source_line(SOAK_FILE, res), "",
              "| | measured | target |", "|---|---|---|",
              f"| alerts accepted / delivered once / lost / duplicated | {res['alerts_accepted']} / "
              f"{res['alerts_delivered_unique']} / **{res['alerts_lost']}** / **{res['alerts_duplicated']}** | "
@@ -155,7 +158,8 @@ def soak_table(res: dict) -> list[str]:
         if not faults:
             continue
         took = sorted(f["recovery_s"] for f in faults)
-        measured = span(took) if took[-1] <= 5 else bold(", ".join(f"{t:.2f}" for t in took) + " s", True)
+        over = sum(t > 5 for t in took)
+        measured = span(took) if not over else bold(span(took), True) + f" ({over} of {len(took)} over 5 s)"
         spooled = [f["spooled_max"] for f in faults if f.get("spooled_max")]
         if spooled:
             measured += (f" ({min(spooled)}-{max(spooled)} alerts spooled, all delivered within "
@@ -167,9 +171,9 @@ def soak_table(res: dict) -> list[str]:
     lines += [
         f"| RSS growth after warm-up (summed RSS of streamer's processes) | {res['rss_growth_pct']:+.1f}% (PSS "
         f"{res['pss_growth_pct']:+.1f}%; {whole(res['rss_mb_start'])} -> {whole(res['rss_mb_end'])} MB) | "
-        "<= 5% over 60 min |",
+        f"<= 5% over 60 min (this run: {res['minutes']:g} min with faults) |",
         f"| e2e p99 of alerts, first / last {minutes:g} min | {whole(first)} / {whole(last)} ms (ratio "
-        f"{last / first:.2f}) | last <= 1.5x first |",
+        f"{last / first:.2f}) | last <= 1.5x first{': **not met**' if last > 1.5 * first else ''} |",
         f"| stop on SIGINT at the end | {res['stop_s']:.2f} s, exit {res['streamer_exit_code']}, "
         f"{len(res['leftover_processes']) or 'no'} process left | <= 3 s |",
     ]
@@ -194,7 +198,7 @@ TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "ingest": ("ingest.json", ingest_table),
     "e2e": ("e2e.json", e2e_table),
     "engine": ("engine.json", engine_table),
-    "soak": ("soak.json", soak_table),
+    "soak": (SOAK_FILE, soak_table),
     "density": ("density.json", density_table),
     "objects": ("objects.json", objects_table),
 }
