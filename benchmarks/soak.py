@@ -232,12 +232,11 @@ def machine_ticks() -> tuple[int, int]:
 
 
 def group_of(name: str) -> str:
-    """Which part a streamer process is, from its name: engine, ingest (all cameras), main or other."""
+    """Which part a child of streamer is, from its name: engine, ingest (all cameras) or other (the resource
+    tracker)."""
     if name == "streamer:engine":
         return "engine"
-    if name.startswith("ingest:"):
-        return "ingest"
-    return "main" if name.startswith("python") else "other"
+    return "ingest" if name.startswith("ingest:") else "other"
 
 
 def memory_kb(pid: int) -> tuple[int, int]:

@@ -392,10 +392,9 @@ class EngineClient:
                                            "was ready") from None
                 continue
             if isinstance(msg, Ready):
-                ready = msg
-                self.backend, self.precision, self.max_batch = ready.backend, ready.precision, ready.max_batch
+                self.backend, self.precision, self.max_batch = msg.backend, msg.precision, msg.max_batch
                 log.info("engine ready in %.1f s: %s %s, max batch %d (pid %d)", time.monotonic() - t_start,
-                         self.backend, self.precision, self.max_batch, ready.pid)
+                         self.backend, self.precision, self.max_batch, msg.pid)
                 return
             if isinstance(msg, Failed):
                 self.proc.join(timeout=5)

@@ -22,7 +22,7 @@ from streamer.window import Window
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class Decoded:
     """One timed input of a source: a video frame, or mono audio at the model rate."""
 
@@ -204,8 +204,9 @@ class SourceReader:
                         self.stats.audio_frames_decoded += 1
                         for out in resampler.resample(frame):
                             pcm = out.to_ndarray()[0]  # packed mono: [1, samples]
-                            yield Decoded("audio", rt, pcm, time.perf_counter() - t_dec, len(pcm) / self.geo.sample_rate)
-                            rt += len(pcm) / self.geo.sample_rate
+                            dur = len(pcm) / self.geo.sample_rate
+                            yield Decoded("audio", rt, pcm, time.perf_counter() - t_dec, dur)
+                            rt += dur
                     t_dec = time.perf_counter()
         except av.error.EOFError:
             return
