@@ -29,7 +29,8 @@ import av
 import numpy as np
 
 from engines.spec import ModelSpec
-from streamer.ingest.source import SourceOptions, SourceReader, probe_geometry
+from streamer.ingest.opening import SourceOptions
+from streamer.ingest.source import SourceReader, probe_geometry
 
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "bench"
 FILES = {"1080p30": (1920, 1080, 30), "720p25": (1280, 720, 25)}

@@ -26,7 +26,8 @@ import numpy as np
 
 from engines.spec import DEFAULT_MODEL, load_spec
 from streamer.detect.normality import NormalityModel
-from streamer.ingest.source import SourceOptions, SourceReader, probe_geometry
+from streamer.ingest.opening import SourceOptions
+from streamer.ingest.source import SourceReader, probe_geometry
 
 
 def read(path: Path, seconds: float, objects: bool = True) -> tuple[list, float]:

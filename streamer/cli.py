@@ -274,8 +274,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from streamer.errors import SourceError
+    from streamer.ingest.opening import SourceOptions
     from streamer.ingest.probe import probe
-    from streamer.ingest.source import SourceOptions
 
     try:
         info = probe(args.url, args.seconds, SourceOptions(open_timeout=args.timeout, stall_timeout=args.timeout))

@@ -10,7 +10,8 @@ import pytest
 from engines.spec import ModelSpec
 from streamer.errors import SourceError
 from streamer.ingest.clip import clip_windows
-from streamer.ingest.source import SourceOptions, SourceReader, probe_geometry
+from streamer.ingest.opening import SourceOptions
+from streamer.ingest.source import SourceReader, probe_geometry
 from tests.conftest import free_port
 
 SPEC = ModelSpec(frames=8, height=64, width=64)

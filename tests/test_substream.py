@@ -8,7 +8,8 @@ import redis
 from engines.spec import ModelSpec
 from streamer.config import CameraConfig, parse_config
 from streamer.errors import ConfigError
-from streamer.ingest.source import SourceOptions, SourceReader, probe_geometry
+from streamer.ingest.opening import SourceOptions
+from streamer.ingest.source import SourceReader, probe_geometry
 from streamer.outputs.reader import last as read_stream
 from streamer.pipeline import Pipeline
 from tests.media import make_clip

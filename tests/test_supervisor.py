@@ -10,7 +10,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from engines.spec import ModelSpec
 from streamer.config import CameraConfig
 from streamer.errors import SourceTimeout
-from streamer.ingest.source import SourceOptions, SourceReader, probe_geometry
+from streamer.ingest.opening import SourceOptions
+from streamer.ingest.source import SourceReader, probe_geometry
 from streamer.ingest.supervisor import ingest_main
 from streamer.ring import END, RingHandle, WindowRing
 

@@ -62,7 +62,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """Decode each source with the live ingest code and record its windows for INT8 calibration."""
     from engines import spec as espec
     from engines.calibrate import record
-    from streamer.ingest.source import SourceOptions, SourceReader, probe_geometry
+    from streamer.ingest.opening import SourceOptions
+    from streamer.ingest.source import SourceReader, probe_geometry
 
     model, _ = _engine_settings(args)
     spec = espec.load_spec(model)

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from streamer.errors import redact
-from streamer.ingest.source import SourceOptions, open_container
+from streamer.ingest.opening import SourceOptions, open_container
 
 
 def probe(url: str, seconds: float = 5.0, opts: SourceOptions | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from streamer.errors import HwaccelError, SourceError, SourceTimeout, redact
-from streamer.ingest.opening import SourceOptions, SourceStats, is_stream_url, open_container  # noqa: F401 (re-exported)
+from streamer.ingest.opening import SourceOptions, SourceStats, open_container
 from streamer.ingest.timeline import Timeline
 from streamer.ingest.windower import Geometry, Windower
 from streamer.window import Window

@@ -20,7 +20,8 @@ import av.logging
 from streamer.config import CameraConfig
 from streamer.errors import HwaccelError, SourceError, redact, redact_text
 from streamer.ingest.mic import MicReader
-from streamer.ingest.source import SourceOptions, SourceReader, is_stream_url
+from streamer.ingest.opening import SourceOptions, is_stream_url
+from streamer.ingest.source import SourceReader
 from streamer.ingest.windower import Geometry
 from streamer.outputs import metrics as m
 from streamer.ring import RingHandle
