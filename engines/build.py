@@ -405,9 +405,11 @@ def tensorrt_op_report(onnx_path: str | Path) -> dict[str, Any]:
     model = onnx.load(str(onnx_path))
     supported = set(doc["supported"])
     nodes: list[Any] = []
+    constants: set[str] = set()
     graphs = [model.graph]
     while graphs:
         g = graphs.pop()
+        constants |= {i.name for i in g.initializer}
         for node in g.node:
             nodes.append(node)
             graphs.extend(a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH)
@@ -418,7 +420,6 @@ def tensorrt_op_report(onnx_path: str | Path) -> dict[str, Any]:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if not doc["opset_min"] <= opset <= doc["opset_max"]:
         problems.append(f"opset {opset} is outside {doc['opset_min']}..{doc['opset_max']}")
-    constants = {i.name for i in model.graph.initializer}
     constants |= {o for n in nodes if n.op_type == "Constant" for o in n.output}
     for n in nodes:
         if n.op_type in doc["restricted_axes_input"] and len(n.input) > 1 and n.input[1] and n.input[1] not in constants:

@@ -1,10 +1,10 @@
 """Export the fusion network to ONNX (dynamic batch) and check that ONNX Runtime agrees with PyTorch.
 
 Exporter: the TorchScript-based `torch.onnx.export(..., dynamo=False)`. It is deterministic, needs no
-extra packages at run time, produces a plain opset-17 graph with a symbolic batch dimension, and the
-graph it makes for this model contains only Conv/BatchNorm-folded Conv, Relu, Gemm, Reduce*, Log, Mul,
-Add, Sub, Abs, Cast, Reshape, Transpose, Slice, Concat and Unsqueeze: all parsed by TensorRT.
-(The dynamo exporter also works on this model; pass `dynamo=True` to use it.)
+extra packages at run time and produces a plain opset-17 graph with a symbolic batch dimension. The
+network is exported after its pose model (poses as an input); `engines.pose.attach_pose` then puts the
+pose graph in front, and every op of the result, subgraphs included, must be in TensorRT's ONNX support
+list (engines/trt_ops.json, `engines.build.tensorrt_op_report`). (`dynamo=True` uses the other exporter.)
 """
 
 from __future__ import annotations
@@ -35,16 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Ops the exported graph may contain: a subset of what TensorRT's ONNX parser supports.
-ALLOWED_OPS = frozenset(
-    {
-        "Abs", "Add", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Flatten",
-        "Gather", "Gemm", "Identity", "Log", "MatMul", "Max", "Min", "Mul", "Pad", "ReduceMax", "ReduceMean", "Relu",
-        "Reshape", "Shape", "Slice", "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze",
-    }
-)
-
-
 def random_feed(spec: ModelSpec, batch: int, seed: int = 0, masks: bool = True) -> dict[str, np.ndarray]:
     """A valid random feed: uint8 video, audio in [-1, 1], masks of ones (or random 0/1)."""
     rng = np.random.default_rng(seed)
@@ -70,48 +60,59 @@ def export_onnx(
     """Write `path` (ONNX, dynamic batch axis, names from engines.spec) and its `<name>.json` sidecar."""
     import torch
 
+    from engines.model import WithPoses
+    from engines.people import PEOPLE, POSE_WIDTH
+    from engines.pose import POSES_INPUT, attach_pose
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     feed = random_feed(spec, batch=2)
-    args = tuple(torch.from_numpy(feed[n]) for n in INPUT_NAMES)
+    k = len(model.arch.pose_frames)
+    poses = torch.from_numpy(np.random.default_rng(0).uniform(0, 1, (2, k, PEOPLE, POSE_WIDTH)).astype(np.float32))
+    args = (*(torch.from_numpy(feed[n]) for n in INPUT_NAMES), poses)
+    names = [*INPUT_NAMES, POSES_INPUT]
+    after_pose = WithPoses(model).eval()
     try:
         if dynamo:
             batch = torch.export.Dim("batch", min=1, max=1024)
-            shapes = {n: {0: batch} for n in INPUT_NAMES}
+            shapes = {n: {0: batch} for n in names}
             prog = torch.onnx.export(
-                model, args, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                after_pose, args, input_names=names, output_names=list(OUTPUT_NAMES),
                 opset_version=opset, dynamo=True, dynamic_shapes=shapes, optimize=True,
             )
             if prog is None:
                 raise ExportError("the dynamo exporter returned no program")
             prog.save(str(path))
         else:
-            axes = {n: {0: "batch"} for n in (*INPUT_NAMES, *OUTPUT_NAMES)}
+            axes = {n: {0: "batch"} for n in (*names, *OUTPUT_NAMES)}
             with torch.no_grad(), warnings.catch_warnings():
                 # torch >= 2.9 marks this exporter deprecated; it is kept here on purpose (module doc)
                 warnings.simplefilter("ignore", DeprecationWarning)
                 torch.onnx.export(
-                    model, args, str(path), input_names=list(INPUT_NAMES),
+                    after_pose, args, str(path), input_names=names,
                     output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=opset,
                     do_constant_folding=True, dynamo=False,
                 )
     except Exception as e:  # the exporters raise many unrelated types
         raise ExportError(f"ONNX export to {path} failed: {e}") from e
-    ops = graph_ops(path)
-    bad = sorted(ops - ALLOWED_OPS)
-    if bad:
-        raise ExportError(f"exported graph uses ops outside the TensorRT-safe set: {bad}")
+    attach_pose(path, spec, model.arch.pose_frames)
+    from engines.build import tensorrt_op_report
+
+    problems = tensorrt_op_report(path)["unsupported"]
+    if problems:
+        raise ExportError(f"the exported graph is outside TensorRT's ONNX support (engines/trt_ops.json): {problems}")
     save_spec(spec, path)
+    ops = graph_ops(path)
     log.info("exported %s (opset %d, %d ops: %s)", path, opset, len(ops), ", ".join(sorted(ops)))
     return path
 
 
 def graph_ops(path: str | Path) -> set[str]:
-    import onnx
+    """Every op of the graph, subgraphs (the pose model's Scan body) included."""
+    from engines.build import tensorrt_op_report
 
-    m = onnx.load(str(path))
-    return {n.op_type for n in m.graph.node}
+    return set(tensorrt_op_report(path)["ops"])
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ def model_sha256(onnx_path: str | Path) -> str:
 
 
 def split_weights(onnx_path: str | Path, min_bytes: int = 1 << 16) -> list[Path]:
-    """Move the backbones' weights out of the graph into `<stem>.yamnet.bin` and `<stem>.mobilenet.bin`
+    """Move the audio backbone's weights out of the graph into `<stem>.yamnet.bin`
     (ONNX external data: ONNX Runtime and TensorRT's parse_from_file read them from beside the file), so
     no file is larger than its largest backbone. The last step of an export: an onnx.load + onnx.save
     after it puts them back inline."""
@@ -207,7 +208,7 @@ def split_weights(onnx_path: str | Path, min_bytes: int = 1 << 16) -> list[Path]
         old.unlink()
     for t in m.graph.initializer:
         part = owner.get(t.name, "")
-        if part in ("yamnet", "mobilenet") and len(t.raw_data) >= min_bytes:
+        if part == "yamnet" and len(t.raw_data) >= min_bytes:
             set_external_data(t, location=f"{path.stem}.{part}.bin")
     onnx.save(m, str(path))
     return model_files(path)

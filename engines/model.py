@@ -1,23 +1,25 @@
-"""The fusion network (v4): pretrained backbones, frozen, and small trained heads, in one graph.
+"""The fusion network (v5): pretrained backbones, frozen, and small trained heads, in one graph.
 
 Shapes: video uint8 [B, T, H, W, 3], audio float32 [B, S], masks float32 [B]
 -> event_logits [B, K], embedding [B, D].
 
 - Audio: YAMNet's own log-mel front end (a windowed DFT as a fixed Conv1d, magnitude, HTK mel as a
-  1x1 Conv1d, log) and YAMNet (AudioSet): a 1024-d embedding and 521 AudioSet logits per window.
-- Video: ImageNet MobileNetV2 on `Arch.frame_index` frames (1280-d each): their mean (what is in the
-  scene) and their mean absolute change between sampled frames (how fast its content changes); and a
-  fixed G x G grid of grey level and frame-to-frame change over all T frames (where, and how much,
-  things move), whose log motion also feeds the heads.
-- Heads: one linear layer (or a small MLP) over the standardised features, each modality's part
-  multiplied by its mask, giving one logit per trained class; classes mapped from AudioSet take the
-  max of YAMNet's logits over their AudioSet names. A class that needs a modality the window lacks
-  gets a logit of -30 (a score of ~1e-13).
-- `embedding`: [YAMNet embedding | mean MobileNetV2 features | the spatial grid], each zero when its
-  modality is masked; the layout is recorded in the ONNX metadata and the sidecar.
+  1x1 Conv1d, log) and YAMNet (AudioSet): a 1024-d embedding and 521 AudioSet logits per window; the
+  logits of the AudioSet classes a fight sounds like (engines/people.py `AUDIO_CUES`) are a group too.
+- Video: MoveNet MultiPose (engines/pose.py) on frames `Arch.pose_frames` of the window, and what the
+  people in them do (engines/people.py): how many, how close, how fast their wrists, ankles, heads and
+  bodies move in body heights per second. Nothing about the scene or where in the frame.
+- Heads: one linear layer (or a small MLP) over the standardised feature groups, each group times its
+  modality's mask; a linear head's class sees only the groups of its own modality (an audio class never
+  the people, `fight` never the audio embedding, which would let it learn the place). Classes mapped
+  from AudioSet take the max of YAMNet's logits over their AudioSet names. A class that needs a
+  modality the window lacks gets a logit of -30 (a score of ~1e-13).
+- `embedding`: [YAMNet embedding | people features], each zero when its modality is masked; the layout
+  is recorded in the ONNX metadata and the sidecar.
 
-The backbone weights come from `engines/weights/backbones/*.onnx` (engines/backbones.py); the torch
-state dict beside a model holds only what was trained (heads and feature statistics).
+The backbone weights come from `engines/weights/backbones/` (YAMNet: engines/backbones.py, loaded into
+torch; the pose model: run by ONNX Runtime, and placed in front of the exported graph by
+`engines.pose.attach_pose`); the torch state dict beside a model holds only what was trained.
 """
 
 from __future__ import annotations
@@ -29,22 +31,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from engines.backbones import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    MOBILENET_DIM,
-    YAMNET_DIM,
-    YamnetFrontEnd,
-    load_mobilenet,
-    load_yamnet,
-)
+from engines.backbones import YAMNET_DIM, YamnetFrontEnd, load_yamnet, yamnet_class_names
+from engines.people import AUDIO_CUES, FEATURES as PEOPLE_FEATURES, PEOPLE, POSE_WIDTH, PeopleFeatures
+from engines.pose import PoseModel
 from engines.spec import LAYOUT_KEY, ModelSpec
 
-SPATIAL_FEATURES = ("intensity", "motion_mean", "motion_max")
-BACKBONE_PREFIXES = ("yamnet.", "mobilenet.", "frontend.")
+BACKBONE_PREFIXES = ("yamnet.", "frontend.")
 MASKED_LOGIT = -30.0
-# feature groups the heads see, in order, and the modality each needs
-GROUPS = (("audio", "audio"), ("video", "video"), ("video_change", "video"), ("motion", "video"))
+# feature groups the heads may see, in order, and the modality each needs
+GROUPS = (("audio", "audio"), ("people", "video"), ("cues", "audio"))
 MODALITIES = ("audio", "video", "any")
 
 
@@ -52,62 +47,59 @@ MODALITIES = ("audio", "video", "any")
 class Arch:
     """Architecture hyper-parameters; saved with the weights so a checkpoint rebuilds its own model."""
 
-    frame_index: tuple[int, ...] = (1, 3, 5, 7)  # frames of the window that go through MobileNetV2
-    spatial_grid: int = 7
+    pose_frames: tuple[int, ...] = (2, 3, 4, 5)  # frames of the window the pose model sees (evenly spaced)
     hidden: int = 0  # 0: a linear head; > 0: one hidden ReLU layer of this width
-    groups: tuple[str, ...] = tuple(g for g, _ in GROUPS)  # feature groups the trained heads use
+    groups: tuple[str, ...] = ("audio", "people")  # feature groups the trained heads use
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["frame_index"], d["groups"] = list(self.frame_index), list(self.groups)
+        d["pose_frames"], d["groups"] = list(self.pose_frames), list(self.groups)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Arch:
         d = dict(d)
-        for k in ("frame_index", "groups"):
+        for k in ("pose_frames", "groups"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
 
 
 def group_dims(arch: Arch) -> dict[str, int]:
-    g2 = arch.spatial_grid * arch.spatial_grid
-    return {"audio": YAMNET_DIM, "video": MOBILENET_DIM, "video_change": MOBILENET_DIM, "motion": 2 * g2}
-
-
-def spatial_dim(arch: Arch) -> int:
-    return arch.spatial_grid * arch.spatial_grid * len(SPATIAL_FEATURES)
+    return {"audio": YAMNET_DIM, "people": len(PEOPLE_FEATURES), "cues": len(AUDIO_CUES)}
 
 
 def embedding_layout(spec: ModelSpec, arch: Arch) -> dict[str, Any]:
-    """Where things sit in the `embedding` output (the spatial grid cell-major, [G, G, F] row by row)."""
-    a, v = YAMNET_DIM, YAMNET_DIM + MOBILENET_DIM
-    return {"audio": [0, a], "video": [a, v], "fused": [0, v], "spatial": [v, v + spatial_dim(arch)],
-            "grid": arch.spatial_grid, "features": list(SPATIAL_FEATURES)}
+    """Where things sit in the `embedding` output."""
+    a = YAMNET_DIM
+    return {"audio": [0, a], "people": [a, a + len(PEOPLE_FEATURES)], "features": list(PEOPLE_FEATURES)}
 
 
 def embedding_dim(arch: Arch) -> int:
-    return YAMNET_DIM + MOBILENET_DIM + spatial_dim(arch)
+    return YAMNET_DIM + len(PEOPLE_FEATURES)
 
 
 class Heads(nn.Module):
-    """Standardised, masked feature groups -> one logit per trained class."""
+    """Standardised, masked feature groups -> one logit per trained class (`modalities`: each one's)."""
 
     mean: torch.Tensor
     std: torch.Tensor
     is_audio: torch.Tensor
+    allow: torch.Tensor
 
-    def __init__(self, arch: Arch, n_classes: int) -> None:
+    def __init__(self, arch: Arch, modalities: list[str]) -> None:
         super().__init__()
         dims = group_dims(arch)
         self.groups = [(g, dims[g], m) for g, m in GROUPS if g in arch.groups]
-        width = sum(d for _, d, _ in self.groups)
+        width, n_classes = sum(d for _, d, _ in self.groups), len(modalities)
         self.register_buffer("mean", torch.zeros(width))
         self.register_buffer("std", torch.ones(width))
         sel = torch.cat([torch.full((d,), float(m == "audio")) for _, d, m in self.groups])
         self.register_buffer("is_audio", sel, persistent=False)
+        rows = [[float(c in ("any", m)) for _, d, m in self.groups for _ in range(d)] + [1.0, 1.0] for c in modalities]
+        self.register_buffer("allow", torch.tensor(rows).reshape(n_classes, width + 2), persistent=False)
         n_in = width + 2
+        self.hidden = arch.hidden
         if arch.hidden:
             self.net: nn.Module = nn.Sequential(nn.Linear(n_in, arch.hidden), nn.ReLU(), nn.Dropout(0.2),
                                                 nn.Linear(arch.hidden, n_classes))
@@ -121,77 +113,71 @@ class Heads(nn.Module):
         return torch.cat([x * masks, am, vm], dim=1)
 
     def forward(self, feats: dict[str, torch.Tensor], am: torch.Tensor, vm: torch.Tensor) -> torch.Tensor:
-        return self.net(self.inputs(feats, am, vm))
+        x = self.inputs(feats, am, vm)
+        if self.hidden:
+            return self.net(x)
+        drop, lin = self.net[0], self.net[1]
+        return nn.functional.linear(drop(x), lin.weight * self.allow, lin.bias)
 
 
 class FusionNet(nn.Module):
     """See the module docstring. `spec.classes` = the trained classes, then the AudioSet-mapped ones
     (`spec.audioset`), in that order; `spec.modality` says which input each class needs."""
 
-    rgb_scale: torch.Tensor
-    rgb_shift: torch.Tensor
     gate_audio: torch.Tensor
     gate_video: torch.Tensor
 
-    def __init__(self, spec: ModelSpec, arch: Arch | None = None) -> None:
+    def __init__(self, spec: ModelSpec, arch: Arch | None = None, pose_threads: int = 0) -> None:
         super().__init__()
         if not spec.classes:
             raise ValueError("ModelSpec.classes is empty: the model needs at least one class")
         self.spec, self.arch = spec, (arch := arch or Arch())
-        if max(arch.frame_index) >= spec.frames:
-            raise ValueError(f"frame_index {arch.frame_index} needs {max(arch.frame_index) + 1} frames, "
-                             f"the window has {spec.frames}")
-        if spec.height % arch.spatial_grid or spec.width % arch.spatial_grid:
-            raise ValueError(f"frame size {spec.height}x{spec.width} is not divisible by spatial_grid={arch.spatial_grid}")
-        a = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(1, 3, 1, 1)
-        b = torch.tensor([-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(1, 3, 1, 1)
-        self.register_buffer("rgb_scale", a)
-        self.register_buffer("rgb_shift", b)
-        self.frontend = YamnetFrontEnd()
-        self.yamnet = load_yamnet()
-        self.mobilenet = load_mobilenet()
-        for p in (*self.yamnet.parameters(), *self.mobilenet.parameters()):
-            p.requires_grad_(False)
-        mapped = spec.audioset or {}
-        self.trained = [c for c in spec.classes if c not in mapped]
-        self.heads = Heads(arch, len(self.trained))
-        self.mapped_index = [list(map(int, mapped[c])) for c in spec.classes if c in mapped]
+        pf = arch.pose_frames
+        if len(pf) < 2 or max(pf) >= spec.frames or min(pf) < 0:
+            raise ValueError(f"pose_frames {pf}: need at least 2 frames, each below the window's {spec.frames}")
+        if len({b - a for a, b in zip(pf, pf[1:])}) != 1 or pf[1] <= pf[0]:
+            raise ValueError(f"pose_frames {pf} must be increasing and evenly spaced")
         gates = [spec.modality.get(c, "any") for c in spec.classes]
         bad = sorted({g for g in gates if g not in MODALITIES})
         if bad:
             raise ValueError(f"unknown class modality {bad}: expected one of {MODALITIES}")
+        self.frontend = YamnetFrontEnd()
+        self.yamnet = load_yamnet()
+        for p in self.yamnet.parameters():
+            p.requires_grad_(False)
+        self.pose = PoseModel(threads=pose_threads)
+        self.people = PeopleFeatures(dt=(pf[1] - pf[0]) * spec.window_seconds / spec.frames, aspect=spec.width / spec.height)
+        names = yamnet_class_names()
+        self.cue_index = [names.index(n) for n in AUDIO_CUES]
+        mapped = spec.audioset or {}
+        self.trained = [c for c in spec.classes if c not in mapped]
+        self.heads = Heads(arch, [spec.modality.get(c, "any") for c in self.trained])
+        self.mapped_index = [list(map(int, mapped[c])) for c in spec.classes if c in mapped]
         self.register_buffer("gate_audio", torch.tensor([float(g == "audio") for g in gates]))
         self.register_buffer("gate_video", torch.tensor([float(g == "video") for g in gates]))
 
     # -- features (frozen) ---------------------------------------------------------------------------
-    def video_features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 [B, T, H, W, 3] -> (mean [B, 1280], mean |change| between sampled frames [B, 1280])."""
-        idx = list(self.arch.frame_index)
-        k, h, w = len(idx), self.spec.height, self.spec.width
-        x = video[:, idx].reshape(-1, h, w, 3).permute(0, 3, 1, 2).to(torch.float32)
-        f = self.mobilenet(x * self.rgb_scale + self.rgb_shift).reshape(-1, k, MOBILENET_DIM)
-        change = (f[:, 1:] - f[:, :-1]).abs().mean(dim=1) if k > 1 else torch.zeros_like(f[:, 0])
-        return f.mean(dim=1), change
+    def poses(self, video: torch.Tensor, video_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 [B, T, H, W, 3] -> poses [B, K, 6, 56] of frames `Arch.pose_frames`; zeros (no people)
+        for windows whose `video_mask` is 0, which are not run (as in the exported graph)."""
+        b, k = video.shape[0], len(self.arch.pose_frames)
+        out = torch.zeros(b, k, PEOPLE, POSE_WIDTH, device=video.device)
+        rows = torch.arange(b, device=video.device) if video_mask is None else torch.nonzero(video_mask.reshape(-1) > 0)[:, 0]
+        if len(rows):
+            frames = video[rows][:, list(self.arch.pose_frames)].reshape(len(rows) * k, *video.shape[2:])
+            out[rows] = self.pose(frames).reshape(len(rows), k, PEOPLE, POSE_WIDTH)
+        return out
 
-    def spatial_stats(self, video: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, T, H, W, 3] -> [B, G*G*3]: per cell of a G x G grid, the mean grey level, and the
-        mean and max over time of the mean |frame-to-frame change| (grey, in [0, 1])."""
-        t, h, w, g = self.spec.frames, self.spec.height, self.spec.width, self.arch.spatial_grid
-        x = video.to(torch.float32).mean(dim=4) * (1.0 / 255.0)
-        cells = x.reshape(-1, t, g, h // g, g, w // g).mean(dim=(3, 5))
-        intensity = cells.mean(dim=1)
-        d = (x[:, 1:] - x[:, :-1]).abs().reshape(-1, t - 1, g, h // g, g, w // g).mean(dim=(3, 5))
-        return torch.stack([intensity, d.mean(dim=1), d.amax(dim=1)], dim=3).reshape(-1, g * g * 3)
-
-    def features(self, video: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every frozen feature of a batch of windows (what training caches)."""
+    def audio_features(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         emb, logits = self.yamnet(self.frontend(audio))
-        v_mean, v_change = self.video_features(video)
-        sp = self.spatial_stats(video)
-        g2 = self.arch.spatial_grid ** 2
-        motion = torch.log(sp.reshape(-1, g2, 3)[:, :, 1:].reshape(-1, 2 * g2) + 1e-3)
-        return {"audio": emb, "audioset": logits, "video": v_mean, "video_change": v_change, "motion": motion,
-                "spatial": sp}
+        return {"audio": emb, "audioset": logits, "cues": logits[:, self.cue_index]}
+
+    def features(self, video: torch.Tensor, audio: torch.Tensor, poses: torch.Tensor | None = None,
+                 video_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every frozen feature of a batch of windows (what training caches); `poses`: already computed."""
+        feats = self.audio_features(audio)
+        feats["people"] = self.people(self.poses(video, video_mask) if poses is None else poses)
+        return feats
 
     # -- heads ---------------------------------------------------------------------------------------
     def logits(self, feats: dict[str, torch.Tensor], am: torch.Tensor, vm: torch.Tensor) -> torch.Tensor:
@@ -206,20 +192,33 @@ class FusionNet(nn.Module):
         gate = gate * torch.clamp(am + vm, max=1.0)  # nothing at all: every class is off
         return out * gate + (1.0 - gate) * MASKED_LOGIT
 
+    def scores(self, video: torch.Tensor, audio: torch.Tensor, video_mask: torch.Tensor, audio_mask: torch.Tensor,
+               poses: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        am, vm = audio_mask.reshape(-1, 1), video_mask.reshape(-1, 1)
+        feats = self.features(video, audio, poses, video_mask)
+        emb = torch.cat([feats["audio"] * am, feats["people"] * vm], dim=1)
+        return self.logits(feats, am, vm), emb
+
     def forward(self, video: torch.Tensor, audio: torch.Tensor, video_mask: torch.Tensor,
                 audio_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        am, vm = audio_mask.reshape(-1, 1), video_mask.reshape(-1, 1)
-        feats = self.features(video, audio)
-        emb = torch.cat([feats["audio"] * am, feats["video"] * vm, feats["spatial"] * vm], dim=1)
-        return self.logits(feats, am, vm), emb
+        return self.scores(video, audio, video_mask, audio_mask, None)
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         """The state dict without the backbones (those load from their own ONNX files)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith(BACKBONE_PREFIXES)}
 
 
-def build_model(spec: ModelSpec, arch: Arch | None = None) -> FusionNet:
-    return FusionNet(spec, arch)
+class WithPoses(nn.Module):
+    """The network after the pose model: (video, audio, masks, poses) -> outputs. What is exported;
+    engines.pose.attach_pose then computes `poses` from `video` inside the graph."""
+
+    def __init__(self, net: FusionNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, video_mask: torch.Tensor, audio_mask: torch.Tensor,
+                poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.scores(video, audio, video_mask, audio_mask, poses)
 
 
 def example_inputs(spec: ModelSpec, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -236,7 +235,8 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: FusionNet, spec: ModelSpec) -> int:
-    """Multiply-accumulates of one window (batch 1): Conv2d, Conv1d and Linear layers, counted by hooks."""
+    """Multiply-accumulates of one window (batch 1) in torch: Conv2d, Conv1d and Linear layers, counted by
+    hooks. The pose model runs in ONNX Runtime and is not counted (its cost is measured in time)."""
     macs = 0
 
     def conv_hook(mod: nn.Conv2d, inp: Any, out: torch.Tensor) -> None:

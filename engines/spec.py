@@ -33,8 +33,8 @@ class ModelSpec:
     name: str = "fusion"
     version: str = "0"
     frames: int = 8  # T
-    height: int = 112
-    width: int = 112
+    height: int = 160
+    width: int = 256
     window_seconds: float = 1.0
     sample_rate: int = SAMPLE_RATE
     classes: tuple[str, ...] = ()

@@ -85,8 +85,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     from streamer.config import load_config
     from streamer.errors import ConfigError
 
+    from engines import spec as espec
+    from streamer.detect.anomaly import EVENT as ANOMALY
+    from streamer.detect.events import threshold_errors
+
     try:
         cfg = load_config(args.file)
+        model = cfg.engine.model or str(espec.DEFAULT_MODEL)
+        try:
+            classes = espec.load_spec(model).classes
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(f"{args.file}: engine.model: {e}") from None
+        bad = threshold_errors(cfg, classes, [ANOMALY] if cfg.anomaly.enabled else [])
+        if bad:
+            raise ConfigError("\n".join(f"{args.file}: {b}" for b in bad))
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1

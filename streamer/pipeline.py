@@ -41,7 +41,7 @@ from streamer import shard
 from streamer.config import CameraConfig, Config
 from streamer.detect.anomaly import EVENT as ANOMALY
 from streamer.detect.anomaly import AnomalyScorer
-from streamer.detect.events import EventTracker, Transition
+from streamer.detect.events import EventTracker, Transition, threshold_errors
 from streamer.engine.process import Ended, EngineClient, EngineDied, EngineOptions, Result
 from streamer.errors import ConfigError, Stopped
 from streamer.ingest.source import probe_geometry
@@ -111,9 +111,9 @@ class Pipeline:
         if abs(cfg.window.seconds - self.spec.window_seconds) > 1e-9:
             raise ConfigError(f"window.seconds: {cfg.window.seconds:g} does not match the model's window of {self.spec.window_seconds:g} s ({self.model_path})")
         self.geo = replace(probe_geometry(self.spec, cfg.window.hop), objects=cfg.anomaly.enabled)  # objects: for anomaly
-        unknown = sorted(set(cfg.detect.thresholds) - set(self.spec.classes))
-        if unknown:
-            raise ConfigError(f"detect.thresholds: unknown classes {unknown}; the model has {list(self.spec.classes)}")
+        bad = threshold_errors(cfg, self.spec.classes, [ANOMALY] if cfg.anomaly.enabled else [])
+        if bad:
+            raise ConfigError("\n".join(bad))
         if cfg.anomaly.enabled and ANOMALY in self.spec.classes:
             raise ConfigError(f"anomaly.enabled: the model has a class called {ANOMALY!r}; set anomaly.enabled: false")
         self.anomaly = AnomalyScorer(cfg, self.spec.frames)  # a bad normality file fails here

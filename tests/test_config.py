@@ -70,6 +70,11 @@ def test_redaction():
         ("cameras:\n  - {id: a, url: rtsp://h/1}\n", 0, "ok (1 camera(s))"),
         ("cameras:\n  - {id: a, url: rtsp://u:secret@h/1, fps: 3}\n", 1, "cameras.0.fps"),
         ("cameras: [\n", 1, "not valid YAML"),
+        ("cameras:\n  - {id: a, url: rtsp://h/1}\ndetect: {thresholds: {fihgt: 0.7}}\n", 1,
+         "detect.thresholds.fihgt: unknown class"),
+        ("cameras:\n  - {id: a, url: rtsp://h/1, thresholds: {fight: 0.7, anomaly: 2, gunshot: 0.5}}\n", 1,
+         "cameras[0].thresholds (a).gunshot: unknown class"),
+        ("cameras:\n  - {id: a, url: rtsp://h/1, thresholds: {fight: 0.7, anomaly: 2}}\n", 0, "ok (1 camera(s))"),
     ],
 )
 def test_streamer_check_exit_codes(tmp_path, text, code, needle):

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+
+def threshold_errors(cfg: Any, classes: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
+    """One line per threshold in `cfg` (a streamer.config.Config: detect.thresholds and each camera's)
+    for a class that is neither one of the model's `classes` nor in `extra` (e.g. anomaly)."""
+    known = set(classes) | set(extra)
+    named = sorted(known)
+    where = [("detect.thresholds", cfg.detect.thresholds)]
+    where += [(f"cameras[{i}].thresholds ({c.id})", c.thresholds) for i, c in enumerate(cfg.cameras)]
+    return [f"{key}.{name}: unknown class; the model has {named}" for key, values in where
+            for name in sorted(set(values) - known)]
 
 
 @dataclass

@@ -80,7 +80,7 @@ def _spec(name: str, classes: tuple[str, ...], modality: dict[str, str], mapped:
     from engines.model import Arch, embedding_dim
 
     names = yamnet_class_names()
-    return ModelSpec(name=name, frames=8, height=112, width=112, classes=classes + tuple(mapped),
+    return ModelSpec(name=name, frames=8, height=160, width=256, classes=classes + tuple(mapped),
                      modality={**modality, **{c: "audio" for c in mapped}},
                      audioset={c: [names.index(n) for n in ns] for c, ns in mapped.items()},
                      audioset_names={c: list(ns) for c, ns in mapped.items()},
@@ -272,7 +272,7 @@ def export(model, spec: ModelSpec, out: Path, threads: int, bench_seconds: float
     parity = check_parity(model, path, spec, batches=(1, 3, 8))
     files = split_weights(path)  # no file over ~15 MB: the backbones' weights beside the graph
     digest = model_sha256(path)[:12]
-    spec = replace(spec, version=f"4.0.0+{digest}", embedding_layout=layout)
+    spec = replace(spec, version=f"5.0.0+{digest}", embedding_layout=layout)
     model.spec = spec
     save_spec(spec, path)
     save_torch_weights(model, path)

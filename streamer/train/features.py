@@ -17,10 +17,6 @@ from streamer.train.data import CACHE_DIR, WindowSet
 
 log = logging.getLogger(__name__)
 
-AUDIO_KEYS = ("audio", "audioset")
-VIDEO_KEYS = ("video", "video_change", "motion", "spatial")
-
-
 def feature_model(spec: ModelSpec, arch=None):
     """A FusionNet with one placeholder class: only its frozen `features` are used."""
     from dataclasses import replace
@@ -35,13 +31,15 @@ def _fingerprint(arch) -> str:
 
     h = hashlib.sha256((BACKBONE_DIR / "SHA256SUMS").read_bytes())
     h.update(repr(arch.to_dict()).encode())
-    h.update((Path(__file__).resolve().parents[2] / "engines" / "model.py").read_bytes())
+    for f in ("model.py", "people.py", "pose.py"):
+        h.update((Path(__file__).resolve().parents[2] / "engines" / f).read_bytes())
     return h.hexdigest()[:12]
 
 
 def compute(model, video: np.ndarray | None, audio: np.ndarray | None, batch: int = 32,
             desc: str = "features") -> dict[str, np.ndarray]:
-    """Features of windows: `audio` [N, S] -> audio keys; `video` [N, T, H, W, 3] -> video keys."""
+    """Features of windows: `audio` [N, S] -> audio, audioset, cues; `video` [N, T, H, W, 3] -> people
+    (and the poses behind them)."""
     import torch
     from tqdm import tqdm
 
@@ -50,17 +48,12 @@ def compute(model, video: np.ndarray | None, audio: np.ndarray | None, batch: in
     with torch.inference_mode():
         for s in tqdm(range(0, n, batch), desc=desc, unit="batch", leave=False, disable=n <= batch):
             if audio is not None:
-                emb, logits = model.yamnet(model.frontend(torch.from_numpy(audio[s : s + batch])))
-                out.setdefault("audio", []).append(emb.numpy())
-                out.setdefault("audioset", []).append(logits.numpy())
-            if video is not None:
-                v = torch.from_numpy(video[s : s + batch])
-                mean, change = model.video_features(v)
-                sp = model.spatial_stats(v)
-                g2 = model.arch.spatial_grid ** 2
-                motion = torch.log(sp.reshape(-1, g2, 3)[:, :, 1:].reshape(-1, 2 * g2) + 1e-3)
-                for k, x in (("video", mean), ("video_change", change), ("motion", motion), ("spatial", sp)):
+                for k, x in model.audio_features(torch.from_numpy(audio[s : s + batch])).items():
                     out.setdefault(k, []).append(x.numpy())
+            if video is not None:
+                poses = model.poses(torch.from_numpy(video[s : s + batch]))
+                out.setdefault("poses", []).append(poses.numpy())
+                out.setdefault("people", []).append(model.people(poses).numpy())
     return {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
 
 
@@ -82,18 +75,20 @@ def dataset_features(ws: WindowSet, spec: ModelSpec, arch=None, cache_dir: Path 
     if len(has_a):
         fa = compute(model, None, ws.audio[has_a], desc=f"audio {ws.dataset}")
         for k, x in fa.items():
-            feats[k] = np.zeros((n, x.shape[1]), np.float32)
+            feats[k] = np.zeros((n, *x.shape[1:]), np.float32)
             feats[k][has_a] = x
     has_v = np.flatnonzero(ws.video_mask > 0)
     if len(has_v):
         fv = compute(model, ws.video[ws.video_row[has_v]], None, desc=f"video {ws.dataset}")
         for k, x in fv.items():
-            feats[k] = np.zeros((n, x.shape[1]), np.float32)
+            feats[k] = np.zeros((n, *x.shape[1:]), np.float32)
             feats[k][has_v] = x
-    dims = {"audio": 1024, "audioset": 521, "video": 1280, "video_change": 1280,
-            "motion": 2 * arch.spatial_grid ** 2, "spatial": 3 * arch.spatial_grid ** 2}
+    from engines.model import group_dims
+    from engines.people import PEOPLE, POSE_WIDTH
+
+    dims = {**group_dims(arch), "audioset": (521,), "poses": (len(arch.pose_frames), PEOPLE, POSE_WIDTH)}
     for k, d in dims.items():
-        feats.setdefault(k, np.zeros((n, d), np.float32))
+        feats.setdefault(k, np.zeros((n, *np.atleast_1d(d)), np.float32))
     cp.parent.mkdir(parents=True, exist_ok=True)
     tmp = cp.with_name(cp.stem + ".tmp.npz")
     np.savez(tmp, **feats)

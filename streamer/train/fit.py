@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GROUP_KEYS = ("audio", "video", "video_change", "motion")
+GROUP_KEYS = ("audio", "people", "cues")
 
 
 @dataclass

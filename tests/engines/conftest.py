@@ -1,5 +1,5 @@
-"""Small real models for the engine tests (no mocks): the v4 FusionNet on its real pretrained
-backbones, on 2 frames of 32x32 (MobileNetV2 runs at any size) and 1 s of audio (one YAMNet patch)."""
+"""Small real models for the engine tests (no mocks): the v5 FusionNet on its real pretrained
+backbones, on 2 frames of 64x64 (the pose model runs at any size) and 1 s of audio (one YAMNet patch)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ TINY_CLASSES = ("a", "b", "c")
 def tiny_arch():
     from engines.model import Arch
 
-    return Arch(frame_index=(0, 1), spatial_grid=4)
+    return Arch(pose_frames=(0, 1))
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,7 @@ def tiny_spec(tiny_arch) -> ModelSpec:
     from engines.model import embedding_dim
 
     return ModelSpec(
-        name="tiny", frames=2, height=32, width=32, window_seconds=1.0, classes=TINY_CLASSES,
+        name="tiny", frames=2, height=64, width=64, window_seconds=1.0, classes=TINY_CLASSES,
         thresholds={c: 0.5 for c in TINY_CLASSES}, modality={"a": "audio", "b": "video"},
         embedding_dim=embedding_dim(tiny_arch),
     )

@@ -24,10 +24,10 @@ def test_onnxruntime_infer_and_input_spec(tiny_onnx, tiny_spec):
     with OnnxRuntime(tiny_onnx, intra_op_threads=1) as rt:
         assert isinstance(rt, Runtime) and rt.backend == "onnxruntime" and rt.spec == tiny_spec
         spec = rt.input_spec()
-        assert spec[INPUT_VIDEO] == ((-1, 2, 32, 32, 3), np.dtype(np.uint8))
+        assert spec[INPUT_VIDEO] == ((-1, 2, 64, 64, 3), np.dtype(np.uint8))
         assert spec[INPUT_AUDIO] == ((-1, 16000), np.dtype(np.float32))
         out = rt.infer(random_feed(tiny_spec, 4))
-        assert out[OUTPUT_LOGITS].shape == (4, 3) and out[OUTPUT_EMBEDDING].shape == (4, 2352)
+        assert out[OUTPUT_LOGITS].shape == (4, 3) and out[OUTPUT_EMBEDDING].shape == (4, 1046)
     assert rt.closed
     with pytest.raises(EngineError, match="closed"):
         rt.infer(random_feed(tiny_spec, 1))

@@ -17,8 +17,8 @@ FPS = 10
 
 
 @pytest.fixture(scope="module")
-def spatial_model(tmp_path_factory) -> Path:
-    """A tiny FusionNet with a 4x4 spatial block in its embedding, exported with its layout."""
+def tiny_model_file(tmp_path_factory) -> Path:
+    """A tiny FusionNet on 64x64 frames, exported with its embedding layout."""
     import onnx
     import torch
 
@@ -26,8 +26,8 @@ def spatial_model(tmp_path_factory) -> Path:
     from engines.model import Arch, FusionNet, embedding_dim, embedding_layout, set_static_output_dims, write_layout
     from engines.spec import read_layout
 
-    arch = Arch(frame_index=(0, 1), spatial_grid=4)
-    spec = ModelSpec(name="tiny", frames=2, height=32, width=32, window_seconds=1.0, classes=("a", "b", "c"),
+    arch = Arch(pose_frames=(0, 1))
+    spec = ModelSpec(name="tiny", frames=2, height=64, width=64, window_seconds=1.0, classes=("a", "b", "c"),
                      thresholds={"a": 0.5, "b": 0.5, "c": 0.5}, embedding_dim=embedding_dim(arch))
     torch.manual_seed(0)
     model = FusionNet(spec, arch).eval()
@@ -35,9 +35,9 @@ def spatial_model(tmp_path_factory) -> Path:
     export_onnx(model, spec, path)
     write_layout(path, embedding_layout(spec, arch))
     set_static_output_dims(path, spec)
-    assert read_layout(path)["spatial"] == [2304, 2352]
+    assert read_layout(path)["people"] == [1024, 1046]
     dims = [[d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in onnx.load(str(path)).graph.output]
-    assert dims == [["batch", 3], ["batch", 2352]]  # only the batch axis is dynamic
+    assert dims == [["batch", 3], ["batch", 1046]]  # only the batch axis is dynamic
     return path
 
 
@@ -62,7 +62,7 @@ def write_scene(path: Path, seconds: float, anomaly: tuple[float, float] | None 
     return n
 
 
-def test_eval_classify_json(tmp_path, spatial_model, capsys):
+def test_eval_classify_json(tmp_path, tiny_model_file, capsys):
     d = tmp_path / "cls"
     d.mkdir()
     rows = []
@@ -77,7 +77,7 @@ def test_eval_classify_json(tmp_path, spatial_model, capsys):
         w.writeheader()
         w.writerows(rows)
     assert main(["eval", "classify", str(d), "--json", "--negative", "none,background", "--model",
-                 str(spatial_model), "--workers", "1"]) == 0
+                 str(tiny_model_file), "--workers", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 6 and set(out) == {"n", "accuracy", "macro_f1", "per_class"}
     assert 0.0 <= out["accuracy"] <= 1.0 and 0.0 <= out["macro_f1"] <= 1.0
@@ -85,11 +85,11 @@ def test_eval_classify_json(tmp_path, spatial_model, capsys):
     assert all(set(m) == {"ap", "precision", "recall", "n"} for m in out["per_class"].values())
     assert [out["per_class"][k]["n"] for k in ("a", "b", "none")] == [2, 2, 2]
     # a label that is neither a class nor a negative is an error, exit 1
-    assert main(["eval", "classify", str(d), "--json", "--model", str(spatial_model), "--workers", "1"]) == 1
+    assert main(["eval", "classify", str(d), "--json", "--model", str(tiny_model_file), "--workers", "1"]) == 1
     assert "neither model classes" in capsys.readouterr().err
 
 
-def test_learn_normal_and_eval_anomaly(tmp_path, spatial_model, capsys):
+def test_learn_normal_and_eval_anomaly(tmp_path, tiny_model_file, capsys):
     from streamer.detect.normality import NormalityModel
 
     d = tmp_path / "anom"
@@ -105,14 +105,14 @@ def test_learn_normal_and_eval_anomaly(tmp_path, spatial_model, capsys):
             w.writerow(["test/test01.mp4", i, int(2.0 <= i / FPS < 4.0)])
 
     assert main(["learn-normal", "--camera", "gate", "--from", str(d / "train" / "train0.mp4"), "--minutes", "0.06",
-                 "--hop", "0.25", "--out", str(tmp_path / "norm"), "--model", str(spatial_model), "--json"]) == 0
+                 "--hop", "0.25", "--out", str(tmp_path / "norm"), "--model", str(tiny_model_file), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     nm = NormalityModel.load(info["path"])
     assert info["camera"] == "gate" and info["objects"] > 0 and nm.camera == "gate"
     assert nm.windows == info["windows"] == 11  # 1 s windows every 0.25 s, ending by 3.6 s (--minutes 0.06)
     assert nm.threshold > 0
 
-    assert main(["eval", "anomaly", str(d), "--json", "--model", str(spatial_model)]) == 0
+    assert main(["eval", "anomaly", str(d), "--json", "--model", str(tiny_model_file)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["frames"] == n and out["anomalous_frames"] == 20
     assert out["auc"] >= 0.9
