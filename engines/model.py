@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from engines.backbones import YAMNET_DIM, YamnetFrontEnd, load_yamnet, yamnet_class_names
-from engines.people import AUDIO_CUES, FEATURES as PEOPLE_FEATURES, PEOPLE, POSE_WIDTH, PeopleFeatures
+from engines.people import AUDIO_CUES, PEOPLE, POSE_WIDTH, PeopleFeatures
+from engines.people import FEATURES as PEOPLE_FEATURES
 from engines.pose import PoseModel
 from engines.spec import LAYOUT_KEY, ModelSpec
 

@@ -88,7 +88,7 @@ def attach_pose(onnx_path: str | Path, spec: Any, frame_index: tuple[int, ...], 
     model, pose = onnx.load(str(onnx_path)), onnx.load(str(pose_path))
     body = pose.graph
     _prefixed(body, "pose/")
-    (p_in,), (p_out,) = body.input, body.output
+    (p_in,) = body.input
     frame = helper.make_tensor_value_info("pose/frame", TensorProto.INT32, [None, None, 3])
     body.initializer.append(numpy_helper.from_array(np.array([0], np.int64), "pose/axis0"))
     nodes = [helper.make_node("Unsqueeze", ["pose/frame", "pose/axis0"], [p_in.name], name="pose/unsqueeze"), *body.node]

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from derive_pose import update_sums  # noqa: E402  (scripts/ is on sys.path when run as a script)
+
 from engines.backbones import (  # noqa: E402
     BACKBONE_DIR,
     YAMNET_CLASSES,

@@ -1,7 +1,8 @@
 """Builds streamer/assets/demo.mp4 from MIT-licensed Surveillance Camera Fight clips in ../shared/data/fight.
 
-Quiet scene first (no_fight), then a fight, from one source video: H.264 + AAC, 480x360, 25 fps.
-Run once; the result is committed. Usage: python scripts/make_demo_clip.py [DATA_DIR]
+Quiet scene first (no_fight), then a fight, from one source video: H.264 + AAC, 640x360, 25 fps.
+The source video (lmfaDmCCRoY) is one of the fight set's validation sources, which the default model never
+trained on. Run once; the result is committed. Usage: python scripts/make_demo_clip.py [DATA_DIR]
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-CLIPS = ["video/nofi148.mp4", "video/nofi149.mp4", "video/fi063.mp4", "video/fi061.mp4"]
+CLIPS = ["video/nofi029.mp4", "video/nofi030.mp4", "video/fi037.mp4", "video/fi038.mp4"]
 OUT = Path(__file__).resolve().parent.parent / "streamer" / "assets" / "demo.mp4"
-FPS, W, H, RATE = 25, 480, 360, 48000
+FPS, W, H, RATE = 25, 640, 360, 48000
 
 
 def main(data: Path) -> None:

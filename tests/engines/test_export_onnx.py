@@ -5,8 +5,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from engines.errors import ExportError
 from engines.build import tensorrt_op_report
+from engines.errors import ExportError
 from engines.export import check_parity, graph_ops, random_feed
 from engines.spec import INPUT_NAMES, OUTPUT_NAMES, load_spec
 

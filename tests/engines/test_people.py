@@ -9,7 +9,7 @@ import torch
 
 from engines.people import FEATURES, KEYPOINTS, PEOPLE, POSE_WIDTH, PeopleFeatures
 from engines.pose import PoseModel
-from engines.spec import load_spec, DEFAULT_MODEL
+from engines.spec import DEFAULT_MODEL, load_spec
 from streamer.ingest.clip import clip_windows
 
 DEMO = Path(__file__).resolve().parents[2] / "streamer" / "assets" / "demo.mp4"
