@@ -4,7 +4,7 @@ Exporter: the TorchScript-based `torch.onnx.export(..., dynamo=False)`. It is de
 extra packages at run time and produces a plain opset-17 graph with a symbolic batch dimension. The
 network is exported after its pose model (poses as an input); `engines.pose.attach_pose` then puts the
 pose graph in front, and every op of the result, subgraphs included, must be in TensorRT's ONNX support
-list (engines/trt_ops.json, `engines.build.tensorrt_op_report`). (`dynamo=True` uses the other exporter.)
+list (engines/trt_ops.json, `engines.trt_support.tensorrt_op_report`). (`dynamo=True` uses the other exporter.)
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def export_onnx(
     except Exception as e:  # the exporters raise many unrelated types
         raise ExportError(f"ONNX export to {path} failed: {e}") from e
     attach_pose(path, spec, model.arch.pose_frames)
-    from engines.build import tensorrt_op_report
+    from engines.trt_support import tensorrt_op_report
 
     problems = tensorrt_op_report(path)["unsupported"]
     if problems:
@@ -110,7 +110,7 @@ def export_onnx(
 
 def graph_ops(path: str | Path) -> set[str]:
     """Every op of the graph, subgraphs (the pose model's Scan body) included."""
-    from engines.build import tensorrt_op_report
+    from engines.trt_support import tensorrt_op_report
 
     return set(tensorrt_op_report(path)["ops"])
 

@@ -28,7 +28,7 @@ def _engine_settings(args: argparse.Namespace) -> tuple[str, int]:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from engines import build
+    from engines import build, trt_support
     from engines import spec as espec
     from engines.export import model_sha256
     from engines.runtime.select import tensorrt_importable
@@ -41,7 +41,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "onnx_sha256": model_sha256(model), "tensorrt_importable": tensorrt_importable(),
     }
     try:
-        report = build.tensorrt_op_report(model)
+        report = trt_support.tensorrt_op_report(model)
         info.update(ops=report["ops"], opset=report["opset"], tensorrt_ops=report["list"],
                     tensorrt_unsupported_ops=report["unsupported"])
     except ImportError as e:

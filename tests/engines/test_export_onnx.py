@@ -5,10 +5,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from engines.build import tensorrt_op_report
 from engines.errors import ExportError
 from engines.export import check_parity, graph_ops, random_feed
 from engines.spec import INPUT_NAMES, OUTPUT_NAMES, load_spec
+from engines.trt_support import tensorrt_op_report
 
 
 def test_exported_graph_matches_torch_at_batches_1_and_3(tiny_model, tiny_onnx, tiny_spec):

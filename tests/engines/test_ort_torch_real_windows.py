@@ -19,5 +19,6 @@ def test_ort_and_torch_agree_on_real_windows():
     assert feed[espec.INPUT_AUDIO_MASK].all() and feed[espec.INPUT_VIDEO_MASK].all()
     with OnnxRuntime(espec.DEFAULT_MODEL) as ort, TorchRuntime(espec.DEFAULT_MODEL) as torch_rt:
         a, b = ort.infer(feed), torch_rt.infer(feed)
-    assert np.abs(a[espec.OUTPUT_LOGITS] - b[espec.OUTPUT_LOGITS]).max() <= 1e-4
-    assert np.abs(a[espec.OUTPUT_EMBEDDING] - b[espec.OUTPUT_EMBEDDING]).max() <= 1e-4
+    for name in (espec.OUTPUT_LOGITS, espec.OUTPUT_EMBEDDING):  # float32: the error grows with the values
+        scale = max(1.0, float(np.abs(b[name]).max()))  # (YAMNet's AudioSet logits reach several hundred)
+        assert np.abs(a[name] - b[name]).max() <= 1e-4 * scale, name

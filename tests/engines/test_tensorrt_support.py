@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines import build
+from engines import build, trt_support
 from engines.errors import BackendUnavailable, EngineError
 from engines.runtime.onnxruntime import cuda_available
 from engines.runtime.select import TENSORRT_MISSING, open_runtime, tensorrt_importable
@@ -36,7 +36,7 @@ def test_every_op_of_the_default_graph_is_supported_by_tensorrt():
     assert not missing, f"ops TensorRT {doc['tensorrt']}'s ONNX parser does not list: {missing}"
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     assert doc["opset_min"] <= opset <= doc["opset_max"], f"opset {opset} outside TensorRT's range"
-    report = build.tensorrt_op_report(DEFAULT_MODEL)  # the same check plus axes/domain/I/O-type rules
+    report = trt_support.tensorrt_op_report(DEFAULT_MODEL)  # the same check plus axes/domain/I/O-type rules
     assert report["unsupported"] == [] and report["ops"] == sorted(ops)
 
 
@@ -54,7 +54,7 @@ def test_the_op_report_catches_what_tensorrt_would_refuse(tmp_path):
         "g", [x], [y, z])
     path = tmp_path / "bad.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    problems = "\n".join(build.tensorrt_op_report(path)["unsupported"])
+    problems = "\n".join(trt_support.tensorrt_op_report(path)["unsupported"])
     assert "StringNormalizer is not in the TensorRT" in problems and "Celu" not in problems
     assert "ReduceSum" in problems and "computed tensor" in problems
     assert "network I/O z is type 11" in problems
