@@ -74,14 +74,14 @@ def test_nobody_gives_zero_motion_and_no_pair():
 
 
 def test_pose_model_finds_the_people_of_a_real_cctv_frame():
-    """The demo clip's fight (real CCTV: a holding cell, people at a distance): MultiPose sees people in
-    its frames (scores 0.23-0.30 here; PERSON_MIN is 0.1), with boxes of people-like size."""
+    """The demo clip's fight (real CCTV, a street at night): MultiPose sees a person in every frame (best
+    scores 0.30-0.42 here; PERSON_MIN is 0.1) and two in some, with boxes of people-like size."""
     spec = load_spec(DEFAULT_MODEL)
     window = [w for w in clip_windows(DEMO, spec) if w.start >= 5.0][0]
     poses = PoseModel().run(window.video[2:6])
     assert poses.shape == (4, PEOPLE, POSE_WIDTH)
     scores = poses[..., -1]
-    assert (scores.max(axis=1) > 0.2).all() and ((scores > 0.1).sum(axis=1) >= 2).all(), scores
+    assert (scores.max(axis=1) > 0.25).all() and ((scores > 0.1).sum(axis=1) >= 2).any(), scores
     top = poses[0, scores[0].argmax()]
     y0, x0, y1, x1 = top[KEYPOINTS * 3 : KEYPOINTS * 3 + 4]
     assert 0 <= y0 < y1 <= 1 and 0 <= x0 < x1 <= 1 and y1 - y0 > 0.1
