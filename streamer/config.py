@@ -128,7 +128,9 @@ class EngineConfig(Strict):
     model: str | None = Field(None, description="Path to the ONNX model (its .json metadata beside it). Absent = the bundled default.")
     backend: Literal["auto", "onnxruntime", "onnxruntime-cpu", "tensorrt", "torch"] = Field("auto", description="Runtime: auto tries TensorRT, ONNX Runtime CUDA, then ONNX Runtime CPU; onnxruntime-cpu never uses a GPU.")
     threads: int = Field(0, ge=0, description="Intra-op threads for CPU runtimes (0 = runtime default).")
-    max_batch: int = Field(8, ge=1, le=256, description="Most windows inferred together, across cameras.")
+    max_batch: int = Field(2, ge=1, le=256, description="Most windows inferred together, across cameras. 2: on a CPU the "
+                           "pose model runs frame by frame, so larger batches add latency and no throughput "
+                           "(README, Benchmarks); raise it on GPU hosts.")
     max_wait_ms: float = Field(20.0, ge=0, description="Longest a window waits for a batch to fill.")
     ready_timeout: float = Field(60.0, gt=0, description="Seconds the engine process may take to load the model and report ready.")
     precision: Literal["fp32", "fp16", "int8"] = Field("fp16", description="TensorRT: which engine built by `streamer engine build` to load.")
