@@ -145,10 +145,11 @@ def card(spec, m: dict, ev: dict | None, out: Path) -> str:
         ("- Recipe chosen on an inner split of the training data (urbansound8k fold 1 by source, fight and "
          "glass_break training sources), never on the validation numbers above: window-level training vs "
          "multiple-instance pooling, linear vs MLP heads, feature groups, weight decay, the background mixing "
-         "(inner-split accuracy of the audio heads 0.608 -> 0.665); for v5's video, on the fight training "
-         "sources (22 source videos, grouped 5-fold): the pose frames and resolution, the person, keypoint and "
-         "matching thresholds, the second-fastest-person features (clip AP 0.74 -> 0.77), and the audio cues "
-         "left out of the fight head (no gain)."),
+         "(inner-split accuracy of the audio heads 0.608 -> 0.665). For v5's video, on the fight training "
+         "sources (22 source videos, grouped 5-fold): the person, keypoint and matching thresholds and the "
+         "second-fastest-person features (clip AP 0.74 -> 0.77); earlier, on a cross-validation by source over "
+         "all 31 fight sources (so the figure below is mildly optimistic): the pose frames and resolution, and "
+         "the audio cues left out of the fight head (no gain)."),
         ("- Fight on every source never trained on (`benchmarks/fight_sources.py`: 6-fold cross-validation "
          "grouped by source over all 31 source videos, one logistic regression on each feature set): clip AP "
          "0.820 on these people features against 0.697 on v4's MobileNetV2 + motion-grid features."),
