@@ -29,6 +29,7 @@ from engines.spec import (
     ModelSpec,
     save_spec,
 )
+from engines.trt_support import tensorrt_op_report
 
 if TYPE_CHECKING:
     from engines.model import FusionNet
@@ -97,21 +98,17 @@ def export_onnx(
     except Exception as e:  # the exporters raise many unrelated types
         raise ExportError(f"ONNX export to {path} failed: {e}") from e
     attach_pose(path, spec, model.arch.pose_frames)
-    from engines.trt_support import tensorrt_op_report
-
-    problems = tensorrt_op_report(path)["unsupported"]
-    if problems:
-        raise ExportError(f"the exported graph is outside TensorRT's ONNX support (engines/trt_ops.json): {problems}")
+    report = tensorrt_op_report(path)
+    if report["unsupported"]:
+        raise ExportError(f"the exported graph is outside TensorRT's ONNX support (engines/trt_ops.json): {report['unsupported']}")
     save_spec(spec, path)
-    ops = graph_ops(path)
+    ops = report["ops"]
     log.info("exported %s (opset %d, %d ops: %s)", path, opset, len(ops), ", ".join(sorted(ops)))
     return path
 
 
 def graph_ops(path: str | Path) -> set[str]:
     """Every op of the graph, subgraphs (the pose model's Scan body) included."""
-    from engines.trt_support import tensorrt_op_report
-
     return set(tensorrt_op_report(path)["ops"])
 
 

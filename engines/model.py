@@ -165,8 +165,9 @@ class FusionNet(nn.Module):
         out = torch.zeros(b, k, PEOPLE, POSE_WIDTH, device=video.device)
         rows = torch.arange(b, device=video.device) if video_mask is None else torch.nonzero(video_mask.reshape(-1) > 0)[:, 0]
         if len(rows):
-            frames = video[rows][:, list(self.arch.pose_frames)].reshape(len(rows) * k, *video.shape[2:])
-            out[rows] = self.pose(frames).reshape(len(rows), k, PEOPLE, POSE_WIDTH)
+            frame_index = torch.tensor(self.arch.pose_frames, device=video.device)
+            frames = video[rows[:, None], frame_index]  # [n, K, H, W, 3]: only the frames the pose model sees
+            out[rows] = self.pose(frames.reshape(-1, *video.shape[2:])).reshape(len(rows), k, PEOPLE, POSE_WIDTH)
         return out
 
     def audio_features(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -78,64 +78,67 @@ class PeopleFeatures(nn.Module):
         seen = (poses[..., -1] > PERSON_MIN).to(poses.dtype)  # [B, K, P]
         height = (box[..., 2] - box[..., 0]).clamp(min=0.05)  # [B, K, P]
         centre = torch.stack([(box[..., 1] + box[..., 3]) * 0.5 * self.aspect, (box[..., 0] + box[..., 2]) * 0.5], -1)
-
-        # people and pairs, per frame
         count = seen.sum(dim=2)  # [B, K]
-        pair = seen[..., :, None] * seen[..., None, :] * (1.0 - torch.eye(PEOPLE, dtype=poses.dtype))
-        dist = (centre[..., :, None, :] - centre[..., None, :, :]).norm(dim=-1)
-        mean_h = 0.5 * (height[..., :, None] + height[..., None, :])
-        ndist = torch.where(pair > 0, dist / mean_h, torch.full_like(dist, NO_PAIR))
-        nearest = ndist.amin(dim=-1)  # [B, K, P]: each person's nearest other, body heights
+        nearest, overlap = _pairs(box, seen, height, centre)
+        m = self._motion(xy, kconf, seen, height, centre)
+        close_fast = (m["wrist_p"] * torch.exp(-nearest[:, :-1]) * m["matched"]).amax(dim=-1)
         near = nearest.amin(dim=-1)  # [B, K]
-        overlap = (_pairwise_iou(box) * pair).amax(dim=(-1, -2))
+        lg = torch.log1p
+        feats = [
+            count.mean(1), count.amax(1), near.amin(1), near.mean(1), overlap.amax(1),
+            *(f(lg(m[n]), 1) for n in ("wrist", "ankle", "head", "body", "pose_change") for f in (torch.mean, torch.amax)),
+            lg(m["accel"]), lg(close_fast).amax(1),
+            *(f(lg(m[n]), 1) for n in ("wrist_2nd", "change_2nd") for f in (torch.mean, torch.amax)),
+            m["fast_people"].mean(1),
+        ]
+        return torch.stack(feats, dim=1)
 
-        # match each person of frame t to the nearest one of frame t + 1
+    def _motion(self, xy: torch.Tensor, kconf: torch.Tensor, seen: torch.Tensor, height: torch.Tensor,
+                centre: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each person of frame t matched to the nearest one of frame t + 1, and how fast their parts
+        moved: per step [B, K-1] (the fastest person), and per person [B, K-1, P] where named `_p`."""
         c0, c1 = centre[:, :-1], centre[:, 1:]
         step = (c0[..., :, None, :] - c1[..., None, :, :]).norm(dim=-1) / height[:, :-1, :, None]
         step = torch.where(seen[:, 1:, None, :] > 0, step, torch.full_like(step, 1e3))
         cost, j = step.min(dim=-1)  # [B, K-1, P]
-        matched = seen[:, :-1] * (cost < MATCH_MAX).to(poses.dtype)
-
-        def nxt(x: torch.Tensor) -> torch.Tensor:  # x [B, K, P, ...] -> x of the matched person in t + 1
-            idx = j.reshape(*j.shape, *([1] * (x.dim() - 3))).expand(*j.shape, *x.shape[3:])
-            return torch.gather(x[:, 1:], 2, idx)
-
+        matched = seen[:, :-1] * (cost < MATCH_MAX).to(xy.dtype)
         h0 = height[:, :-1]
-        body_v = (nxt(centre) - c0) / (h0[..., None] * self.dt)  # [B, K-1, P, 2]
-        rel_v = (nxt(xy) - xy[:, :-1]) / (h0[..., None, None] * self.dt) - body_v[..., None, :]  # [B, K-1, P, 17, 2]
-        both = kconf[:, :-1] * nxt(kconf) * matched[..., None]  # [B, K-1, P, 17]
-        speed = rel_v.norm(dim=-1) * both
+        body_v = (_matched(c1, j) - c0) / (h0[..., None] * self.dt)  # [B, K-1, P, 2]
+        rel_v = (_matched(xy[:, 1:], j) - xy[:, :-1]) / (h0[..., None, None] * self.dt) - body_v[..., None, :]
+        both = kconf[:, :-1] * _matched(kconf[:, 1:], j) * matched[..., None]  # [B, K-1, P, 17]
+        speed = rel_v.norm(dim=-1) * both  # relative to the body
+        absolute = (rel_v + body_v[..., None, :]).norm(dim=-1) * both
+        change_p = (speed.sum(-1) / both.sum(-1).clamp(min=1.0)) * matched
+        wrist_p = speed[..., list(WRISTS)].amax(dim=-1)
+        out = {"matched": matched, "wrist_p": wrist_p, "wrist": wrist_p.amax(dim=-1),
+               "ankle": speed[..., list(ANKLES)].amax(dim=-1).amax(dim=-1),
+               "head": absolute[..., list(HEAD)].amax(dim=-1).amax(dim=-1),
+               "body": (body_v.norm(dim=-1) * matched).amax(dim=-1), "pose_change": change_p.amax(dim=-1),
+               "wrist_2nd": torch.topk(wrist_p, 2, dim=-1).values[..., 1],
+               "change_2nd": torch.topk(change_p, 2, dim=-1).values[..., 1],
+               "fast_people": (change_p > FAST).to(xy.dtype).sum(dim=-1)}
+        out["accel"] = self._accel(rel_v, both, j) if j.shape[1] > 1 else torch.zeros_like(xy[:, 0, 0, 0, 0])
+        return out
 
-        def part(ix: tuple[int, ...], rel: bool = True) -> torch.Tensor:  # [B, K-1]: max over people
-            s = speed if rel else (rel_v + body_v[..., None, :]).norm(dim=-1) * both
-            return s[..., list(ix)].amax(dim=-1).amax(dim=-1)
+    def _accel(self, rel_v: torch.Tensor, both: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """[B]: the largest change of a person's relative wrist velocity between two steps (matched over both)."""
+        w = list(WRISTS)
+        v1 = _matched(rel_v[:, 1:, :, w], j[:, :-1])
+        ok = both[:, :-1, :, w] * _matched(both[:, 1:, :, w], j[:, :-1])
+        return (((v1 - rel_v[:, :-1, :, w]).norm(dim=-1) * ok).amax(dim=-1) / self.dt).amax(dim=(1, 2))
 
-        wrist, ankle, head = part(WRISTS), part(ANKLES), part(HEAD, rel=False)
-        body = (body_v.norm(dim=-1) * matched).amax(dim=-1)
-        change_p = (speed.sum(-1) / both.sum(-1).clamp(min=1.0)) * matched  # [B, K-1, P]
-        pose_change = change_p.amax(dim=-1)
-        wrist_p = speed[..., list(WRISTS)].amax(dim=-1)  # [B, K-1, P]
-        wrist_2nd = torch.topk(wrist_p, 2, dim=-1).values[..., 1]
-        change_2nd = torch.topk(change_p, 2, dim=-1).values[..., 1]
-        fast_people = (change_p > FAST).to(poses.dtype).sum(dim=-1)
-        close_fast = (wrist_p * torch.exp(-nearest[:, :-1]) * matched).amax(dim=-1)
-        if k > 2:  # acceleration: the relative wrist velocity of a person matched over two steps
-            v0 = rel_v[:, :-1, :, list(WRISTS)]
-            v1 = torch.gather(rel_v[:, 1:, :, list(WRISTS)], 2,
-                              j[:, :-1, :, None, None].expand(-1, -1, -1, len(WRISTS), 2))
-            ok = both[:, :-1, :, list(WRISTS)] * torch.gather(both[:, 1:, :, list(WRISTS)], 2,
-                                                              j[:, :-1, :, None].expand(-1, -1, -1, len(WRISTS)))
-            accel = (((v1 - v0).norm(dim=-1) * ok).amax(dim=-1) / self.dt).amax(dim=(1, 2))
-        else:
-            accel = torch.zeros_like(count[:, 0])
 
-        lg = torch.log1p
-        feats = [
-            count.mean(1), count.amax(1), near.amin(1), near.mean(1), overlap.amax(1),
-            lg(wrist).mean(1), lg(wrist).amax(1), lg(ankle).mean(1), lg(ankle).amax(1),
-            lg(head).mean(1), lg(head).amax(1), lg(body).mean(1), lg(body).amax(1),
-            lg(pose_change).mean(1), lg(pose_change).amax(1), lg(accel), lg(close_fast).amax(1),
-            lg(wrist_2nd).mean(1), lg(wrist_2nd).amax(1), lg(change_2nd).mean(1), lg(change_2nd).amax(1),
-            fast_people.mean(1),
-        ]
-        return torch.stack(feats, dim=1)
+def _matched(x: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """x [B, S, P, ...] of frame t + 1 -> x of the person each person of frame t was matched to (j [B, S, P])."""
+    idx = j.reshape(*j.shape, *([1] * (x.dim() - 3))).expand(*j.shape, *x.shape[3:])
+    return torch.gather(x, 2, idx)
+
+
+def _pairs(box: torch.Tensor, seen: torch.Tensor, height: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per frame: each person's distance to the nearest other in body heights [B, K, P] (NO_PAIR when
+    alone), and the largest box IoU of a pair [B, K]."""
+    pair = seen[..., :, None] * seen[..., None, :] * (1.0 - torch.eye(PEOPLE, dtype=box.dtype))
+    dist = (centre[..., :, None, :] - centre[..., None, :, :]).norm(dim=-1)
+    mean_h = 0.5 * (height[..., :, None] + height[..., None, :])
+    ndist = torch.where(pair > 0, dist / mean_h, torch.full_like(dist, NO_PAIR))
+    return ndist.amin(dim=-1), (_pairwise_iou(box) * pair).amax(dim=(-1, -2))

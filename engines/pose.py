@@ -48,18 +48,14 @@ class PoseModel(nn.Module):
     def run(self, frames: np.ndarray) -> np.ndarray:
         sess = self.session()
         name = sess.get_inputs()[0].name
+        x = frames.astype(np.int32)  # the graph's input type, converted once for all frames
         out = np.zeros((len(frames), PEOPLE, POSE_WIDTH), np.float32)
-        for i, f in enumerate(frames):
-            out[i] = sess.run(None, {name: f[None].astype(np.int32)})[0][0]
+        for i in range(len(x)):
+            out[i] = sess.run(None, {name: x[i : i + 1]})[0][0]
         return out
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.run(frames.detach().cpu().numpy())).to(frames.device)
-
-    def __getstate__(self) -> dict[str, Any]:  # an ONNX Runtime session does not pickle
-        d = self.__dict__.copy()
-        d["_sess"] = None
-        return d
 
 
 def _prefixed(graph: Any, prefix: str) -> None:
@@ -76,44 +72,41 @@ def _prefixed(graph: Any, prefix: str) -> None:
             v.name = ren(v.name)
 
 
-def attach_pose(onnx_path: str | Path, spec: Any, frame_index: tuple[int, ...], pose_path: Path = POSE_ONNX) -> None:
-    """Replace the graph input `poses` [B, K, 6, 56] of `onnx_path` by the pose model run on frames
-    `frame_index` of the windows of its `video` input [B, T, H, W, 3] whose `video_mask` is > 0 (zeros for
-    the others), in place. `spec` (engines.spec.ModelSpec) gives T, H, W."""
-    import onnx
+def _frame_body(pose: Any) -> Any:
+    """The pose graph as a Scan body: one int32 frame [H, W, 3] in (unsqueezed to its batch of 1), its
+    [1, 6, 56] out; every name prefixed so none clashes with the outer graph."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from engines.spec import INPUT_NAMES, INPUT_VIDEO, INPUT_VIDEO_MASK
-
-    model, pose = onnx.load(str(onnx_path)), onnx.load(str(pose_path))
     body = pose.graph
     _prefixed(body, "pose/")
     (p_in,) = body.input
-    frame = helper.make_tensor_value_info("pose/frame", TensorProto.INT32, [None, None, 3])
     body.initializer.append(numpy_helper.from_array(np.array([0], np.int64), "pose/axis0"))
     nodes = [helper.make_node("Unsqueeze", ["pose/frame", "pose/axis0"], [p_in.name], name="pose/unsqueeze"), *body.node]
     del body.node[:]
     body.node.extend(nodes)
     del body.input[:]
-    body.input.append(frame)
+    body.input.append(helper.make_tensor_value_info("pose/frame", TensorProto.INT32, [None, None, 3]))
     body.name = "pose"
+    return body
 
-    g = model.graph
+
+def _front(body: Any, spec: Any, frame_index: tuple[int, ...]) -> tuple[list[Any], list[Any]]:
+    """(nodes, initializers) that compute `poses` [B, K, 6, 56] from `video` and `video_mask`: the rows
+    with video, their frames `frame_index`, the Scan, and zeros scattered back for the other rows."""
+    from onnx import TensorProto, numpy_helper
+    from onnx.helper import make_node as node
+
+    from engines.spec import INPUT_VIDEO, INPUT_VIDEO_MASK
+
     k = len(frame_index)
-    h, w = spec.height, spec.width
-    if not any(i.name == INPUT_VIDEO for i in g.input):  # the exporter drops an input no torch op reads
-        g.input.insert(0, helper.make_tensor_value_info(INPUT_VIDEO, TensorProto.UINT8, ["batch", spec.frames, h, w, 3]))
-    g.initializer.extend([
-        numpy_helper.from_array(np.array(frame_index, np.int64), "pose_frame_index"),
-        numpy_helper.from_array(np.array([-1, h, w, 3], np.int64), "pose_frames_shape"),
-        numpy_helper.from_array(np.array([-1, k, PEOPLE, POSE_WIDTH], np.int64), "poses_shape"),
-        numpy_helper.from_array(np.array([k, PEOPLE, POSE_WIDTH], np.int64), "pose_row_shape"),
-        numpy_helper.from_array(np.array(0.0, np.float32), "pose_zero"),
-        numpy_helper.from_array(np.array([0], np.int64), "pose_axis0"),
-    ])
-    node = helper.make_node
-    front = [
-        # rows with video: idx [n, 1]
+    consts = {"pose_frame_index": np.array(frame_index, np.int64), "pose_zero": np.array(0.0, np.float32),
+              "pose_frames_shape": np.array([-1, spec.height, spec.width, 3], np.int64),
+              "poses_shape": np.array([-1, k, PEOPLE, POSE_WIDTH], np.int64),
+              "pose_row_shape": np.array([k, PEOPLE, POSE_WIDTH], np.int64), "pose_axis0": np.array([0], np.int64),
+              "pose_axis1": np.array([1], np.int64), "pose_one": np.array([1], np.int64),
+              "pose_row0": np.zeros((1, 1), np.int64)}
+    nodes = [
+        # rows with video: [n, 1]
         node("Greater", [INPUT_VIDEO_MASK, "pose_zero"], ["pose_has_video"], name="pose_has_video"),
         node("NonZero", ["pose_has_video"], ["pose_rows_t"], name="pose_rows"),
         node("Transpose", ["pose_rows_t"], ["pose_rows_found"], perm=[1, 0], name="pose_rows_transpose"),
@@ -137,19 +130,33 @@ def attach_pose(onnx_path: str | Path, spec: Any, frame_index: tuple[int, ...], 
              value=numpy_helper.from_array(np.zeros(1, np.float32))),
         node("ScatterND", ["pose_none", "pose_rows", "pose_found"], [POSES_INPUT], name="pose_scatter"),
     ]
-    g.initializer.extend([numpy_helper.from_array(np.array([1], np.int64), "pose_axis1"),
-                          numpy_helper.from_array(np.array([1], np.int64), "pose_one"),
-                          numpy_helper.from_array(np.zeros((1, 1), np.int64), "pose_row0")])
+    return nodes, [numpy_helper.from_array(v, n) for n, v in consts.items()]
+
+
+def attach_pose(onnx_path: str | Path, spec: Any, frame_index: tuple[int, ...], pose_path: Path = POSE_ONNX) -> None:
+    """Replace the graph input `poses` [B, K, 6, 56] of `onnx_path` by the pose model run on frames
+    `frame_index` of the windows of its `video` input [B, T, H, W, 3] whose `video_mask` is > 0 (zeros for
+    the others), in place. `spec` (engines.spec.ModelSpec) gives T, H, W."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from engines.spec import INPUT_NAMES, INPUT_VIDEO
+
+    model, pose = onnx.load(str(onnx_path)), onnx.load(str(pose_path))
+    g = model.graph
+    if not any(i.name == INPUT_VIDEO for i in g.input):  # the exporter drops an input no torch op reads
+        g.input.insert(0, helper.make_tensor_value_info(INPUT_VIDEO, TensorProto.UINT8,
+                                                        ["batch", spec.frames, spec.height, spec.width, 3]))
+    front, consts = _front(_frame_body(pose), spec, frame_index)
+    g.initializer.extend(consts)
     nodes = front + list(g.node)
     del g.node[:]
     g.node.extend(nodes)
-    keep = {i.name: i for i in g.input if i.name != POSES_INPUT}
+    inputs = {i.name: i for i in g.input}
     del g.input[:]
-    g.input.extend(keep[n] for n in INPUT_NAMES)
+    g.input.extend(inputs[n] for n in INPUT_NAMES)  # `poses` is no longer an input
     opsets = {o.domain: o.version for o in model.opset_import}
-    for o in pose.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            opsets[""] = max(opsets.get("", 0), o.version)
+    opsets[""] = max([opsets.get("", 0)] + [o.version for o in pose.opset_import if o.domain in ("", "ai.onnx")])
     del model.opset_import[:]
     model.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets.items())
     onnx.checker.check_model(model)

@@ -84,7 +84,6 @@ class _Stopper:
 def cmd_check(args: argparse.Namespace) -> int:
     from engines import spec as espec
     from streamer.config import load_config
-    from streamer.detect.anomaly import EVENT as ANOMALY
     from streamer.detect.events import threshold_errors
     from streamer.errors import ConfigError
 
@@ -95,7 +94,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             classes = espec.load_spec(model).classes
         except (FileNotFoundError, ValueError) as e:
             raise ConfigError(f"{args.file}: engine.model: {e}") from None
-        bad = threshold_errors(cfg, classes, [ANOMALY] if cfg.anomaly.enabled else [])
+        bad = threshold_errors(cfg, classes)
         if bad:
             raise ConfigError("\n".join(f"{args.file}: {b}" for b in bad))
     except ConfigError as e:

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from streamer import shard
 from streamer.config import CameraConfig, Config, error_list, load_config, parse_config
-from streamer.detect.anomaly import EVENT as ANOMALY
+from streamer.detect.events import known_classes
 from streamer.errors import ConfigError, redact, redact_text
 from streamer.outputs import metrics as m
 
@@ -268,7 +268,7 @@ class Fleet:
             raise ApiError(409, f"the config file does not load as it is now, fix it first: {str(e).splitlines()[0]}") from None
 
     def _check_thresholds(self, values: dict[str, float], prefix: str = "thresholds") -> None:
-        known = set(self.pipe.spec.classes) | ({ANOMALY} if self.pipe.cfg.anomaly.enabled else set())
+        known = known_classes(self.pipe.cfg, self.pipe.spec.classes)
         bad = [{"path": f"{prefix}.{k}", "msg": f"unknown class; the model has {sorted(known)}", "got": k}
                for k in sorted(set(values) - known)]
         if bad:

@@ -111,7 +111,7 @@ class Pipeline:
         if abs(cfg.window.seconds - self.spec.window_seconds) > 1e-9:
             raise ConfigError(f"window.seconds: {cfg.window.seconds:g} does not match the model's window of {self.spec.window_seconds:g} s ({self.model_path})")
         self.geo = replace(probe_geometry(self.spec, cfg.window.hop), objects=cfg.anomaly.enabled)  # objects: for anomaly
-        bad = threshold_errors(cfg, self.spec.classes, [ANOMALY] if cfg.anomaly.enabled else [])
+        bad = threshold_errors(cfg, self.spec.classes)
         if bad:
             raise ConfigError("\n".join(bad))
         if cfg.anomaly.enabled and ANOMALY in self.spec.classes:

@@ -6,11 +6,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamer.detect.anomaly import EVENT as ANOMALY
 
-def threshold_errors(cfg: Any, classes: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
+
+def known_classes(cfg: Any, classes: Iterable[str]) -> set[str]:
+    """What a threshold may name: the model's `classes`, and `anomaly` while anomaly is enabled in `cfg`."""
+    return set(classes) | ({ANOMALY} if cfg.anomaly.enabled else set())
+
+
+def threshold_errors(cfg: Any, classes: Iterable[str]) -> list[str]:
     """One line per threshold in `cfg` (a streamer.config.Config: detect.thresholds and each camera's)
-    for a class that is neither one of the model's `classes` nor in `extra` (e.g. anomaly)."""
-    known = set(classes) | set(extra)
+    for a class it may not name (`known_classes`): what `streamer check` and the pipeline's start refuse."""
+    known = known_classes(cfg, classes)
     named = sorted(known)
     where = [("detect.thresholds", cfg.detect.thresholds)]
     where += [(f"cameras[{i}].thresholds ({c.id})", c.thresholds) for i, c in enumerate(cfg.cameras)]
