@@ -80,7 +80,7 @@ def _spec(name: str, classes: tuple[str, ...], modality: dict[str, str], mapped:
     from engines.model import Arch, embedding_dim
 
     names = yamnet_class_names()
-    return ModelSpec(name=name, frames=8, height=160, width=256, classes=classes + tuple(mapped),
+    return ModelSpec(name=name, classes=classes + tuple(mapped),  # the window geometry: ModelSpec's defaults
                      modality={**modality, **{c: "audio" for c in mapped}},
                      audioset={c: [names.index(n) for n in ns] for c, ns in mapped.items()},
                      audioset_names={c: list(ns) for c, ns in mapped.items()},

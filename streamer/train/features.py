@@ -86,9 +86,10 @@ def dataset_features(ws: WindowSet, spec: ModelSpec, arch=None, cache_dir: Path 
     from engines.model import group_dims
     from engines.people import PEOPLE, POSE_WIDTH
 
-    dims = {**group_dims(arch), "audioset": (521,), "poses": (len(arch.pose_frames), PEOPLE, POSE_WIDTH)}
-    for k, d in dims.items():
-        feats.setdefault(k, np.zeros((n, *np.atleast_1d(d)), np.float32))
+    shapes = {**{g: (d,) for g, d in group_dims(arch).items()}, "audioset": (521,),
+              "poses": (len(arch.pose_frames), PEOPLE, POSE_WIDTH)}
+    for k, shape in shapes.items():  # a dataset without audio (or video) still has every key
+        feats.setdefault(k, np.zeros((n, *shape), np.float32))
     cp.parent.mkdir(parents=True, exist_ok=True)
     tmp = cp.with_name(cp.stem + ".tmp.npz")
     np.savez(tmp, **feats)
