@@ -3,8 +3,9 @@
     python -m benchmarks.engine [--json FILE] [--threads N] [--seconds S] [--model M]
 
 Baseline: torch eager (the PyTorch reference runtime, the same weights). Both run in one process with
-the same intra-op thread count, on real windows (the bundled demo clip through the live ingest code),
-at batch 1, 4, 8 and 16. Per backend and batch: windows/s and per-batch latency (median and p99).
+the same intra-op thread count, on real windows (the bundled demo clip through the live ingest code)
+as `batch` live cameras send them (benchmarks/feeds.py: consecutive windows per camera, never repeated
+content), at batch 1, 4, 8 and 16. Per backend and batch: windows/s and per-batch latency (median and p99).
 
 The backends are measured in alternating slices (ORT, torch, torch, ORT, ...) rather than one after the
 other, so that load from other processes on a shared machine falls on both alike and the ratio stays
@@ -24,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.feeds import CameraFeeds
 from engines import spec as espec
-from engines.feed import windows_feed
 from engines.runtime.select import open_runtime, tensorrt_importable
 from streamer.ingest.clip import clip_windows
 
@@ -35,37 +36,25 @@ BATCHES = (1, 4, 8, 16)
 SLICES = 6  # alternating slices per backend and batch size
 
 
-def real_feeds(windows: list, batch: int) -> list[dict[str, np.ndarray]]:
-    """Consecutive windows of the clip, `batch` at a time (wrapping around), as engine feeds."""
-    feeds = []
-    for i in range(0, max(len(windows), batch), batch):
-        ws = [windows[(i + j) % len(windows)] for j in range(batch)]
-        feeds.append(windows_feed(ws))
-    return feeds
-
-
 class Meter:
-    def __init__(self) -> None:
+    def __init__(self, windows: list, batch: int) -> None:
+        self.feeds = CameraFeeds(windows, batch)
         self.lat: list[float] = []
-        self.wall = 0.0
         self.windows = 0
-        self.i = 0
 
-    def run(self, runtime: Any, feeds: list[dict[str, np.ndarray]], batch: int, seconds: float) -> None:
-        t0 = time.perf_counter()
-        while True:
+    def run(self, runtime: Any, seconds: float) -> None:
+        spent = 0.0
+        while spent < seconds:
+            feed = self.feeds.next()  # made outside the timed call
             t = time.perf_counter()
-            runtime.infer(feeds[self.i % len(feeds)])
+            runtime.infer(feed)
             self.lat.append(time.perf_counter() - t)
-            self.i += 1
-            self.windows += batch
-            if t + self.lat[-1] - t0 >= seconds:
-                break
-        self.wall += time.perf_counter() - t0
+            spent += self.lat[-1]
+            self.windows += self.feeds.batch
 
     def row(self) -> dict:
         ms = np.array(self.lat) * 1000
-        return {"windows_per_s": round(self.windows / self.wall, 1), "batch_ms_p50": round(float(np.median(ms)), 2),
+        return {"windows_per_s": round(self.windows / float(np.sum(self.lat)), 1), "batch_ms_p50": round(float(np.median(ms)), 2),
                 "batch_ms_p99": round(float(np.percentile(ms, 99)), 2), "batches": len(self.lat)}
 
 
@@ -90,14 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"{'backend':12} {'batch':>5} {'windows/s':>10} {'batch ms p50':>13} {'batch ms p99':>13}")
         for b in BATCHES:
-            feeds = real_feeds(windows, b)
-            meters = {name: Meter() for name in backends}
+            meters = {name: Meter(windows, b) for name in backends}
             for name, rt in runtimes.items():  # warm-up: first calls allocate
-                for f in feeds[:3]:
-                    rt.infer(f)
+                rt.infer(CameraFeeds(windows, b).next())
             for s in range(SLICES):
                 for name in (backends if s % 2 == 0 else backends[::-1]):
-                    meters[name].run(runtimes[name], feeds, b, args.seconds / SLICES)
+                    meters[name].run(runtimes[name], args.seconds / SLICES)
             for name in backends:
                 r = meters[name].row()
                 out["rows"].append({"backend": name, "batch": b, **r})

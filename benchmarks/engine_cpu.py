@@ -3,7 +3,7 @@
     python -m benchmarks.engine_cpu --baseline V4_DIR/fusion.onnx [--threads 1 2] [--rounds 6] [--json FILE]
 
 Both models run in one process on ONNX Runtime CPU over the same real windows (the demo clip through the
-live ingest code, each model at its own geometry), at batch 8, in alternating rounds so that other load
+live ingest code, each model at its own geometry) as 8 live cameras send them (benchmarks/feeds.py), at batch 8, in alternating rounds so that other load
 falls on both alike. Reported per model and thread count: process CPU ms and wall ms per window, and the
 share of this machine's CPUs one camera's inference takes at the default hop (2 windows a second).
 For v4: `git show 58cbc04:engines/weights/<f>` for fusion.onnx, fusion.json, fusion.yamnet.bin and
@@ -20,33 +20,34 @@ import time
 from datetime import date
 from pathlib import Path
 
+from benchmarks.feeds import CameraFeeds
 from engines import spec as espec
-from engines.feed import windows_feed
 from engines.runtime.onnxruntime import OnnxRuntime
 from streamer.ingest.clip import clip_windows
 
 CLIP = Path(__file__).resolve().parents[1] / "streamer" / "assets" / "demo.mp4"
 BATCH, WINDOWS_PER_S = 8, 2.0
+ROUND_BATCHES = 2  # batches per model and round
 
 
 def measure(models: dict[str, Path], threads: int, rounds: int) -> dict[str, dict]:
     runtimes = {k: OnnxRuntime(p, intra_op_threads=threads) for k, p in models.items()}
     feeds = {}
     for k, rt in runtimes.items():
-        ws = clip_windows(CLIP, rt.spec)[: 2 * BATCH]
-        feeds[k] = [windows_feed(ws[i : i + BATCH]) for i in range(0, len(ws), BATCH)]
-        rt.infer(feeds[k][0])  # warm-up
+        feeds[k] = CameraFeeds(clip_windows(CLIP, rt.spec), BATCH)
+        rt.infer(feeds[k].next())  # warm-up
     cpu = {k: 0.0 for k in models}
     wall = {k: 0.0 for k in models}
     n = {k: 0 for k in models}
     for _ in range(rounds):
         for k, rt in runtimes.items():
+            batches = [feeds[k].next() for _ in range(ROUND_BATCHES)]
             c0, w0 = time.process_time(), time.perf_counter()
-            for f in feeds[k]:
+            for f in batches:
                 rt.infer(f)
             cpu[k] += time.process_time() - c0
             wall[k] += time.perf_counter() - w0
-            n[k] += sum(len(f[espec.INPUT_AUDIO]) for f in feeds[k])
+            n[k] += BATCH * ROUND_BATCHES
     for rt in runtimes.values():
         rt.close()
     cpus = os.cpu_count() or 1

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-BACKBONE_DIR = Path(__file__).resolve().parent / "weights" / "backbones"
+from engines.spec import BACKBONE_DIR
+
 YAMNET_ONNX = BACKBONE_DIR / "yamnet.onnx"
-POSE_ONNX = BACKBONE_DIR / "movenet_multipose.onnx"
 YAMNET_CLASSES = BACKBONE_DIR / "yamnet_class_map.csv"
 
 # YAMNet's feature parameters (params.py of the published model)

@@ -62,8 +62,7 @@ def export_onnx(
     import torch
 
     from engines.model import WithPoses
-    from engines.people import PEOPLE, POSE_WIDTH
-    from engines.pose import POSES_INPUT, attach_pose
+    from engines.pose import PEOPLE, POSE_WIDTH, POSES_INPUT, attach_pose
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PEOPLE = 6  # MultiPose's people per frame
-KEYPOINTS = 17
-POSE_WIDTH = KEYPOINTS * 3 + 5  # [y, x, score] x 17, then [ymin, xmin, ymax, xmax, score]
+from engines.pose import KEYPOINTS, PEOPLE
+
 # chosen by source-grouped cross-validation on the fight training sources (not the validation split):
 # 0.1 sees the small, blurred people of CCTV (0.2 and 0.3 lost 0.03 and 0.14 AP)
 PERSON_MIN = 0.1  # box score of a person

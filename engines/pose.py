@@ -5,35 +5,53 @@ takes one int32 RGB frame [1, H, W, 3] of any size (the window's frames as they 
 [1, 6, 56]: per person 17 x (y, x, score) in fractions of the frame, then (ymin, xmin, ymax, xmax,
 score). Its graph has batch 1 and its own post-processing, so frames go through it one at a time.
 
-- `PoseModel`: the torch side (training features, the torch backend): ONNX Runtime on the CPU.
 - `attach_pose`: the fusion graph is exported with the poses as an input; this puts the pose graph in
   front of it, as a Scan over the sampled frames of the windows that have video (`video_mask` > 0;
   the others get no people, and their video classes are masked anyway), so the served model is one
   graph from the window's pixels and audio to the event scores, and audio-only windows cost no pose.
+  TensorRT builds that one graph.
+- `detach_pose`: the inverse, at load time: the pose graph and the graph after it, from one model file.
+- `PoseRunner`: the pose graph run on frames, each distinct frame once. Consecutive windows overlap
+  (1 s windows, 0.5 s hop) and the pose frames are spaced so that a window's first frames are the last
+  ones of the window before, so every other pose frame of a stream has been seen already; the runner
+  keeps the poses of recent frames keyed by the frames' pixels (a 128-bit BLAKE2b digest), so a reused
+  pose is exactly the one a new run would give, whatever camera, restart or timestamp it comes from.
+
+Imports onnxruntime and numpy only (onnx for the graph surgery), never torch: the CPU serving path uses it.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from engines.backbones import POSE_ONNX
-from engines.people import PEOPLE, POSE_WIDTH
+from engines.spec import POSE_ONNX
 
+PEOPLE = 6  # MultiPose's people per frame
+KEYPOINTS = 17
+POSE_WIDTH = KEYPOINTS * 3 + 5  # [y, x, score] x 17, then [ymin, xmin, ymax, xmax, score]
 POSES_INPUT = "poses"  # the exported heads' extra input, filled by attach_pose
+FRONT = "pose_"  # the prefix of every node and constant attach_pose adds in front of the graph
+CACHE_FRAMES = 4096  # poses kept (~1.4 kB each): 4 per camera cover the overlap, so ~1000 cameras
 
 
-class PoseModel(nn.Module):
-    """uint8 frames [N, H, W, 3] -> float32 poses [N, 6, 56], on the device of the frames."""
+class PoseRunner:
+    """uint8 frames [N, H, W, 3] -> float32 poses [N, 6, 56]. `model`: an ONNX file or serialized graph
+    whose input is one frame, [1, H, W, 3] or [H, W, 3]. `cache_frames`: poses kept (0: none)."""
 
-    def __init__(self, path: Path = POSE_ONNX, threads: int = 0) -> None:
-        super().__init__()
-        self.path, self.threads = Path(path), threads
+    def __init__(self, model: Path | bytes = POSE_ONNX, threads: int = 0, providers: tuple[str, ...] = ("CPUExecutionProvider",),
+                 cache_frames: int = CACHE_FRAMES) -> None:
+        self.model, self.threads, self.providers = model, threads, providers
+        self.cache_frames = cache_frames
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._sess: Any = None
+        self.computed = 0  # frames run through the pose graph
+        self.reused = 0  # frames whose poses came from the cache
 
     def session(self) -> Any:
         if self._sess is None:
@@ -42,20 +60,49 @@ class PoseModel(nn.Module):
             so = ort.SessionOptions()
             so.log_severity_level = 3
             so.intra_op_num_threads = self.threads
-            self._sess = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            model = self.model if isinstance(self.model, bytes) else str(self.model)
+            self._sess = ort.InferenceSession(model, so, providers=list(self.providers))
         return self._sess
 
-    def run(self, frames: np.ndarray) -> np.ndarray:
+    def _run_one(self, frame: np.ndarray) -> np.ndarray:
         sess = self.session()
-        name = sess.get_inputs()[0].name
-        x = frames.astype(np.int32)  # the graph's input type, converted once for all frames
+        inp = sess.get_inputs()[0]
+        x = frame.astype(np.int32)
+        if len(inp.shape) == 4:
+            x = x[None]
+        self.computed += 1
+        return sess.run(None, {inp.name: x})[0].reshape(PEOPLE, POSE_WIDTH)
+
+    def run(self, frames: np.ndarray) -> np.ndarray:
         out = np.zeros((len(frames), PEOPLE, POSE_WIDTH), np.float32)
-        for i in range(len(x)):
-            out[i] = sess.run(None, {name: x[i : i + 1]})[0][0]
+        for i, frame in enumerate(frames):
+            out[i] = self._pose(np.ascontiguousarray(frame))
         return out
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.run(frames.detach().cpu().numpy())).to(frames.device)
+    def _pose(self, frame: np.ndarray) -> np.ndarray:
+        if not self.cache_frames:
+            return self._run_one(frame)
+        key = hashlib.blake2b(frame.data, digest_size=16).digest() + bytes(str(frame.shape), "ascii")
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            self.reused += 1
+            return hit
+        pose = self._run_one(frame)
+        self._cache[key] = pose
+        if len(self._cache) > self.cache_frames:
+            self._cache.popitem(last=False)
+        return pose
+
+    def poses(self, video: np.ndarray, video_mask: np.ndarray, frame_index: tuple[int, ...]) -> np.ndarray:
+        """uint8 windows [B, T, H, W, 3] -> poses [B, K, 6, 56] of frames `frame_index`; zeros (no people)
+        for the windows whose `video_mask` is 0, which are not run."""
+        k = len(frame_index)
+        out = np.zeros((len(video), k, PEOPLE, POSE_WIDTH), np.float32)
+        for b in np.flatnonzero(np.asarray(video_mask).reshape(-1) > 0):
+            out[b] = self.run(video[b, list(frame_index)])
+        return out
 
 
 def _prefixed(graph: Any, prefix: str) -> None:
@@ -101,7 +148,7 @@ def _front(body: Any, spec: Any, frame_index: tuple[int, ...]) -> tuple[list[Any
     k = len(frame_index)
     consts = {"pose_frame_index": np.array(frame_index, np.int64), "pose_zero": np.array(0.0, np.float32),
               "pose_frames_shape": np.array([-1, spec.height, spec.width, 3], np.int64),
-              "poses_shape": np.array([-1, k, PEOPLE, POSE_WIDTH], np.int64),
+              "pose_found_shape": np.array([-1, k, PEOPLE, POSE_WIDTH], np.int64),
               "pose_row_shape": np.array([k, PEOPLE, POSE_WIDTH], np.int64), "pose_axis0": np.array([0], np.int64),
               "pose_axis1": np.array([1], np.int64), "pose_one": np.array([1], np.int64),
               "pose_row0": np.zeros((1, 1), np.int64)}
@@ -122,7 +169,7 @@ def _front(body: Any, spec: Any, frame_index: tuple[int, ...]) -> tuple[list[Any
         node("Reshape", ["pose_frames_u8", "pose_frames_shape"], ["pose_frames_4d"], name="pose_flatten"),
         node("Cast", ["pose_frames_4d"], ["pose_frames"], to=TensorProto.INT32, name="pose_cast"),
         node("Scan", ["pose_frames"], ["pose_each"], body=body, num_scan_inputs=1, name="pose_scan"),
-        node("Reshape", ["pose_each", "poses_shape"], ["pose_found"], name="pose_unflatten"),
+        node("Reshape", ["pose_each", "pose_found_shape"], ["pose_found"], name="pose_unflatten"),
         # back into a [B, K, 6, 56] of zeros at the rows with video
         node("Shape", [INPUT_VIDEO_MASK], ["pose_batch"], name="pose_batch"),
         node("Concat", ["pose_batch", "pose_row_shape"], ["pose_full_shape"], axis=0, name="pose_full_shape"),
@@ -161,3 +208,45 @@ def attach_pose(onnx_path: str | Path, spec: Any, frame_index: tuple[int, ...], 
     model.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets.items())
     onnx.checker.check_model(model)
     onnx.save(model, str(onnx_path))
+
+
+@dataclass(frozen=True)
+class Detached:
+    """A fused model cut at its poses: the pose graph (one frame in), the graph after it (`poses` an
+    input instead of `video`), and the frames of the window the pose graph runs on; serialized ONNX."""
+
+    pose: bytes
+    heads: bytes
+    frame_index: tuple[int, ...]
+
+
+def detach_pose(onnx_path: str | Path) -> Detached | None:
+    """The inverse of attach_pose, for runtimes that run the pose graph themselves (once per frame, see
+    PoseRunner): None when the model has no pose graph in front."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from engines.spec import INPUT_VIDEO
+
+    model = onnx.load(str(onnx_path))  # external weights (<stem>.*.bin) load from beside the file
+    g = model.graph
+    scan = next((n for n in g.node if n.op_type == "Scan" and n.name == FRONT + "scan"), None)
+    if scan is None:
+        return None
+    body = onnx.helper.get_attribute_value(scan.attribute[0])
+    pose = helper.make_model(body, opset_imports=model.opset_import, ir_version=model.ir_version)
+    consts = {t.name: t for t in g.initializer if t.name.startswith(FRONT)}
+    frame_index = tuple(int(i) for i in numpy_helper.to_array(consts[FRONT + "frame_index"]))
+    rest = [n for n in g.node if not n.name.startswith(FRONT)]
+    del g.node[:]
+    g.node.extend(rest)
+    used = {i for n in rest for i in n.input}
+    kept = [t for t in g.initializer if t.name in used]  # the front's constants go with it
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    inputs = [i for i in g.input if i.name != INPUT_VIDEO or INPUT_VIDEO in used]
+    del g.input[:]
+    g.input.extend(inputs)
+    g.input.append(helper.make_tensor_value_info(POSES_INPUT, TensorProto.FLOAT,
+                                                 ["batch", len(frame_index), PEOPLE, POSE_WIDTH]))
+    return Detached(pose.SerializeToString(), model.SerializeToString(), frame_index)

@@ -24,6 +24,8 @@ LAYOUT_KEY = "streamer.embedding_layout"  # ONNX metadata: where things sit in t
 SAMPLE_RATE = 16000
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "fusion.onnx"
+BACKBONE_DIR = WEIGHTS_DIR / "backbones"  # pretrained backbones, derived by scripts/derive_*.py
+POSE_ONNX = BACKBONE_DIR / "movenet_multipose.onnx"
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,11 @@ class Runtime(ABC):
         self._inputs = spec_inputs(spec)
         self._closed = False
 
+    @property
+    def pose_counts(self) -> tuple[int, int]:
+        """(computed, reused) pose frames so far; (0, 0) where the pose graph runs inside the model."""
+        return (0, 0)
+
     def input_spec(self) -> InputSpec:
         return dict(self._inputs)
 

@@ -1,6 +1,11 @@
 """ONNX Runtime backend (CPU, or CUDA when the onnxruntime-gpu build and a GPU are present).
 
-Imports onnxruntime only (never torch), so the CPU serving path stays light.
+A model with a pose graph in front (engines.pose.attach_pose) is cut at its poses when it loads
+(engines.pose.detach_pose): the pose graph runs on each distinct frame once (engines.pose.PoseRunner;
+consecutive windows share half their pose frames), the rest of the graph on the batch. The scores are
+the one graph's (tests/engines/test_pose_reuse.py). `reuse_poses=False` runs the one graph as it is.
+
+Imports onnxruntime and onnx only (never torch), so the CPU serving path stays light.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from engines.errors import BackendUnavailable, InferenceError, ModelLoadError
+from engines.pose import POSES_INPUT, Detached, PoseRunner, detach_pose
 from engines.runtime._load import load_model_spec
 from engines.runtime.base import Runtime
-from engines.spec import INPUT_NAMES, OUTPUT_NAMES
+from engines.spec import INPUT_NAMES, INPUT_VIDEO, INPUT_VIDEO_MASK, OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +37,13 @@ def cuda_available() -> bool:
 
 
 class OnnxRuntime(Runtime):
-    """`device="cpu"` or `"cuda"`; `intra_op_threads=0` lets ONNX Runtime pick (one per core)."""
+    """`device="cpu"` or `"cuda"`; `intra_op_threads=0` lets ONNX Runtime pick (one per core);
+    `reuse_poses`: cut the model at its poses and run the pose graph once per distinct frame."""
 
-    def __init__(self, model_path: str | Path, device: str = "cpu", intra_op_threads: int = 0) -> None:
+    pose: PoseRunner | None = None
+
+    def __init__(self, model_path: str | Path, device: str = "cpu", intra_op_threads: int = 0,
+                 reuse_poses: bool = True) -> None:
         spec = load_model_spec(model_path)
         super().__init__(model_path, spec)
         try:
@@ -55,20 +65,40 @@ class OnnxRuntime(Runtime):
         so.log_severity_level = 3
         # no busy-waiting between ops: ingest processes share these cores, and spinning threads steal from them
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        detached = self._detach() if reuse_poses else None
         try:
-            self._session = ort.InferenceSession(str(self.model_path), so, providers=providers)
+            graph = detached.heads if detached else str(self.model_path)
+            self._session = ort.InferenceSession(graph, so, providers=providers)
         except Exception as e:  # onnxruntime raises its own pybind types
             raise ModelLoadError(f"ONNX Runtime cannot load {self.model_path}: {e}") from e
         self.device = device
         self.providers = tuple(self._session.get_providers())
         self.backend = "onnxruntime-cuda" if device == "cuda" else "onnxruntime"
-        names = tuple(i.name for i in self._session.get_inputs())
-        if set(names) != set(INPUT_NAMES):
-            raise ModelLoadError(f"{self.model_path} has inputs {names}, expected {INPUT_NAMES}")
+        names = {i.name for i in self._session.get_inputs()}
+        want = set(INPUT_NAMES) if detached is None else (set(INPUT_NAMES) - {INPUT_VIDEO}) | {POSES_INPUT}
+        if names != want:
+            raise ModelLoadError(f"{self.model_path} has inputs {sorted(names)}, expected {sorted(want)}")
+        self._inputs_used = names
+        if detached is not None:
+            self.pose = PoseRunner(detached.pose, threads=intra_op_threads, providers=self.providers)
+            self._frame_index = detached.frame_index
+
+    @property
+    def pose_counts(self) -> tuple[int, int]:
+        return (self.pose.computed, self.pose.reused) if self.pose is not None else (0, 0)
+
+    def _detach(self) -> Detached | None:
+        try:
+            return detach_pose(self.model_path)
+        except Exception as e:  # onnx raises its own types for a broken file
+            raise ModelLoadError(f"cannot read the graph of {self.model_path}: {e}") from e
 
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            outs = self._session.run(list(OUTPUT_NAMES), feed)
+            if self.pose is not None:
+                feed = dict(feed)
+                feed[POSES_INPUT] = self.pose.poses(feed[INPUT_VIDEO], feed[INPUT_VIDEO_MASK], self._frame_index)
+            outs = self._session.run(list(OUTPUT_NAMES), {k: v for k, v in feed.items() if k in self._inputs_used})
         except Exception as e:
             raise InferenceError(f"ONNX Runtime failed on {self.model_path.name}: {e}") from e
         return dict(zip(OUTPUT_NAMES, outs))

@@ -49,6 +49,11 @@ class TorchRuntime(Runtime):
         self._device = torch.device(device)
         self._model = model.to(self._device).eval()
 
+    @property
+    def pose_counts(self) -> tuple[int, int]:
+        runner = self._model.pose.runner
+        return (runner.computed, runner.reused)
+
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         try:

@@ -128,6 +128,16 @@ class Detach:
     camera: str
 
 
+def _count_poses(now: tuple[int, int], before: list[int]) -> None:
+    """Export the runtime's (computed, reused) pose frames since `before` (updated in place)."""
+    from streamer.outputs import metrics as m
+
+    for result, n, b in zip(("computed", "reused"), now, before):
+        if n > b:
+            m.POSE_FRAMES.labels(result).inc(n - b)
+    before[:] = now
+
+
 def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any, stop: Any,
                 requests: Any = None, replies: Any = None, parent_pid: int | None = None, control: Any = None) -> None:
     """Entry point of the engine process."""
@@ -160,6 +170,8 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
         max_batch = runtime.max_batch
     m.ENGINE_INFO.labels(runtime.backend, precision, runtime.spec.name).set(1)
 
+    pose_counts = list(runtime.pose_counts)
+
     def infer(windows: list[Window]) -> list[tuple[np.ndarray, np.ndarray, float, float, int]]:
         """One runtime call; one row per window that the runtime returned (the batcher checks the count)."""
         t0 = time.monotonic()
@@ -170,6 +182,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
         dt = time.monotonic() - t0
         m.STAGE_LATENCY.labels("infer").observe(dt)
         m.BATCH_SIZE.observe(len(windows))
+        _count_poses(runtime.pose_counts, pose_counts)
         for w in windows:
             m.STAGE_LATENCY.labels("queue").observe(max(t0 - w.arrival, 0))
         scores = sigmoid(logits)

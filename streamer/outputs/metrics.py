@@ -30,6 +30,8 @@ E2E_LATENCY = Histogram(
     ["camera"],
     buckets=LATENCY_BUCKETS,
 )
+POSE_FRAMES = Counter("streamer_pose_frames_total", "Frames the engine's pose model saw: computed, or reused from an "
+                      "earlier window (consecutive windows share half their pose frames).", ["result"])
 BATCH_SIZE = Histogram("streamer_engine_batch_size", "Windows per engine call.", buckets=(1, 2, 4, 8, 16, 32, 64))
 ALERTS = Counter("streamer_alerts_total", "Alerts published, by event.", ["camera", "event"])
 ALERTS_DROPPED = Counter("streamer_alerts_dropped_total", "Alerts lost, by reason (only a full spool drops).", ["camera", "reason"])

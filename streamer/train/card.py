@@ -57,6 +57,8 @@ def card(spec, m: dict, ev: dict | None, out: Path) -> str:
     v = m.get("validation", {})
     cls = v.get("classes", {})
     files = {p.name: p.stat().st_size for p in sorted(out.glob(f"{spec.name}.*"))}
+    pf = m["arch"]["pose_frames"]
+    pose_dt = (pf[1] - pf[0]) * spec.window_seconds / spec.frames
     lines = [
         f"# {spec.name} {spec.version}: the fusion model (v5, people-aware video)",
         "",
@@ -68,8 +70,9 @@ def card(spec, m: dict, ev: dict | None, out: Path) -> str:
          "magnitude, 64 HTK mel bands 125-7500 Hz, log(mel + 0.001), one 0.96 s patch) and YAMNet "
          "(AudioSet-pretrained): a 1024-d embedding and 521 AudioSet logits."),
         (f"- **Video**: MoveNet MultiPose (up to 6 people, 17 keypoints and a box each) on frames "
-         f"{', '.join(map(str, m['arch']['pose_frames']))} of the window (0.125 s apart), inside the graph as a Scan "
-         "over the frames; from its poses, what the people do (engines/people.py): how many, how close (in body "
+         f"{', '.join(map(str, m['arch']['pose_frames']))} of the window ({pose_dt:g} s apart), inside the graph as a "
+         "Scan over the frames (ONNX Runtime runs it once per distinct frame: consecutive windows share half of "
+         "them); from its poses, what the people do (engines/people.py): how many, how close (in body "
          "heights), how fast wrists, ankles, heads and bodies move and how erratic the poses are (body heights "
          "per second, wrists relative to the body). No scene appearance and no position in the frame."),
         ("- **Heads**: one linear layer over the standardised features, each modality's part times its mask, and "

@@ -84,7 +84,7 @@ def dataset_features(ws: WindowSet, spec: ModelSpec, arch=None, cache_dir: Path 
             feats[k] = np.zeros((n, *x.shape[1:]), np.float32)
             feats[k][has_v] = x
     from engines.model import group_dims
-    from engines.people import PEOPLE, POSE_WIDTH
+    from engines.pose import PEOPLE, POSE_WIDTH
 
     shapes = {**{g: (d,) for g, d in group_dims(arch).items()}, "audioset": (521,),
               "poses": (len(arch.pose_frames), PEOPLE, POSE_WIDTH)}

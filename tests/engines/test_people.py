@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.people import FEATURES, KEYPOINTS, PEOPLE, POSE_WIDTH, PeopleFeatures
-from engines.pose import PoseModel
+from engines.people import FEATURES, PeopleFeatures
+from engines.pose import KEYPOINTS, PEOPLE, POSE_WIDTH, PoseRunner
 from engines.spec import DEFAULT_MODEL, load_spec
 from streamer.ingest.clip import clip_windows
 
@@ -78,7 +78,7 @@ def test_pose_model_finds_the_people_of_a_real_cctv_frame():
     scores 0.30-0.42 here; PERSON_MIN is 0.1) and two in some, with boxes of people-like size."""
     spec = load_spec(DEFAULT_MODEL)
     window = [w for w in clip_windows(DEMO, spec) if w.start >= 5.0][0]
-    poses = PoseModel().run(window.video[2:6])
+    poses = PoseRunner().run(window.video[2:6])
     assert poses.shape == (4, PEOPLE, POSE_WIDTH)
     scores = poses[..., -1]
     assert (scores.max(axis=1) > 0.25).all() and ((scores > 0.1).sum(axis=1) >= 2).any(), scores
