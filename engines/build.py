@@ -43,8 +43,6 @@ def default_cache() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "streamer" / "engines"
 
 
-DEFAULT_CACHE = default_cache()
-
 
 def default_profile(max_batch: int) -> tuple[int, int, int]:
     """min 1, opt half the max (a batch fills only when many cameras are busy), max `max_batch`."""

@@ -40,7 +40,6 @@ MAPPED = {
     "car_alarm": ["Car alarm"],
 }
 # labelled classes whose clips are no false alert of a mapped class
-RELATED = {"explosion": ("gun_shot",), "shatter": ("glass_break",)}
 FOLDS = 5
 DEFAULT_RATE = 1.0
 

@@ -34,7 +34,6 @@ LABEL_MAP: dict[str, dict[str, str | None]] = {
     # anomaly folder: its normal training footage (pedestrians walking) is extra "no event" video
     "ucsd_ped2": {"normal": None},
 }
-DATASETS = tuple(LABEL_MAP)
 LABELLED = ("urbansound8k", "glass_break", "fight")
 HOP_SECONDS = 0.5
 VAL_FRACTION = 0.2
@@ -79,10 +78,6 @@ class WindowSet:
             if name is not None:
                 per_clip[i, idx[name]] = 1.0
         return per_clip[self.clip]
-
-    def split_mask(self, split: str) -> np.ndarray:
-        s = np.array([c.split == split for c in self.clips], bool)
-        return s[self.clip]
 
 
 def _split_sources(rows: list[dict[str, str]], seed: int, frac: float = VAL_FRACTION) -> set[str]:
