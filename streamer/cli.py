@@ -294,13 +294,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from streamer.errors import SourceError
+    from streamer.errors import ConfigError, SourceError
     from streamer.ingest.opening import SourceOptions
     from streamer.ingest.probe import probe
 
     try:
         info = probe(args.url, args.seconds, SourceOptions(open_timeout=args.timeout, stall_timeout=args.timeout))
-    except SourceError as e:
+    except (SourceError, ConfigError) as e:
         print(e, file=sys.stderr)
         return 1
     if args.json:

@@ -81,6 +81,7 @@ detect:
   thresholds: {{{cls}: 2.0}}   # never over: events are opened on purpose
 anomaly: {{enabled: false}}
 engine: {{backend: onnxruntime-cpu}}   # the same on a GPU host
+http: {{media_roots: [{media}]}}   # the API may add the generated clips as cameras
 """
 
 
@@ -93,7 +94,7 @@ def live(tmp_path_factory, media_dir):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(d / "metrics")  # the children's metrics, read by the status
     rs = RedisServer(d / "redis").start()
     path = d / "streamer.yaml"
-    path.write_text(CONFIG.format(clip=media_dir / "h264_aac.mp4", redis=rs.url, spool=d / "spool", cls=CLS))
+    path.write_text(CONFIG.format(clip=media_dir / "h264_aac.mp4", redis=rs.url, spool=d / "spool", cls=CLS, media=media_dir))
     cfg = load_config(path)
     timeline: dict[str, list[float]] = {}
     pipe = Pipeline(cfg, on_window=lambda r: timeline.setdefault(r.window.camera, []).append(r.window.start))
@@ -148,7 +149,15 @@ def test_probes_metrics_page_and_token(live):
 def test_bad_payloads_are_422_naming_the_key_and_change_nothing(live):
     before = live.path.read_bytes()
     clip = str(live.media / "h264_aac.mp4")
+    outside = live.dir / "outside.mp4"  # a real clip, not under http.media_roots
+    outside.write_bytes(Path(clip).read_bytes())
+    pids = {c["id"]: c["pid"] for c in get_json(f"{live.base}/api/cameras")}
     cases = [
+        ({"id": "evil", "url": "/etc/shadow"}, "url"),
+        ({"id": "evil", "url": "file:///etc/passwd"}, "url"),
+        ({"id": "evil", "url": str(outside)}, "url"),
+        ({"id": "evil", "url": "rtsp://h/x", "detect_url": "/dev/zero"}, "detect_url"),
+        ({"id": "evil", "url": "concat:/etc/passwd|/etc/shadow"}, "url"),
         ({"id": "x", "url": clip, "stall_timeout": -1}, "stall_timeout"),
         ({"id": "x", "url": clip, "bogus": 1}, "bogus"),
         ({"id": "x", "url": "/nonexistent/clip.mp4"}, "url"),
@@ -169,10 +178,13 @@ def test_bad_payloads_are_422_naming_the_key_and_change_nothing(live):
     assert status == 409, body
     status, _h, body = request(f"{live.base}/api/cameras/a", "PATCH", {"thresholds": {CLS: "high"}})
     assert status == 422 and json.loads(body)["errors"][0]["path"] == f"thresholds.{CLS}"
+    status, _h, body = request(f"{live.base}/api/cameras/a", "PATCH", {"url": str(outside)})
+    assert status == 422 and json.loads(body)["errors"][0]["path"] == "url", body
     assert request(f"{live.base}/api/cameras/nope", "DELETE")[0] == 404
     assert request(f"{live.base}/api/alerts?limit=0")[0] == 422
     assert live.path.read_bytes() == before
     assert [c.id for c in live.pipe.cfg.cameras] == ["a", "b"]
+    assert {c["id"]: c["pid"] for c in get_json(f"{live.base}/api/cameras")} == pids  # nothing started or restarted
 
 
 def test_credentials_never_in_responses(live, free_port):
