@@ -30,6 +30,10 @@ STREAM_SCHEMES = tuple(s for s in PROTOCOLS if s != "file")
 SYSTEM_DIRS = ("/boot", "/dev", "/etc", "/proc", "/root", "/run", "/sys", "/var/lib", "/var/log", "/var/run")
 
 
+class NotFound(ValueError):
+    """The file is not there (now): for the opener, a source error like any other, not a policy refusal."""
+
+
 def is_stream(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
@@ -60,7 +64,7 @@ def check(url: str, media_roots: Sequence[str] | None = None) -> str:
         if system:
             raise ValueError(f"{path}: files under {system} are never sources")
         if not real.exists():
-            raise ValueError(f"file not found: {path}")
+            raise NotFound(f"file not found: {path}")
         if not real.is_file():
             raise ValueError(f"{path}: not a regular file")
     except (OSError, RuntimeError) as e:  # a name too long, a symlink loop

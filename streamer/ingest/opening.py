@@ -46,6 +46,8 @@ def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer
     whitelisted, RTSP over TCP and timeouts; errors name the (redacted) URL."""
     try:
         target, options = urls.open_args(urls.check(url))
+    except urls.NotFound:
+        raise SourceError(f"source {redact(url)}: no such file") from None
     except ValueError as e:
         raise ConfigError(f"source {redact(url)}: {e}") from None
     if url.startswith(("rtsp://", "rtsps://")):
