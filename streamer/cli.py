@@ -82,21 +82,13 @@ class _Stopper:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from engines import spec as espec
+    from streamer import startup
     from streamer.config import load_config
-    from streamer.detect.events import threshold_errors
     from streamer.errors import ConfigError
 
     try:
         cfg = load_config(args.file)
-        model = cfg.engine.model or str(espec.DEFAULT_MODEL)
-        try:
-            classes = espec.load_spec(model).classes
-        except (FileNotFoundError, ValueError) as e:
-            raise ConfigError(f"{args.file}: engine.model: {e}") from None
-        bad = threshold_errors(cfg, classes)
-        if bad:
-            raise ConfigError("\n".join(f"{args.file}: {b}" for b in bad))
+        startup.check(cfg, args.file)  # every rule `streamer run` applies before it starts
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
@@ -175,12 +167,14 @@ def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float, 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from streamer import startup
     from streamer.config import load_config
     from streamer.engine.process import EngineStartError
     from streamer.errors import ConfigError
 
     try:
         cfg = load_config(args.file)
+        startup.check(cfg, args.file)  # the same rules as `streamer check`, before anything starts
         return _run(cfg, args.duration, print_alerts=args.print_alerts, summary_every=args.summary_every, path=args.file)
     except (ConfigError, EngineStartError) as e:
         print(e, file=sys.stderr)

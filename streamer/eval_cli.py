@@ -88,9 +88,9 @@ def cmd_learn_normal(args: argparse.Namespace) -> int:
     the ingest finds in its windows (the engine is not run)."""
     from dataclasses import replace
 
+    from streamer import urls
     from streamer.detect.normality import NormalityError, NormalityModel, camera_path
     from streamer.errors import SourceError, redact
-    from streamer import urls
     from streamer.ingest.opening import SourceOptions
     from streamer.ingest.source import SourceReader, probe_geometry
 

@@ -318,7 +318,7 @@ def test_a_public_host_without_a_token_refuses_to_start(tmp_path, media_dir):
     env = {k: v for k, v in os.environ.items() if k not in ("STREAMER_HTTP_TOKEN", "PROMETHEUS_MULTIPROC_DIR")}
     r = subprocess.run([sys.executable, "-m", "streamer.cli", "run", str(cfg)], capture_output=True, text=True, env=env, timeout=60)
     lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("http.token:"), r.stderr
+    assert r.returncode == 1 and len(lines) == 1 and ": http.token: " in lines[0], r.stderr
 
 
 def test_sighup_after_editing_the_file_adds_and_removes_cameras(tmp_path, media_dir, redis_server):

@@ -17,8 +17,8 @@ from typing import Any
 
 import av.logging
 
-from streamer.config import CameraConfig
 from streamer import urls
+from streamer.config import CameraConfig
 from streamer.errors import ConfigError, HwaccelError, SourceError, redact, redact_text
 from streamer.ingest.mic import MicReader
 from streamer.ingest.opening import SourceOptions

@@ -67,6 +67,32 @@ def is_loopback(host: str) -> bool:
         return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
+def token_problem(host: str, token: str | None, section: str = "http") -> str | None:
+    """The one rule on exposure: a host that is not loopback needs a token."""
+    if token or is_loopback(host):
+        return None
+    return (f"http.token: {section}.host {host} is not a loopback address; set http.token (or "
+            f"$STREAMER_HTTP_TOKEN) so that the API needs a Bearer token, or bind 127.0.0.1")
+
+
+def bind(host: str, port: int, section: str = "http") -> socket.socket:
+    """A listening socket on host:port, or a ConfigError naming the key (a taken port: `<section>.port`)."""
+    sock = None
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as e:
+        if sock is not None:
+            sock.close()
+        key = f"{section}.port" if getattr(e, "errno", None) in (errno.EADDRINUSE, errno.EACCES) else f"{section}.host"
+        raise ConfigError(f"{key}: cannot serve HTTP (metrics, API, status page) on {host}:{port}: "
+                          f"{e.strerror or e} (set another {section}.port, or 0 to turn the server off)") from None
+    return sock
+
+
 def _scrub(obj: Any) -> Any:
     """Every string of a JSON answer through redact_text (the last guard: none should need it)."""
     if isinstance(obj, str):
@@ -143,23 +169,14 @@ class HttpServer:
     gives it the running pipeline (before that: /metrics and the probes; /readyz 503, /api 503)."""
 
     def __init__(self, host: str, port: int, token: str | None = None, section: str = "http") -> None:
-        if not token and not is_loopback(host):
-            raise ConfigError(f"http.token: {section}.host {host} is not a loopback address; set http.token (or "
-                              f"$STREAMER_HTTP_TOKEN) so that the API needs a Bearer token, or bind 127.0.0.1")
+        problem = token_problem(host, token, section)
+        if problem:
+            raise ConfigError(problem)
         self.host, self.token, self.section = host, token or None, section
         self.fleet: Any = None
         self.hub: AlertHub | None = None
         self._redis: Any = None
-        try:
-            family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(128)
-        except OSError as e:
-            key = f"{section}.port" if getattr(e, "errno", None) in (errno.EADDRINUSE, errno.EACCES) else f"{section}.host"
-            raise ConfigError(f"{key}: cannot serve HTTP (metrics, API, status page) on {host}:{port}: "
-                              f"{e.strerror or e} (set another {section}.port, or 0 to turn the server off)") from None
+        sock = bind(host, port, section)
         sock.setblocking(False)
         self.sock = sock
         self.port = sock.getsockname()[1]
