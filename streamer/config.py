@@ -22,7 +22,7 @@ HTTP_TOKEN_ENV = "STREAMER_HTTP_TOKEN"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no inf/nan timeouts, thresholds...
 
 
 class CameraConfig(Strict):
@@ -143,7 +143,7 @@ class EngineConfig(Strict):
 
 class WindowConfig(Strict):
     seconds: float = Field(1.0, gt=0, le=10, description="Window length in seconds (must match the model's).")
-    hop: float = Field(0.5, gt=0, le=10, description="Seconds between window starts.")
+    hop: float = Field(0.5, ge=0.01, le=10, description="Seconds between window starts.")
     queue: int = Field(4, ge=1, le=64, description="Windows buffered per camera before the oldest is dropped.")
 
 
@@ -156,7 +156,7 @@ class DetectConfig(Strict):
 class AnomalyConfig(Strict):
     enabled: bool = Field(True, description="Score each window against its camera's normality model; over its threshold opens an event called anomaly.")
     dir: str = Field(NORMALITY_DIR, description="Per-camera normality models: <dir>/<camera>.npz (where `streamer learn-normal` writes by default).")
-    learn_minutes: float = Field(10.0, ge=0, description="A camera without a model file learns its normal from its first N minutes of footage, saves the model and then alerts (0 = off).")
+    learn_minutes: float = Field(10.0, ge=0, le=7 * 24 * 60, description="A camera without a model file learns its normal from its first N minutes of footage, saves the model and then alerts (0 = off).")
     far: float = Field(0.001, gt=0, lt=1, description="False-alarm rate (fraction of normal windows over threshold) for models learned by the pipeline: 0.001 is about 7 windows an hour at the default hop.")
 
 
@@ -214,12 +214,22 @@ def http_settings(cfg: Config) -> tuple[HttpConfig, str]:
     return h, section
 
 
+def one_line(text: str) -> str:
+    """A message as one line: line breaks (from a key or a value in the input) shown escaped."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """`cameras.0.url`; a key that is not a plain word shown quoted (a key may hold any text)."""
+    parts = [str(p) if isinstance(p, int) or str(p).isprintable() and str(p).strip() == str(p) and str(p) else repr(p) for p in loc]
+    return ".".join(parts) or "(top level)"
+
+
 def error_list(err: ValidationError) -> list[dict[str, Any]]:
     """A validation error as [{"path": "thresholds.fight", "msg": ...}], values redacted (the API's 422)."""
     out = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
+        path, msg = key_path(e["loc"]), one_line(e["msg"].removeprefix("Value error, "))
         item: dict[str, Any] = {"path": path, "msg": redact_text(msg)}
         value = e.get("input")
         if e["type"] != "missing" and not isinstance(value, (dict, list)):
@@ -251,8 +261,7 @@ def format_errors(err: ValidationError, source: str, text: str | None = None) ->
     lines = [f"{source}: {err.error_count()} error(s)"]
     for e in err.errors():
         loc = tuple(p for p in e["loc"])
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
+        path, msg = key_path(loc), one_line(e["msg"].removeprefix("Value error, "))
         value = e.get("input")
         shown = "" if e["type"] == "missing" or isinstance(value, (dict, list)) else f" (got {redact(str(value))!r})"
         where = _line_of(root, loc)
