@@ -7,19 +7,12 @@ import os
 from contextlib import contextmanager
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from streamer.config import REDIS_URL_ENV, SHARD_INDEX_ENV, CameraConfig, Config, key_path, load_config, parse_config
+from streamer.config import REDIS_URL_ENV, SHARD_INDEX_ENV, Config, key_path, load_config, parse_config
 from streamer.errors import ConfigError
-
-FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-
-URLS = ["rtsp://u:pw@10.0.0.5/s", "http://h/x.m3u8", "ftp://h/x", "/etc/shadow", "file:///etc/passwd", "/dev/video0",
-        "concat:/a|/b", "mic:", "mic:1", "", "rtsp://[::1", "rtsp://h:99999/x", "x" * 5000, "a\x00b", "file://", "~", "."]
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.sampled_from([1e308, 1e-320, -0.0]),
-                    st.text(max_size=20), st.sampled_from(URLS))
-VALUES = st.recursive(SCALARS, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3), max_leaves=8)
+from tests.fuzz import CAMERA, FUZZ, VALUES
 
 
 def _section(model) -> st.SearchStrategy:
@@ -29,7 +22,6 @@ def _section(model) -> st.SearchStrategy:
 
 SECTIONS = {name: _section(f.annotation) if isinstance(f.annotation, type) and hasattr(f.annotation, "model_fields") else VALUES
             for name, f in Config.model_fields.items() if name != "cameras"}
-CAMERA = st.dictionaries(st.sampled_from(sorted(CameraConfig.model_fields)) | st.text(max_size=8), VALUES, max_size=8)
 VALID_CAMERAS = st.just([{"id": "a", "url": "rtsp://h/1"}])  # so that the sections' own rules are reached
 CONFIGS = st.fixed_dictionaries({"cameras": VALID_CAMERAS | st.lists(CAMERA, max_size=3) | VALUES},
                                 optional={**SECTIONS, "junk": VALUES}) | VALUES

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from engines.spec import DEFAULT_MODEL, load_spec
-from streamer.config import load_config
+from streamer.config import CameraConfig, load_config
 from streamer.errors import ConfigError
 from streamer.fleet import Fleet
 from streamer.pipeline import Pipeline
@@ -172,8 +172,9 @@ def test_bad_payloads_are_422_naming_the_key_and_change_nothing(live):
         doc = json.loads(body)
         assert key in [e["path"] for e in doc["errors"]], (payload, doc)
         assert key in doc["error"]
-    status, _h, body = request(f"{live.base}/api/cameras", "POST", b"{not: [valid")
-    assert status == 422
+    for raw in (b"{not: [valid", b"a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]", b"[" * 5000 + b"]" * 5000, b'{"id": "\\ud800"}'):
+        status, _h, body = request(f"{live.base}/api/cameras", "POST", raw)  # bad YAML, aliases, too deep, not UTF-8
+        assert status == 422 and json.loads(body)["errors"][0]["path"] == "(top level)", (raw[:40], body)
     status, _h, body = request(f"{live.base}/api/cameras", "POST", {"id": "a", "url": clip})
     assert status == 409, body
     status, _h, body = request(f"{live.base}/api/cameras/a", "PATCH", {"thresholds": {CLS: "high"}})
@@ -366,3 +367,47 @@ def test_sighup_after_editing_the_file_adds_and_removes_cameras(tmp_path, media_
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=15)
     assert rc == 0, err.read_text()[-2000:]
+
+
+# ---- fuzzing the camera endpoints (hypothesis; last in this module: it may restart its own camera) ----
+from hypothesis import event, given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.fuzz import CAMERA, FUZZ, URLS, VALUES  # noqa: E402
+
+IDS = st.sampled_from(["a", "fz", "fz2", "x y", "", "../etc"]) | st.text(max_size=8)
+FIELDS = st.sampled_from(sorted(CameraConfig.model_fields))
+PLAUSIBLE = st.sampled_from([True, False, 0, 1, 0.5, -1, 1e9, None, "none", "cuda", "mic:1", "rtsp://127.0.0.1:1/y",
+                             {CLS: 0.5}, {CLS: "high"}, {"no_such_class": 1}, {}])
+EXTRAS = st.dictionaries(FIELDS, PLAUSIBLE | VALUES, max_size=3) | CAMERA
+CAMERAS = st.builds(lambda extra, cid, url: {**extra, "id": cid, "url": url}, EXTRAS, IDS,
+                    st.sampled_from([*URLS, "rtsp://127.0.0.1:1/x"]))
+BODIES = st.binary(max_size=80) | (VALUES | CAMERA | CAMERAS).map(lambda v: json.dumps(v).encode())
+PATCHES = st.one_of(BODIES, st.dictionaries(FIELDS.filter(lambda k: k != "id"), PLAUSIBLE, min_size=1, max_size=2)
+                    .map(lambda v: json.dumps(v).encode()))
+
+
+def _answered(status: int, body: bytes, what) -> dict:
+    event(f"HTTP {status}")
+    assert 200 <= status < 500, (status, what, body[:300])
+    doc = json.loads(body)
+    assert status < 300 or (isinstance(doc.get("error"), str) and "\n" not in doc["error"]), (what, doc)
+    return doc
+
+
+@FUZZ
+@given(body=BODIES, patch=PATCHES, patching=st.booleans())
+def test_random_camera_bodies_are_answered_4xx_never_500(live, body, patch, patching):
+    """POST /api/cameras and PATCH /api/cameras/fz with random bodies: a 4xx with one error line, or (a
+    valid camera) 2xx, removed again; never a 500; the other cameras are untouched."""
+    if patching:
+        if "fz" not in {c.id for c in live.pipe.cfg.cameras}:
+            status, _h, got = request(f"{live.base}/api/cameras", "POST", {"id": "fz", "url": "rtsp://127.0.0.1:1/x", "open_timeout": 1})
+            assert status == 201, got
+        status, _h, got = request(f"{live.base}/api/cameras/fz", "PATCH", patch)
+        _answered(status, got, patch)
+        return
+    status, _h, got = request(f"{live.base}/api/cameras", "POST", body)
+    doc = _answered(status, got, body)
+    if status == 201:
+        assert request(f"{live.base}/api/cameras/{doc['id']}", "DELETE")[0] == 200

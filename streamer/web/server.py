@@ -93,6 +93,32 @@ def bind(host: str, port: int, section: str = "http") -> socket.socket:
     return sock
 
 
+def parse_body(raw: bytes) -> Any:
+    """A request body, JSON or YAML, or an ApiError 422: not text, not JSON or YAML, aliases (`*a`: a
+    few bytes that expand to gigabytes once validated), nesting too deep, or escapes that are not UTF-8."""
+    from streamer.fleet import ApiError
+
+    def bad(msg: str) -> ApiError:
+        return ApiError(422, f"(top level): {msg}", [{"path": "(top level)", "msg": msg}])
+
+    try:
+        text = raw.decode() or "null"
+        try:
+            data = json.loads(text)  # JSON first: YAML would read an escaped surrogate pair as two halves
+        except ValueError:
+            if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text)):
+                raise bad("YAML aliases (*name) are not accepted") from None
+            data = yaml.safe_load(text)
+        json.dumps(data, ensure_ascii=False, default=str).encode()
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise bad(f"not JSON or YAML: {str(e).splitlines()[0]}") from None
+    except UnicodeEncodeError:
+        raise bad("a string that is not UTF-8 (a lone surrogate escape)") from None
+    except RecursionError:
+        raise bad("nested too deep") from None
+    return data
+
+
 def _scrub(obj: Any) -> Any:
     """Every string of a JSON answer through redact_text (the last guard: none should need it)."""
     if isinstance(obj, str):
@@ -304,11 +330,7 @@ def build_app(srv: HttpServer) -> Any:
         raw = await request.body()
         if len(raw) > MAX_BODY:
             raise ApiError(413, f"body over {MAX_BODY} bytes")
-        try:
-            return yaml.safe_load(raw.decode() or "null")  # JSON, or the camera as YAML
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ApiError(422, f"(top level): not JSON or YAML: {str(e).splitlines()[0]}",
-                           [{"path": "(top level)", "msg": "not JSON or YAML"}]) from None
+        return parse_body(raw)
 
     # ---- plain endpoints ----------------------------------------------------------------------
     async def healthz(_request: Request) -> Response:
