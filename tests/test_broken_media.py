@@ -84,7 +84,7 @@ def test_broken_cameras_log_one_line_and_the_good_one_keeps_its_windows_and_aler
                                                                                      redis_server, capfd):
     bad = corpus(tmp_path, streams, media_dir)
     cams = [{"id": "good", "url": str(media_dir / "h264_aac.mp4"), "loop": True, "thresholds": {CLS: 0.0}}]
-    cams += [{"id": cid, "url": url, "loop": True} for cid, url in bad.items()]
+    cams += [{"id": cid, "url": url} for cid, url in bad.items()]  # played once: one pass, at most one line
     cfg = parse_config({"cameras": cams, "redis": {"url": redis_server.url, "spool_dir": str(tmp_path / "spool")},
                         "http": {"port": 0}, "anomaly": {"enabled": False}, "detect": {"thresholds": {CLS: 2.0}},
                         "engine": {"backend": "onnxruntime-cpu"}})

@@ -105,7 +105,7 @@ def live(tmp_path_factory, media_dir):
     thread.start()
     base = f"http://127.0.0.1:{srv.port}"
     try:
-        wait_until(lambda: pipe.running and all(c["state"] == "up" for c in get_json(f"{base}/api/cameras")), 30,
+        wait_until(lambda: pipe.running and all(c["state"] == "up" and c["windows"] > 0 for c in get_json(f"{base}/api/cameras")), 30,
                    "cameras a and b up")
         yield SimpleNamespace(base=base, pipe=pipe, fleet=fleet, srv=srv, path=path, redis=rs, timeline=timeline,
                               client=rs.client(), media=media_dir, dir=d)
