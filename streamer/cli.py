@@ -82,21 +82,13 @@ class _Stopper:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from engines import spec as espec
+    from streamer import startup
     from streamer.config import load_config
-    from streamer.detect.events import threshold_errors
     from streamer.errors import ConfigError
 
     try:
         cfg = load_config(args.file)
-        model = cfg.engine.model or str(espec.DEFAULT_MODEL)
-        try:
-            classes = espec.load_spec(model).classes
-        except (FileNotFoundError, ValueError) as e:
-            raise ConfigError(f"{args.file}: engine.model: {e}") from None
-        bad = threshold_errors(cfg, classes)
-        if bad:
-            raise ConfigError("\n".join(f"{args.file}: {b}" for b in bad))
+        startup.check(cfg, args.file)  # every rule `streamer run` applies before it starts
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1
@@ -175,12 +167,14 @@ def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float, 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from streamer import startup
     from streamer.config import load_config
     from streamer.engine.process import EngineStartError
     from streamer.errors import ConfigError
 
     try:
         cfg = load_config(args.file)
+        startup.check(cfg, args.file)  # the same rules as `streamer check`, before anything starts
         return _run(cfg, args.duration, print_alerts=args.print_alerts, summary_every=args.summary_every, path=args.file)
     except (ConfigError, EngineStartError) as e:
         print(e, file=sys.stderr)
@@ -294,13 +288,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from streamer.errors import SourceError
+    from streamer.errors import ConfigError, SourceError
     from streamer.ingest.opening import SourceOptions
     from streamer.ingest.probe import probe
 
     try:
         info = probe(args.url, args.seconds, SourceOptions(open_timeout=args.timeout, stall_timeout=args.timeout))
-    except SourceError as e:
+    except (SourceError, ConfigError) as e:
         print(e, file=sys.stderr)
         return 1
     if args.json:

@@ -10,24 +10,25 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from streamer import urls
 from streamer.errors import ConfigError, redact, redact_text
 from streamer.net import REDIS_URL_ENV
 
 NORMALITY_DIR = "~/.local/state/streamer/normality"  # per-camera normality models: <dir>/<camera>.npz
 LEARN_MIN_WINDOWS = 10  # a learning period's least windows: two per fold of the threshold's calibration (streamer.detect.normality)
 
-STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp")
 SHARD_INDEX_ENV = "STREAMER_SHARD_INDEX"
 HTTP_TOKEN_ENV = "STREAMER_HTTP_TOKEN"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no inf/nan timeouts, thresholds...
 
 
 class CameraConfig(Strict):
     id: str = Field(description="Camera id: used in alert channels, metric labels and logs.", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    url: str = Field(description="rtsp://[user:pass@]host[:port]/path, a path to a video/audio file, or mic:<device> (a microphone alone).")
+    url: str = Field(description="rtsp[s]://[user:pass@]host[:port]/path, http[s]://..., a path to a video/audio file (not under /dev, /proc, /etc... "
+                     "streamer.urls), or mic:<device> (a microphone alone).")
     detect_url: str | None = Field(None, description="The camera's low-resolution substream (rtsp://... or a file), decoded for the model in place of `url`; `url` (the main stream) "
                                    "is then opened only for evidence: its keyframes, at full resolution, go with start alerts. Audio comes from the detect stream, else from the main stream.")
     audio: str | None = Field(None, description="mic:<device>: a microphone that gives this camera its audio (for cameras without one).")
@@ -50,23 +51,9 @@ class CameraConfig(Strict):
     @field_validator("url", "detect_url")
     @classmethod
     def _check_url(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return v
-        if v.startswith("mic:"):
-            if info.field_name == "detect_url":
-                raise ValueError("detect_url must be a video stream or file (a microphone goes in url or audio)")
-            return v
-        if "://" in v and not v.startswith("file://"):
-            scheme = urlsplit(v).scheme.lower()
-            if scheme not in STREAM_SCHEMES:
-                raise ValueError(f"unsupported URL scheme {scheme!r} in {redact(v)} (use one of {', '.join(STREAM_SCHEMES)} or a file path)")
-            if not urlsplit(v).hostname:
-                raise ValueError(f"URL has no host: {redact(v)}")
-            return v
-        path = Path(v.removeprefix("file://")).expanduser()
-        if not path.is_file():
-            raise ValueError(f"file not found: {path}")
-        return str(path)
+        if v is not None and info.field_name == "detect_url" and urls.is_mic(v):
+            raise ValueError("detect_url must be a video stream or file (a microphone goes in url or audio)")
+        return v if v is None else urls.check(v)
 
     @model_validator(mode="after")
     def _check_detect_url(self) -> "CameraConfig":
@@ -122,6 +109,16 @@ class HttpConfig(Strict):
     port: int = Field(9108, ge=0, le=65535, description="Its port (0 = no HTTP server).")
     token: str | None = Field(None, description=f"Bearer token every /api call must send (Authorization: Bearer <token>); ${HTTP_TOKEN_ENV} sets it too. "
                               "/metrics, /healthz, /readyz and the page itself need none.")
+    media_roots: list[str] = Field(default_factory=list, description="Directories whose files POST/PATCH /api/cameras may make cameras of "
+                                   "(none: the API adds streams only; files named in this config file need none).")
+
+    @field_validator("media_roots")
+    @classmethod
+    def _check_roots(cls, v: list[str]) -> list[str]:
+        missing = [r for r in v if not Path(r).expanduser().is_dir()]
+        if missing:
+            raise ValueError(f"not a directory: {', '.join(missing)}")
+        return v
 
 
 class EngineConfig(Strict):
@@ -146,7 +143,7 @@ class EngineConfig(Strict):
 
 class WindowConfig(Strict):
     seconds: float = Field(1.0, gt=0, le=10, description="Window length in seconds (must match the model's).")
-    hop: float = Field(0.5, gt=0, le=10, description="Seconds between window starts.")
+    hop: float = Field(0.5, ge=0.01, le=10, description="Seconds between window starts.")
     queue: int = Field(4, ge=1, le=64, description="Windows buffered per camera before the oldest is dropped.")
 
 
@@ -159,7 +156,7 @@ class DetectConfig(Strict):
 class AnomalyConfig(Strict):
     enabled: bool = Field(True, description="Score each window against its camera's normality model; over its threshold opens an event called anomaly.")
     dir: str = Field(NORMALITY_DIR, description="Per-camera normality models: <dir>/<camera>.npz (where `streamer learn-normal` writes by default).")
-    learn_minutes: float = Field(10.0, ge=0, description="A camera without a model file learns its normal from its first N minutes of footage, saves the model and then alerts (0 = off).")
+    learn_minutes: float = Field(10.0, ge=0, le=7 * 24 * 60, description="A camera without a model file learns its normal from its first N minutes of footage, saves the model and then alerts (0 = off).")
     far: float = Field(0.001, gt=0, lt=1, description="False-alarm rate (fraction of normal windows over threshold) for models learned by the pipeline: 0.001 is about 7 windows an hour at the default hop.")
 
 
@@ -217,12 +214,22 @@ def http_settings(cfg: Config) -> tuple[HttpConfig, str]:
     return h, section
 
 
+def one_line(text: str) -> str:
+    """A message as one line: line breaks (from a key or a value in the input) shown escaped."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """`cameras.0.url`; a key that is not a plain word shown quoted (a key may hold any text)."""
+    parts = [str(p) if isinstance(p, int) or str(p).isprintable() and str(p).strip() == str(p) and str(p) else repr(p) for p in loc]
+    return ".".join(parts) or "(top level)"
+
+
 def error_list(err: ValidationError) -> list[dict[str, Any]]:
     """A validation error as [{"path": "thresholds.fight", "msg": ...}], values redacted (the API's 422)."""
     out = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
+        path, msg = key_path(e["loc"]), one_line(e["msg"].removeprefix("Value error, "))
         item: dict[str, Any] = {"path": path, "msg": redact_text(msg)}
         value = e.get("input")
         if e["type"] != "missing" and not isinstance(value, (dict, list)):
@@ -254,8 +261,7 @@ def format_errors(err: ValidationError, source: str, text: str | None = None) ->
     lines = [f"{source}: {err.error_count()} error(s)"]
     for e in err.errors():
         loc = tuple(p for p in e["loc"])
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
+        path, msg = key_path(loc), one_line(e["msg"].removeprefix("Value error, "))
         value = e.get("input")
         shown = "" if e["type"] == "missing" or isinstance(value, (dict, list)) else f" (got {redact(str(value))!r})"
         where = _line_of(root, loc)
@@ -266,12 +272,10 @@ def format_errors(err: ValidationError, source: str, text: str | None = None) ->
 def parse_config(data: Any, source: str = "config", text: str | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
-    env_url = os.environ.get(REDIS_URL_ENV)
-    if env_url:
-        data = {**data, "redis": {**(data.get("redis") or {}), "url": env_url}}
-    env_index = os.environ.get(SHARD_INDEX_ENV)
-    if env_index:
-        data = {**data, "shard": {**(data.get("shard") or {}), "index": env_index}}
+    for section, key, env in (("redis", "url", REDIS_URL_ENV), ("shard", "index", SHARD_INDEX_ENV)):
+        value = os.environ.get(env)
+        if value and isinstance(data.get(section) or {}, dict):  # not a mapping: its own error below
+            data = {**data, section: {**(data.get(section) or {}), key: value}}
     try:
         return Config.model_validate(data)
     except ValidationError as e:

@@ -88,12 +88,13 @@ def cmd_learn_normal(args: argparse.Namespace) -> int:
     the ingest finds in its windows (the engine is not run)."""
     from dataclasses import replace
 
+    from streamer import urls
     from streamer.detect.normality import NormalityError, NormalityModel, camera_path
     from streamer.errors import SourceError, redact
-    from streamer.ingest.opening import SourceOptions, is_stream_url
+    from streamer.ingest.opening import SourceOptions
     from streamer.ingest.source import SourceReader, probe_geometry
 
-    minutes = args.minutes if args.minutes else (LIVE_DEFAULT_MINUTES if is_stream_url(args.source) else None)
+    minutes = args.minutes if args.minutes else (LIVE_DEFAULT_MINUTES if urls.is_stream(args.source) else None)
     limit = minutes * 60.0 if minutes else None
     try:
         from engines.spec import load_spec

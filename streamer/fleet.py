@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from streamer import shard
+from streamer import shard, urls
 from streamer.config import CameraConfig, Config, error_list, load_config, parse_config
 from streamer.detect.events import known_classes
 from streamer.errors import ConfigError, redact, redact_text
@@ -274,6 +274,19 @@ class Fleet:
         if bad:
             raise ApiError(422, f"{bad[0]['path']}: unknown class", bad)
 
+    def _check_sources(self, payload: dict[str, Any]) -> None:
+        """The API's part of the URL policy (streamer.urls): a file only under http.media_roots."""
+        roots = self.pipe.cfg.http.media_roots
+        bad = []
+        for key in ("url", "detect_url"):
+            if isinstance(payload.get(key), str):
+                try:
+                    urls.check(payload[key], roots)
+                except ValueError as e:
+                    bad.append({"path": key, "msg": str(e), "got": redact(payload[key])})
+        if bad:
+            raise ApiError(422, f"{bad[0]['path']}: {bad[0]['msg']}", bad)
+
     def _persist(self, change: Any) -> bool:
         if self.path is None:
             return False
@@ -301,6 +314,7 @@ class Fleet:
         except ValidationError as e:
             errs = error_list(e)
             raise ApiError(422, "; ".join(f"{x['path']}: {x['msg']}" for x in errs), errs) from None
+        self._check_sources(payload)
         self._check_thresholds(cam.thresholds)
         with self._lock:
             running = {c.id for c in self.pipe.cfg.cameras}
@@ -360,6 +374,7 @@ class Fleet:
             except ValidationError as e:
                 errs = error_list(e)
                 raise ApiError(422, "; ".join(f"{x['path']}: {x['msg']}" for x in errs), errs) from None
+            self._check_sources(payload)
             self._check_thresholds(cam.thresholds)
             in_file = full is not None and cid in {c.id for c in full.cameras}
             persisted = self._persist(lambda seq: _update(seq, cid, payload, cam)) if in_file else False

@@ -37,13 +37,13 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from engines import spec as espec
-from streamer import shard
+from streamer import shard, startup
 from streamer.config import CameraConfig, Config
 from streamer.detect.anomaly import EVENT as ANOMALY
 from streamer.detect.anomaly import AnomalyScorer
-from streamer.detect.events import EventTracker, Transition, threshold_errors
+from streamer.detect.events import EventTracker, Transition
 from streamer.engine.process import Ended, EngineClient, EngineDied, EngineOptions, Result
-from streamer.errors import ConfigError, Stopped
+from streamer.errors import Stopped
 from streamer.ingest.source import probe_geometry
 from streamer.ingest.supervisor import ingest_main, keyframe_width
 from streamer.outputs import alerts as alerts_mod
@@ -104,18 +104,8 @@ class Pipeline:
 
     def _setup(self, cfg: Config) -> None:
         self.model_path = cfg.engine.model or str(espec.DEFAULT_MODEL)
-        try:
-            self.spec = espec.load_spec(self.model_path)
-        except (FileNotFoundError, ValueError) as e:
-            raise ConfigError(f"engine.model: {e}") from None
-        if abs(cfg.window.seconds - self.spec.window_seconds) > 1e-9:
-            raise ConfigError(f"window.seconds: {cfg.window.seconds:g} does not match the model's window of {self.spec.window_seconds:g} s ({self.model_path})")
+        self.spec = startup.model_spec(cfg)  # the model rules `streamer check` applies too
         self.geo = replace(probe_geometry(self.spec, cfg.window.hop), objects=cfg.anomaly.enabled)  # objects: for anomaly
-        bad = threshold_errors(cfg, self.spec.classes)
-        if bad:
-            raise ConfigError("\n".join(bad))
-        if cfg.anomaly.enabled and ANOMALY in self.spec.classes:
-            raise ConfigError(f"anomaly.enabled: the model has a class called {ANOMALY!r}; set anomaly.enabled: false")
         self.anomaly = AnomalyScorer(cfg, self.spec.frames)  # a bad normality file fails here
         self.tracker = EventTracker({**self.spec.thresholds, **cfg.detect.thresholds}, cfg.detect.min_windows,
                                     cfg.detect.cooldown, {c.id: dict(c.thresholds) for c in cfg.cameras})

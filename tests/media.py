@@ -208,3 +208,34 @@ def _paste(img: np.ndarray, fig: np.ndarray, x: int, y: int) -> None:
     x0, x1 = max(x, 0), min(x + w, img.shape[1])
     if x1 > x0:
         img[y : y + h, x0:x1] = fig[: img.shape[0] - y, x0 - x : x1 - x]
+
+
+def write_video_with_pts(path: str | Path, pts: Sequence[int], fps: int = 25) -> Path:
+    """H.264 (64x48) whose frame i has PTS pts[i] at time base 1/fps: timestamp jumps, resets."""
+    out = av.open(str(path), "w")
+    vs = out.add_stream("libx264", rate=fps)
+    vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+    vs.time_base = Fraction(1, fps)
+    for i, p in enumerate(pts):
+        f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i % 250, np.uint8), format="rgb24")
+        f.pts, f.time_base = p, Fraction(1, fps)
+        for pkt in vs.encode(f):
+            out.mux(pkt)
+    for pkt in vs.encode(None):
+        out.mux(pkt)
+    out.close()
+    return Path(path)
+
+
+def flip_payload_bytes(data: bytes, seed: int, flips: int = 12) -> bytes:
+    """`data` with `flips` bytes flipped just after H.264/H.265 start codes (00 00 01: NAL headers and
+    slice data) and ADTS sync words (AAC frames) of an elementary stream or an MPEG-TS file."""
+    rng = np.random.default_rng(seed)
+    out = bytearray(data)
+    marks = [i + 3 for i in range(len(data) - 3) if data[i] == 0 and data[i + 1] == 0 and data[i + 2] == 1]
+    marks += [i + 7 for i in range(len(data) - 8) if data[i] == 0xFF and data[i + 1] & 0xF6 == 0xF0]
+    for at in rng.choice(marks, size=min(flips, len(marks)), replace=False):
+        at = int(at) + int(rng.integers(0, 6))
+        if at < len(out):
+            out[at] ^= int(rng.integers(1, 256))
+    return bytes(out)

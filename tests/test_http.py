@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from engines.spec import DEFAULT_MODEL, load_spec
-from streamer.config import load_config
+from streamer.config import CameraConfig, load_config
 from streamer.errors import ConfigError
 from streamer.fleet import Fleet
 from streamer.pipeline import Pipeline
@@ -81,6 +81,7 @@ detect:
   thresholds: {{{cls}: 2.0}}   # never over: events are opened on purpose
 anomaly: {{enabled: false}}
 engine: {{backend: onnxruntime-cpu}}   # the same on a GPU host
+http: {{media_roots: [{media}]}}   # the API may add the generated clips as cameras
 """
 
 
@@ -93,7 +94,7 @@ def live(tmp_path_factory, media_dir):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(d / "metrics")  # the children's metrics, read by the status
     rs = RedisServer(d / "redis").start()
     path = d / "streamer.yaml"
-    path.write_text(CONFIG.format(clip=media_dir / "h264_aac.mp4", redis=rs.url, spool=d / "spool", cls=CLS))
+    path.write_text(CONFIG.format(clip=media_dir / "h264_aac.mp4", redis=rs.url, spool=d / "spool", cls=CLS, media=media_dir))
     cfg = load_config(path)
     timeline: dict[str, list[float]] = {}
     pipe = Pipeline(cfg, on_window=lambda r: timeline.setdefault(r.window.camera, []).append(r.window.start))
@@ -104,7 +105,7 @@ def live(tmp_path_factory, media_dir):
     thread.start()
     base = f"http://127.0.0.1:{srv.port}"
     try:
-        wait_until(lambda: pipe.running and all(c["state"] == "up" for c in get_json(f"{base}/api/cameras")), 30,
+        wait_until(lambda: pipe.running and all(c["state"] == "up" and c["windows"] > 0 for c in get_json(f"{base}/api/cameras")), 30,
                    "cameras a and b up")
         yield SimpleNamespace(base=base, pipe=pipe, fleet=fleet, srv=srv, path=path, redis=rs, timeline=timeline,
                               client=rs.client(), media=media_dir, dir=d)
@@ -148,7 +149,15 @@ def test_probes_metrics_page_and_token(live):
 def test_bad_payloads_are_422_naming_the_key_and_change_nothing(live):
     before = live.path.read_bytes()
     clip = str(live.media / "h264_aac.mp4")
+    outside = live.dir / "outside.mp4"  # a real clip, not under http.media_roots
+    outside.write_bytes(Path(clip).read_bytes())
+    pids = {c["id"]: c["pid"] for c in get_json(f"{live.base}/api/cameras")}
     cases = [
+        ({"id": "evil", "url": "/etc/shadow"}, "url"),
+        ({"id": "evil", "url": "file:///etc/passwd"}, "url"),
+        ({"id": "evil", "url": str(outside)}, "url"),
+        ({"id": "evil", "url": "rtsp://h/x", "detect_url": "/dev/zero"}, "detect_url"),
+        ({"id": "evil", "url": "concat:/etc/passwd|/etc/shadow"}, "url"),
         ({"id": "x", "url": clip, "stall_timeout": -1}, "stall_timeout"),
         ({"id": "x", "url": clip, "bogus": 1}, "bogus"),
         ({"id": "x", "url": "/nonexistent/clip.mp4"}, "url"),
@@ -163,16 +172,20 @@ def test_bad_payloads_are_422_naming_the_key_and_change_nothing(live):
         doc = json.loads(body)
         assert key in [e["path"] for e in doc["errors"]], (payload, doc)
         assert key in doc["error"]
-    status, _h, body = request(f"{live.base}/api/cameras", "POST", b"{not: [valid")
-    assert status == 422
+    for raw in (b"{not: [valid", b"a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]", b"[" * 5000 + b"]" * 5000, b'{"id": "\\ud800"}'):
+        status, _h, body = request(f"{live.base}/api/cameras", "POST", raw)  # bad YAML, aliases, too deep, not UTF-8
+        assert status == 422 and json.loads(body)["errors"][0]["path"] == "(top level)", (raw[:40], body)
     status, _h, body = request(f"{live.base}/api/cameras", "POST", {"id": "a", "url": clip})
     assert status == 409, body
     status, _h, body = request(f"{live.base}/api/cameras/a", "PATCH", {"thresholds": {CLS: "high"}})
     assert status == 422 and json.loads(body)["errors"][0]["path"] == f"thresholds.{CLS}"
+    status, _h, body = request(f"{live.base}/api/cameras/a", "PATCH", {"url": str(outside)})
+    assert status == 422 and json.loads(body)["errors"][0]["path"] == "url", body
     assert request(f"{live.base}/api/cameras/nope", "DELETE")[0] == 404
     assert request(f"{live.base}/api/alerts?limit=0")[0] == 422
     assert live.path.read_bytes() == before
     assert [c.id for c in live.pipe.cfg.cameras] == ["a", "b"]
+    assert {c["id"]: c["pid"] for c in get_json(f"{live.base}/api/cameras")} == pids  # nothing started or restarted
 
 
 def test_credentials_never_in_responses(live, free_port):
@@ -306,7 +319,7 @@ def test_a_public_host_without_a_token_refuses_to_start(tmp_path, media_dir):
     env = {k: v for k, v in os.environ.items() if k not in ("STREAMER_HTTP_TOKEN", "PROMETHEUS_MULTIPROC_DIR")}
     r = subprocess.run([sys.executable, "-m", "streamer.cli", "run", str(cfg)], capture_output=True, text=True, env=env, timeout=60)
     lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("http.token:"), r.stderr
+    assert r.returncode == 1 and len(lines) == 1 and ": http.token: " in lines[0], r.stderr
 
 
 def test_sighup_after_editing_the_file_adds_and_removes_cameras(tmp_path, media_dir, redis_server):
@@ -354,3 +367,47 @@ def test_sighup_after_editing_the_file_adds_and_removes_cameras(tmp_path, media_
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=15)
     assert rc == 0, err.read_text()[-2000:]
+
+
+# ---- fuzzing the camera endpoints (hypothesis; last in this module: it may restart its own camera) ----
+from hypothesis import event, given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.fuzz import CAMERA, FUZZ, URLS, VALUES  # noqa: E402
+
+IDS = st.sampled_from(["a", "fz", "fz2", "x y", "", "../etc"]) | st.text(max_size=8)
+FIELDS = st.sampled_from(sorted(CameraConfig.model_fields))
+PLAUSIBLE = st.sampled_from([True, False, 0, 1, 0.5, -1, 1e9, None, "none", "cuda", "mic:1", "rtsp://127.0.0.1:1/y",
+                             {CLS: 0.5}, {CLS: "high"}, {"no_such_class": 1}, {}])
+EXTRAS = st.dictionaries(FIELDS, PLAUSIBLE | VALUES, max_size=3) | CAMERA
+CAMERAS = st.builds(lambda extra, cid, url: {**extra, "id": cid, "url": url}, EXTRAS, IDS,
+                    st.sampled_from([*URLS, "rtsp://127.0.0.1:1/x"]))
+BODIES = st.binary(max_size=80) | (VALUES | CAMERA | CAMERAS).map(lambda v: json.dumps(v).encode())
+PATCHES = st.one_of(BODIES, st.dictionaries(FIELDS.filter(lambda k: k != "id"), PLAUSIBLE, min_size=1, max_size=2)
+                    .map(lambda v: json.dumps(v).encode()))
+
+
+def _answered(status: int, body: bytes, what) -> dict:
+    event(f"HTTP {status}")
+    assert 200 <= status < 500, (status, what, body[:300])
+    doc = json.loads(body)
+    assert status < 300 or (isinstance(doc.get("error"), str) and "\n" not in doc["error"]), (what, doc)
+    return doc
+
+
+@FUZZ
+@given(body=BODIES, patch=PATCHES, patching=st.booleans())
+def test_random_camera_bodies_are_answered_4xx_never_500(live, body, patch, patching):
+    """POST /api/cameras and PATCH /api/cameras/fz with random bodies: a 4xx with one error line, or (a
+    valid camera) 2xx, removed again; never a 500; the other cameras are untouched."""
+    if patching:
+        if "fz" not in {c.id for c in live.pipe.cfg.cameras}:
+            status, _h, got = request(f"{live.base}/api/cameras", "POST", {"id": "fz", "url": "rtsp://127.0.0.1:1/x", "open_timeout": 1})
+            assert status == 201, got
+        status, _h, got = request(f"{live.base}/api/cameras/fz", "PATCH", patch)
+        _answered(status, got, patch)
+        return
+    status, _h, got = request(f"{live.base}/api/cameras", "POST", body)
+    doc = _answered(status, got, body)
+    if status == 201:
+        assert request(f"{live.base}/api/cameras/{doc['id']}", "DELETE")[0] == 200

@@ -13,6 +13,7 @@ from streamer.ingest.clip import clip_windows
 from streamer.ingest.opening import SourceOptions
 from streamer.ingest.source import SourceReader, probe_geometry
 from tests.conftest import free_port
+from tests.media import write_video_with_pts
 
 SPEC = ModelSpec(frames=8, height=64, width=64)
 
@@ -106,28 +107,9 @@ def test_rtsp_streams_give_windows(rtsp_server, media_dir):
         server.stop()
 
 
-def _video_with_pts(path, pts, fps=25):
-    from fractions import Fraction
-
-    import av
-
-    out = av.open(str(path), "w")
-    vs = out.add_stream("libx264", rate=fps)
-    vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
-    vs.time_base = Fraction(1, fps)
-    for i, p in enumerate(pts):
-        f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i % 250, np.uint8), format="rgb24")
-        f.pts, f.time_base = p, Fraction(1, fps)
-        for pkt in vs.encode(f):
-            out.mux(pkt)
-    for pkt in vs.encode(None):
-        out.mux(pkt)
-    out.close()
-
-
 def test_timestamp_jump_continues_the_timeline(tmp_path):
     path = tmp_path / "jump.mkv"
-    _video_with_pts(path, list(range(50)) + list(range(25 * 3600, 25 * 3600 + 50)))  # 2 s, a 1 h jump, 2 s
+    write_video_with_pts(path, list(range(50)) + list(range(25 * 3600, 25 * 3600 + 50)))  # 2 s, a 1 h jump, 2 s
     reader = SourceReader(str(path), "cam", probe_geometry(SPEC, 0.5))
     ws = list(reader.windows())
     assert reader.stats.discontinuities == 1
@@ -137,7 +119,7 @@ def test_timestamp_jump_continues_the_timeline(tmp_path):
 def test_b_frames_and_variable_frame_rate(tmp_path):
     path = tmp_path / "vfr.mkv"
     pts = [0, 1, 2, 4, 5, 9, 10, 11, 12, 20, 21, 22, 23, 24, 30, 31, 40, 45, 49, 50]  # irregular spacing at 1/25 s
-    _video_with_pts(path, pts)
+    write_video_with_pts(path, pts)
     ws = clip_windows(path, ModelSpec(frames=8, height=8, width=8))
     assert [w.start for w in ws] == [0.0, 0.5, 1.0]  # 2.04 s of content (x264 codes B-frames by default)
     # frame i has value i: each sample takes the frame nearest its time, so values never decrease
@@ -147,7 +129,7 @@ def test_b_frames_and_variable_frame_rate(tmp_path):
 
 def test_unsampled_non_reference_frames_are_not_decoded(tmp_path):
     path = tmp_path / "bframes.mkv"
-    _video_with_pts(path, list(range(150)))  # 6 s at 25 fps; x264's default B-frames
+    write_video_with_pts(path, list(range(150)))  # 6 s at 25 fps; x264's default B-frames
     spec = ModelSpec(frames=8, height=8, width=8)
     runs = {}
     for skip in (False, True):

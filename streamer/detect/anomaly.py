@@ -35,7 +35,7 @@ def load_checked(camera: str, path: Path) -> NormalityModel:
     """The camera's model, or a ConfigError naming the camera and the file."""
     try:
         nm = NormalityModel.load(path)
-    except ValueError as e:  # NormalityError, or arrays of inconsistent shapes
+    except (ValueError, OSError) as e:  # NormalityError, arrays of inconsistent shapes, a file it may not read
         hint = (f"learn it again with `streamer learn-normal --camera {camera} --from FILE_OR_URL`, or delete it "
                 "to start a learning period")
         msg = str(e).replace(RELEARN, hint) if RELEARN in str(e) else f"{e} ({hint})"
@@ -43,6 +43,19 @@ def load_checked(camera: str, path: Path) -> NormalityModel:
     if nm.camera and nm.camera != camera:
         log.warning("camera %s: normality model %s was learned for camera %s", camera, path, nm.camera)
     return nm
+
+
+def normality_problem(cfg: Config, cam: CameraConfig) -> str | None:
+    """Why the camera's normality model file stops the start, else None: a file that cannot be used and
+    that no learning period may replace (one named in `normality`, or `anomaly.learn_minutes` 0)."""
+    path = model_file(cfg, cam)
+    if not cfg.anomaly.enabled or not path.exists() or not (cam.normality or not learn_windows(cfg)):
+        return None
+    try:
+        load_checked(cam.id, path)
+    except ConfigError as e:
+        return str(e)
+    return None
 
 
 class AnomalyScorer:
@@ -63,6 +76,9 @@ class AnomalyScorer:
         cfg, windows = self.cfg, learn_windows(self.cfg)
         if not cfg.anomaly.enabled:
             return
+        problem = normality_problem(cfg, cam)  # a file the user named, or no learning to replace it
+        if problem:
+            raise ConfigError(problem)
         path = model_file(cfg, cam)
         if path.exists():
             try:
@@ -70,8 +86,6 @@ class AnomalyScorer:
                 log.info("camera %s: normality model %s (threshold %.3f)", cam.id, path, nm.threshold)
                 return
             except ConfigError as e:
-                if cam.normality or not windows:  # a file the user named, or no learning to replace it
-                    raise
                 # a file the pipeline learned itself, unusable now (e.g. an older kind): learn again
                 stale = path.with_name(path.stem + ".stale.npz")
                 path.replace(stale)

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 import av
 import av.error
 
-from streamer.errors import HwaccelError, SourceError, SourceTimeout, redact
+from streamer import urls
+from streamer.errors import ConfigError, HwaccelError, SourceError, SourceTimeout, redact
 
 
 @dataclass
@@ -40,13 +41,15 @@ class SourceStats:
     codecs: dict[str, str] = field(default_factory=dict)
 
 
-def is_stream_url(url: str) -> bool:
-    return "://" in url and not url.startswith("file://")
-
-
 def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer:
-    """av.open with RTSP over TCP and timeouts; errors name the (redacted) URL."""
-    options = {}
+    """av.open of a URL the policy allows (streamer.urls: ConfigError otherwise), with its protocols
+    whitelisted, RTSP over TCP and timeouts; errors name the (redacted) URL."""
+    try:
+        target, options = urls.open_args(urls.check(url))
+    except urls.NotFound:
+        raise SourceError(f"source {redact(url)}: no such file") from None
+    except ValueError as e:
+        raise ConfigError(f"source {redact(url)}: {e}") from None
     if url.startswith(("rtsp://", "rtsps://")):
         options["rtsp_transport"] = "tcp"
     kwargs = {}
@@ -55,7 +58,7 @@ def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer
 
         kwargs["hwaccel"] = HWAccel(device_type=opts.hwaccel, allow_software_fallback=False)
     try:
-        return av.open(url, mode="r", options=options, timeout=(opts.open_timeout, opts.stall_timeout), **kwargs)
+        return av.open(target, mode="r", options=options, timeout=(opts.open_timeout, opts.stall_timeout), **kwargs)
     except av.error.FileNotFoundError as e:
         raise SourceError(f"source {redact(url)}: no such file") from e
     except (TimeoutError, av.error.ExitError) as e:

@@ -17,10 +17,11 @@ from typing import Any
 
 import av.logging
 
+from streamer import urls
 from streamer.config import CameraConfig
-from streamer.errors import HwaccelError, SourceError, redact, redact_text
+from streamer.errors import ConfigError, HwaccelError, SourceError, redact, redact_text
 from streamer.ingest.mic import MicReader
-from streamer.ingest.opening import SourceOptions, is_stream_url
+from streamer.ingest.opening import SourceOptions
 from streamer.ingest.source import SourceReader
 from streamer.ingest.windower import Geometry
 from streamer.outputs import metrics as m
@@ -82,8 +83,8 @@ def ingest_main(cam: CameraConfig, geo: Geometry, rings: RingHandle, stop: Any, 
     install_log_redaction()
     tail = DecoderLog.install()
     url = cam.detect_url or cam.url  # a substream is what is decoded; the main stream is then only for evidence
-    stream = is_stream_url(url)
-    mic_only = cam.url.startswith("mic:")
+    stream = urls.is_stream(url)
+    mic_only = urls.is_mic(cam.url)
     stream = stream or mic_only  # live: reconnect, never wait for the engine
     opts = SourceOptions(cam.open_timeout, cam.stall_timeout, realtime=cam.realtime and not stream,
                          loop=cam.loop and not stream, keyframe_width=keyframe_width,
@@ -125,7 +126,7 @@ def ingest_main(cam: CameraConfig, geo: Geometry, rings: RingHandle, stop: Any, 
                 if not stream:
                     return  # a file that ended
                 raise SourceError(f"source {redact(url)}: stream ended")
-            except HwaccelError as e:
+            except (HwaccelError, ConfigError) as e:  # not recoverable: a person must change the camera
                 log.error("camera %s: %s", cam.id, e)
                 return
             except SourceError as e:

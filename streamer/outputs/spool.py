@@ -27,17 +27,23 @@ def _id_of(line: str) -> str | None:
     return mt.group(1) if mt else None
 
 
+def usable_dir(directory: str | Path, setting: str = "redis.spool_dir") -> Path:
+    """The spool directory, made if missing and tried with a write; a ConfigError naming `setting` if not."""
+    path = Path(directory).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{setting}: cannot use {str(path)!r} as the alert spool: "
+                          f"{e.strerror or e.__class__.__name__}") from None
+    return path
+
+
 class Spool:
     def __init__(self, directory: str | Path, max_alerts: int = 100_000, setting: str = "redis.spool_dir") -> None:
-        self.dir = Path(directory).expanduser()
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            probe = self.dir / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise ConfigError(f"{setting}: cannot use {str(self.dir)!r} as the alert spool: "
-                              f"{e.strerror or e.__class__.__name__}") from None
+        self.dir = usable_dir(directory, setting)
         self.path = self.dir / "alerts.jsonl"
         self.max_alerts = max_alerts
         self._lock = threading.Lock()

@@ -67,6 +67,58 @@ def is_loopback(host: str) -> bool:
         return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
+def token_problem(host: str, token: str | None, section: str = "http") -> str | None:
+    """The one rule on exposure: a host that is not loopback needs a token."""
+    if token or is_loopback(host):
+        return None
+    return (f"http.token: {section}.host {host} is not a loopback address; set http.token (or "
+            f"$STREAMER_HTTP_TOKEN) so that the API needs a Bearer token, or bind 127.0.0.1")
+
+
+def bind(host: str, port: int, section: str = "http") -> socket.socket:
+    """A listening socket on host:port, or a ConfigError naming the key (a taken port: `<section>.port`)."""
+    sock = None
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as e:
+        if sock is not None:
+            sock.close()
+        key = f"{section}.port" if getattr(e, "errno", None) in (errno.EADDRINUSE, errno.EACCES) else f"{section}.host"
+        raise ConfigError(f"{key}: cannot serve HTTP (metrics, API, status page) on {host}:{port}: "
+                          f"{e.strerror or e} (set another {section}.port, or 0 to turn the server off)") from None
+    return sock
+
+
+def parse_body(raw: bytes) -> Any:
+    """A request body, JSON or YAML, or an ApiError 422: not text, not JSON or YAML, aliases (`*a`: a
+    few bytes that expand to gigabytes once validated), nesting too deep, or escapes that are not UTF-8."""
+    from streamer.fleet import ApiError
+
+    def bad(msg: str) -> ApiError:
+        return ApiError(422, f"(top level): {msg}", [{"path": "(top level)", "msg": msg}])
+
+    try:
+        text = raw.decode() or "null"
+        try:
+            data = json.loads(text)  # JSON first: YAML would read an escaped surrogate pair as two halves
+        except ValueError:
+            if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text)):
+                raise bad("YAML aliases (*name) are not accepted") from None
+            data = yaml.safe_load(text)
+        json.dumps(data, ensure_ascii=False, default=str).encode()
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise bad(f"not JSON or YAML: {str(e).splitlines()[0]}") from None
+    except UnicodeEncodeError:
+        raise bad("a string that is not UTF-8 (a lone surrogate escape)") from None
+    except RecursionError:
+        raise bad("nested too deep") from None
+    return data
+
+
 def _scrub(obj: Any) -> Any:
     """Every string of a JSON answer through redact_text (the last guard: none should need it)."""
     if isinstance(obj, str):
@@ -143,23 +195,14 @@ class HttpServer:
     gives it the running pipeline (before that: /metrics and the probes; /readyz 503, /api 503)."""
 
     def __init__(self, host: str, port: int, token: str | None = None, section: str = "http") -> None:
-        if not token and not is_loopback(host):
-            raise ConfigError(f"http.token: {section}.host {host} is not a loopback address; set http.token (or "
-                              f"$STREAMER_HTTP_TOKEN) so that the API needs a Bearer token, or bind 127.0.0.1")
+        problem = token_problem(host, token, section)
+        if problem:
+            raise ConfigError(problem)
         self.host, self.token, self.section = host, token or None, section
         self.fleet: Any = None
         self.hub: AlertHub | None = None
         self._redis: Any = None
-        try:
-            family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(128)
-        except OSError as e:
-            key = f"{section}.port" if getattr(e, "errno", None) in (errno.EADDRINUSE, errno.EACCES) else f"{section}.host"
-            raise ConfigError(f"{key}: cannot serve HTTP (metrics, API, status page) on {host}:{port}: "
-                              f"{e.strerror or e} (set another {section}.port, or 0 to turn the server off)") from None
+        sock = bind(host, port, section)
         sock.setblocking(False)
         self.sock = sock
         self.port = sock.getsockname()[1]
@@ -287,11 +330,7 @@ def build_app(srv: HttpServer) -> Any:
         raw = await request.body()
         if len(raw) > MAX_BODY:
             raise ApiError(413, f"body over {MAX_BODY} bytes")
-        try:
-            return yaml.safe_load(raw.decode() or "null")  # JSON, or the camera as YAML
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ApiError(422, f"(top level): not JSON or YAML: {str(e).splitlines()[0]}",
-                           [{"path": "(top level)", "msg": "not JSON or YAML"}]) from None
+        return parse_body(raw)
 
     # ---- plain endpoints ----------------------------------------------------------------------
     async def healthz(_request: Request) -> Response:
