@@ -60,11 +60,14 @@ const Timeline = (() => {
     const c = cams.get(cid);
     if (!c) return;
     const svg = box(cid).querySelector("svg");
-    const now = Date.now() / 1000, span = c.minutes * 60, t0 = now - span;
+    // the last `minutes`, or since the oldest row when the camera has run for less
+    const now = Date.now() / 1000, t0 = Math.max(now - c.minutes * 60, c.t.length ? c.t[0] : now - 60), span = now - t0;
     const x = (t) => LABEL + ((t - t0) / span) * (W - LABEL);
-    const lanes = lanesOf(c);
-    svg.setAttribute("viewBox", `0 0 ${W} ${lanes.length * (LANE + GAP)}`);
-    svg.replaceChildren();
+    const lanes = lanesOf(c), bottom = lanes.length * (LANE + GAP);
+    svg.setAttribute("viewBox", `0 0 ${W} ${bottom + 12}`);
+    svg.replaceChildren(
+      el("text", { x: LABEL, y: bottom + 9, class: "axis" }, `-${span >= 120 ? (span / 60).toFixed(0) + " min" : span.toFixed(0) + " s"}`),
+      el("text", { x: W, y: bottom + 9, class: "axis end" }, "now"));
     lanes.forEach((lane, k) => {
       const y0 = k * (LANE + GAP), g = el("g", { class: "lane", "data-lane": lane });
       g.append(el("rect", { x: LABEL, y: y0, width: W - LABEL, height: LANE, class: "lane-bg" }),
@@ -76,7 +79,7 @@ const Timeline = (() => {
         d += `${pen ? "L" : "M"}${x(t).toFixed(1)},${(y0 + LANE - u * LANE).toFixed(1)}`;
         pen = true;
       });
-      g.appendChild(el("path", { d, class: "trace" }));
+      g.appendChild(el("path", { d, class: "trace " + (lane === "level" || lane === "anomaly" ? lane : "score") }));
       svg.appendChild(g);
     });
     for (const a of c.alerts.values()) {
