@@ -64,7 +64,7 @@ function renderCameras(cameras) {
     card.querySelector(".dropped").textContent = c.dropped;
     card.querySelector(".windows").textContent = c.windows;
     card.querySelector(".alert-count").textContent = c.alerts;
-    card.querySelector(".level").textContent = c.level ? fmt(c.level.rms_dbfs, 0, " dB") : "-";
+    card.querySelector(".level").textContent = c.level ? fmt(c.level.rms_dbfs, 0) : "-";
     const ul = card.querySelector(".scores");
     ul.replaceChildren(...(c.top_scores || []).map((s) => {
       const li = document.createElement("li");
