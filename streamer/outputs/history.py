@@ -61,7 +61,7 @@ class History:
         with self._lock:
             c = self._cams.get(camera) or self._cams.setdefault(camera, _Camera(self.rows, len(self.classes)))
             i = c.n % self.rows
-            c.t[i], c.scores[i] = t, scores
+            c.t[i], c.scores[i] = round(t, 3), scores  # to the ms, as served: a served time is a cursor (`since`)
             c.anomaly[i] = np.nan if anomaly is None else anomaly
             c.level[i] = (np.nan, np.nan) if level is None else level
             c.n += 1
@@ -99,7 +99,7 @@ class History:
             out = {
                 "camera": camera,
                 "minutes": self.minutes,
-                "t": [round(v, 3) for v in c.t[idx].tolist()],
+                "t": c.t[idx].tolist(),
                 "lanes": {name: _values(c.scores[idx, self.classes.index(name)], 3) for name in top},
                 "anomaly": None if np.isnan(c.anomaly[c.order()]).all() else _values(anomaly, 3),
                 "level": _values(c.level[idx, 0], 1),

@@ -38,3 +38,11 @@ def test_lanes_are_the_top_classes_and_every_alerted_class_and_no_audio_is_null(
     later = h.view("cam", since=10.0, alerts=False)
     assert later["t"] == [10.5] and later["alerts"] == [] and list(later["lanes"]) == list(v["lanes"])
     assert h.view("other")["t"] == []
+
+
+def test_a_served_time_is_a_cursor_that_skips_its_own_row():
+    h = History(CLASSES, minutes=1, hop=0.5)
+    for t in (1796412986.8064, 1796412987.2981):  # times finer than the ms served
+        h.add("cam", t, scores(), None, None)
+    first = h.view("cam")["t"][0]
+    assert h.view("cam", since=first)["t"] == [1796412987.298]
