@@ -217,16 +217,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
 
 
-TABLE = "{time:24}  {camera:12}  {event:16}  {state:5}  {score:>6}  {e2e:>8}  {id}"
+TABLE = "{time:24}  {camera:12}  {event:16}  {state:5}  {score:>6}  {level:>9}  {e2e:>8}  {id:36}  {top}"
 
 
 def _print_alert(alert: dict, fmt: str) -> None:
+    """One alert as JSON or as a table row (schema version 1 documents have no level or top scores: `-`)."""
     if fmt == "json":
         print(json.dumps(alert), flush=True)
-    else:
-        e2e = alert.get("latency_ms", {}).get("end_to_end")
-        print(TABLE.format(time=alert["time"], camera=alert["camera"], event=alert["event"], state=alert["state"],
-                           score=f"{alert['score']:.3f}", e2e=f"{e2e:.0f} ms" if e2e is not None else "-", id=alert["id"]), flush=True)
+        return
+    e2e = alert.get("latency_ms", {}).get("end_to_end")
+    level = alert.get("level")
+    top = ", ".join(f"{s['class']} {s['score']:.2f}" for s in alert.get("top") or []) or "-"
+    print(TABLE.format(time=alert["time"], camera=alert["camera"], event=alert["event"], state=alert["state"],
+                       score=f"{alert['score']:.3f}", level=f"{level['rms_dbfs']:.1f} dB" if level else "-",
+                       e2e=f"{e2e:.0f} ms" if e2e is not None else "-", id=alert["id"], top=top), flush=True)
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
@@ -242,7 +246,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     url = args.redis or default_url()
     client = connect(url)
     if args.format == "table":
-        print(TABLE.format(time="time", camera="camera", event="event", state="state", score="score", e2e="e2e", id="id"))
+        print(TABLE.format(time="time", camera="camera", event="event", state="state", score="score", level="level",
+                           e2e="e2e", id="id", top="top scores"))
     try:
         if args.follow:
             alerts = reader.follow(client, args.channel_prefix, args.camera, args.duration)

@@ -25,6 +25,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no inf/nan timeouts, thresholds...
 
 
+class LoudnessConfig(Strict):
+    threshold_dbfs: float = Field(le=0, description="A window whose audio RMS level (dBFS, 0 = full scale) is at or over this is loud.")
+    min_windows: int = Field(1, ge=1, description="Consecutive loud windows that open a `loud` event.")
+
+
 class CameraConfig(Strict):
     id: str = Field(description="Camera id: used in alert channels, metric labels and logs.", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url: str = Field(description="rtsp[s]://[user:pass@]host[:port]/path, http[s]://..., a path to a video/audio file (not under /dev, /proc, /etc... "
@@ -38,6 +43,7 @@ class CameraConfig(Strict):
     open_timeout: float = Field(10.0, gt=0, description="Seconds to wait for the source to open.")
     stall_timeout: float = Field(10.0, gt=0, description="Seconds without a packet before the source is reopened (the stall watchdog).")
     thresholds: dict[str, float] = Field(default_factory=dict, description="Per-class score thresholds for this camera (override detect.thresholds).")
+    loudness: LoudnessConfig | None = Field(None, description="This camera's `loud` event settings (override detect.loudness; changed live like thresholds).")
     hwaccel: Literal["none", "cuda"] = Field("none", description="cuda: decode video with NVDEC (NVIDIA GPU hosts); none: CPU decoding.")
     normality: str | None = Field(None, description="This camera's normality (anomaly) model file, e.g. from `streamer learn-normal --out-file`; default <anomaly.dir>/<id>.npz.")
 
@@ -107,6 +113,7 @@ class HttpConfig(Strict):
     host: str = Field("127.0.0.1", description="Address of the one HTTP server (/metrics, /healthz, /readyz, /api, the status page). "
                       "Anything but loopback needs http.token.")
     port: int = Field(9108, ge=0, le=65535, description="Its port (0 = no HTTP server).")
+    history_minutes: float = Field(10.0, gt=0, le=120, description="Minutes of per-camera scores and sound level kept in memory for the status page's timeline (/api/cameras/{id}/history).")
     token: str | None = Field(None, description=f"Bearer token every /api call must send (Authorization: Bearer <token>); ${HTTP_TOKEN_ENV} sets it too. "
                               "/metrics, /healthz, /readyz and the page itself need none.")
     media_roots: list[str] = Field(default_factory=list, description="Directories whose files POST/PATCH /api/cameras may make cameras of "
@@ -151,6 +158,8 @@ class DetectConfig(Strict):
     thresholds: dict[str, float] = Field(default_factory=dict, description="Per-class score thresholds (default: the model's own).")
     min_windows: int = Field(1, ge=1, description="Consecutive windows over threshold that open an event.")
     cooldown: float = Field(2.0, ge=0, description="Seconds below threshold that close an event.")
+    loudness: LoudnessConfig | None = Field(None, description="An event called `loud` on any sound at or over a level, whatever its class (off when absent).")
+    top_k: int = Field(5, ge=1, le=64, description="Class scores of its window carried by every alert (`top`), highest first.")
 
 
 class AnomalyConfig(Strict):

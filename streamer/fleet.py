@@ -7,7 +7,7 @@ into a temporary file beside it that is fsynced and renamed over it (atomic: a c
 or the new one, never half of one); the result is validated like any config before it replaces the old
 one. So `streamer run FILE` after a restart runs what the API left, and SIGHUP (edit the file, then
 `kill -HUP <pid>`) applies the file's difference to what runs: cameras added, removed, and changed
-(thresholds alone: live; anything else: that camera alone restarts, its timeline continued). Sections
+(thresholds and loudness alone: live; anything else: that camera alone restarts, its timeline continued). Sections
 other than `cameras` take effect at the next restart (SIGHUP logs which ones differ). Without a file
 (`streamer demo`) changes apply to the running process only (`"persisted": false`).
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from streamer import shard, urls
 from streamer.config import CameraConfig, Config, error_list, load_config, parse_config
@@ -114,7 +114,7 @@ def camera_doc(cam: CameraConfig) -> dict[str, Any]:
     for k in CameraConfig.model_fields:
         if k != "id" and k in cam.model_fields_set:
             v = getattr(cam, k)
-            out[k] = dict(v) if isinstance(v, dict) else v
+            out[k] = v.model_dump() if isinstance(v, BaseModel) else dict(v) if isinstance(v, dict) else v
     return out
 
 
@@ -188,6 +188,8 @@ class Fleet:
                 state = "reconnecting"
             else:
                 state = "starting"
+            level = pipe.latest_level.get(cid)
+            loud = pipe.loudness.get(cid)
             scores = pipe.latest_scores.get(cid) or {}
             top = sorted(scores.items(), key=lambda kv: -kv[1])[:TOP_SCORES]
             cameras.append({
@@ -206,6 +208,8 @@ class Fleet:
                 "last_alert": pipe.last_alert.get(cid),
                 "top_scores": [{"class": k, "score": round(float(v), 4)} for k, v in top],
                 "thresholds": dict(cam.thresholds),
+                "level": {"rms_dbfs": level[0], "peak_dbfs": level[1]} if level else None,
+                "loudness": loud.model_dump() if loud else None,
             })
         engine = pipe.engine
         dcount = bcount - pbcount
@@ -226,6 +230,21 @@ class Fleet:
                 "model": {"name": pipe.spec.name, "version": pipe.spec.version, "classes": list(pipe.spec.classes)},
             },
         }
+
+    def history(self, cid: str, since: float | None = None, alerts: bool = True) -> dict[str, Any]:
+        """GET /api/cameras/{id}/history: the camera's timeline (streamer.outputs.history)."""
+        if cid not in {c.id for c in self.pipe.cfg.cameras}:
+            raise ApiError(404, f"no camera {cid} running here")
+        return self.pipe.history.view(cid, since, alerts)
+
+    def histories(self, since: dict[str, float]) -> dict[str, Any]:
+        """Every camera's rows after `since[camera]` (the event stream's `history` event), without alerts."""
+        out = {}
+        for cam in list(self.pipe.cfg.cameras):
+            view = self.pipe.history.view(cam.id, since.get(cam.id), alerts=False)
+            if view["t"]:
+                out[cam.id] = view
+        return out
 
     def readiness(self) -> tuple[bool, str]:
         """(ready, reason): the engine answers and at least one source delivers (a replica without cameras
@@ -356,7 +375,7 @@ class Fleet:
             return out
 
     def patch(self, cid: str, payload: Any) -> dict[str, Any]:
-        """PATCH /api/cameras/{id}: `thresholds` change live; any other key restarts that camera alone."""
+        """PATCH /api/cameras/{id}: `thresholds` and `loudness` change live; any other key restarts that camera alone."""
         if not isinstance(payload, dict) or not payload:
             raise ApiError(422, "(top level): expected an object of camera keys to change", [{"path": "(top level)", "msg": "expected an object"}])
         if "id" in payload and payload["id"] != cid:
@@ -381,13 +400,13 @@ class Fleet:
             running = cid in {c.id for c in self.pipe.cfg.cameras}
             restarted = False
             if running:
-                if _same_but_thresholds(current, cam):
-                    self._call("thresholds", cid, dict(cam.thresholds))
+                if live_only(current, cam):
+                    self._call("detect", cam)
                 else:
                     self._call("replace", cam)
                     restarted = True
             return {"id": cid, "persisted": persisted, "running": running, "restarted": restarted,
-                    "thresholds": dict(cam.thresholds)}
+                    "thresholds": dict(cam.thresholds), "loudness": cam.loudness.model_dump() if cam.loudness else None}
 
     # ---- SIGHUP -----------------------------------------------------------------------------------
     def reload(self) -> dict[str, Any]:
@@ -426,8 +445,8 @@ class Fleet:
                 if want[cid].model_dump() == cur[cid].model_dump():
                     continue
                 try:
-                    if _same_but_thresholds(cur[cid], want[cid]):
-                        self.pipe.call("thresholds", cid, dict(want[cid].thresholds))
+                    if live_only(cur[cid], want[cid]):
+                        self.pipe.call("detect", want[cid])
                     else:
                         self.pipe.call("replace", want[cid])
                     done["changed"].append(cid)
@@ -460,11 +479,16 @@ def _update(seq: Any, cid: str, payload: dict[str, Any], cam: CameraConfig) -> N
                 if k == "id":
                     continue
                 v = getattr(cam, k)
-                if k == "thresholds" and not v:
+                if (k == "thresholds" and not v) or (k in LIVE and v is None):
                     entry.pop(k, None)
                 else:
-                    entry[k] = dict(v) if isinstance(v, dict) else v
+                    entry[k] = camera_doc(cam)[k]
 
 
-def _same_but_thresholds(a: CameraConfig, b: CameraConfig) -> bool:
-    return {**a.model_dump(), "thresholds": {}} == {**b.model_dump(), "thresholds": {}}
+LIVE = ("thresholds", "loudness")  # a camera's settings that change while it runs (op `detect`)
+
+
+def live_only(a: CameraConfig, b: CameraConfig) -> bool:
+    """Whether a and b differ in LIVE settings at most."""
+    blank = dict.fromkeys(LIVE)
+    return {**a.model_dump(), **blank} == {**b.model_dump(), **blank}

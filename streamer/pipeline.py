@@ -16,12 +16,16 @@ last window delivered (so an event open across the restart closes normally). An 
 closes open events with `end` alerts carrying reason "engine_restart"; the engine starts on fresh
 rings, which the running ingest processes are handed (they never stop decoding).
 
-Cameras change while running (`call("add" | "remove" | "replace" | "thresholds", ...)`, from the HTTP
+Cameras change while running (`call("add" | "remove" | "replace" | "detect", ...)`, from the HTTP
 API and SIGHUP through streamer/fleet.py): the change runs on the pipeline's own thread between two
 engine messages. An added camera gets a fresh ring, which the engine attaches (EngineClient.attach), and
 its own ingest process; a removed one's open events end (reason "stop"), its ingest process is asked to
 stop (terminated after STOP_GRACE_S), the engine detaches its ring and the ring is unlinked. No other
-camera, ring or process is touched.
+camera, ring or process is touched. `detect` changes a camera's thresholds and loudness live (from the next
+window on; its ingest process and timeline go on).
+
+Each window's results also go to the status page's timeline (streamer/outputs/history.py) and its sound
+level (computed in the ingest process, streamer/detect/loudness.py) to the metrics and the `loud` event.
 """
 
 from __future__ import annotations
@@ -38,10 +42,12 @@ from typing import Any, Callable
 
 from engines import spec as espec
 from streamer import shard, startup
-from streamer.config import CameraConfig, Config
+from streamer.config import CameraConfig, Config, LoudnessConfig
+from streamer.detect import loudness
 from streamer.detect.anomaly import EVENT as ANOMALY
 from streamer.detect.anomaly import AnomalyScorer
 from streamer.detect.events import EventTracker, Transition
+from streamer.detect.loudness import EVENT as LOUD
 from streamer.engine.process import Ended, EngineClient, EngineDied, EngineOptions, Result
 from streamer.errors import Stopped
 from streamer.ingest.source import probe_geometry
@@ -50,6 +56,7 @@ from streamer.outputs import alerts as alerts_mod
 from streamer.outputs import evidence
 from streamer.outputs import metrics as m
 from streamer.outputs import stats as stats_mod
+from streamer.outputs.history import History
 from streamer.outputs.sink import AlertSink
 from streamer.outputs.spool import Spool
 from streamer.outputs.stats import Stats
@@ -89,6 +96,8 @@ class Pipeline:
         self.cam_state: dict[str, str] = {}  # camera -> running | ended | failed
         self.latest_scores: dict[str, dict[str, float]] = {}  # camera -> its last window's scores
         self.last_alert: dict[str, dict[str, Any]] = {}  # camera -> its last alert (id, event, state, time, score)
+        self.latest_level: dict[str, tuple[float, float] | None] = {}  # camera -> its last window's (RMS, peak) dBFS
+        self.loudness: dict[str, LoudnessConfig | None] = {}  # camera -> its `loud` event settings (None: off)
         self.pids: dict[str, int] = {}  # camera -> its ingest process
         self._stop = threading.Event()
         self.running = False
@@ -107,8 +116,10 @@ class Pipeline:
         self.spec = startup.model_spec(cfg)  # the model rules `streamer check` applies too
         self.geo = replace(probe_geometry(self.spec, cfg.window.hop), objects=cfg.anomaly.enabled)  # objects: for anomaly
         self.anomaly = AnomalyScorer(cfg, self.spec.frames)  # a bad normality file fails here
-        self.tracker = EventTracker({**self.spec.thresholds, **cfg.detect.thresholds}, cfg.detect.min_windows,
-                                    cfg.detect.cooldown, {c.id: dict(c.thresholds) for c in cfg.cameras})
+        self.tracker = EventTracker({**self.spec.thresholds, **cfg.detect.thresholds}, cfg.detect.min_windows, cfg.detect.cooldown)
+        for c in cfg.cameras:
+            self._detect_settings(c)
+        self.history = History(self.spec.classes, cfg.http.history_minutes, cfg.window.hop)
         self.stats = Stats(replica=cfg.shard.index or 0)
         self._ctx = mp.get_context("spawn")
         self._last: dict[str, tuple[float, float]] = {}  # camera -> (end, arrival) of its last window: the timeline to continue
@@ -132,7 +143,17 @@ class Pipeline:
             if cfg.anomaly.enabled:
                 m.ALERTS.labels(c.id, ANOMALY)
                 m.NORMALITY_LEARNING.labels(c.id).set(self.anomaly.progress(c.id))
+            if self.loudness[c.id] is not None:
+                m.ALERTS.labels(c.id, LOUD)
         m.SPOOLED.set(len(self.sink.spool))
+
+    def _detect_settings(self, cam: CameraConfig) -> None:
+        """A camera's thresholds and `loud` settings into the event tracker: at start, when it is added, and
+        live (op `detect`). The anomaly threshold is the model's again unless `thresholds` sets one."""
+        loud = cam.loudness if cam.loudness is not None else self.cfg.detect.loudness
+        self.loudness[cam.id] = loud
+        self.tracker.per_camera[cam.id] = {**cam.thresholds, **({LOUD: loud.threshold_dbfs} if loud else {})}
+        self.tracker.per_camera_windows[cam.id] = {LOUD: loud.min_windows} if loud else {}
 
     def stop(self) -> None:
         """Ask `run()` to end (safe from a signal handler and from any thread)."""
@@ -167,7 +188,7 @@ class Pipeline:
 
     def call(self, op: str, *args: Any, timeout: float = 10.0) -> Any:
         """Run a camera change on the pipeline's thread and return its result (from any thread):
-        add(CameraConfig), remove(id), replace(CameraConfig), thresholds(id, dict). Raises what the
+        add(CameraConfig), remove(id), replace(CameraConfig), detect(CameraConfig: its thresholds and loudness). Raises what the
         change raised, TimeoutError, or RuntimeError when the pipeline is not running."""
         return self.submit(op, *args).result(timeout)
 
@@ -235,7 +256,7 @@ class Pipeline:
             self.engine.attach(cam.id, ring)
             cams[cam.id] = cam
             set_cameras()
-            self.tracker.per_camera[cam.id] = dict(cam.thresholds)
+            self._detect_settings(cam)
             if not resume:
                 self._last.pop(cam.id, None)
             m.ALERTS_DROPPED.labels(cam.id, "spool_full")
@@ -244,6 +265,8 @@ class Pipeline:
             if self.cfg.anomaly.enabled:
                 m.ALERTS.labels(cam.id, ANOMALY)
                 m.NORMALITY_LEARNING.labels(cam.id).set(self.anomaly.progress(cam.id))
+            if self.loudness[cam.id] is not None:
+                m.ALERTS.labels(cam.id, LOUD)
             procs[cam.id] = spawn(cam.id)
             restarts[cam.id] = RestartBudget()
             live.add(cam.id)
@@ -266,10 +289,12 @@ class Pipeline:
             set_cameras()
             self.anomaly.remove(cid)
             self.tracker.per_camera.pop(cid, None)
+            self.tracker.per_camera_windows.pop(cid, None)
             if not replacing:
                 self._last.pop(cid, None)
                 self.stats.cams.pop(cid, None)
-            for d in (self.cam_state, self.latest_scores, self.last_alert, self.pids):
+                self.history.drop(cid)
+            for d in (self.cam_state, self.latest_scores, self.latest_level, self.last_alert, self.pids, self.loudness):
                 d.pop(cid, None)
             hold = True
             removing.append((cid, p, ring, time.monotonic() + STOP_GRACE_S, fut))
@@ -279,13 +304,18 @@ class Pipeline:
             remove(Future(), cam.id, replacing=True)
             add(fut, cam, resume=True)
 
-        def thresholds(fut: Future, cid: str, values: dict[str, float]) -> None:
-            cams[cid] = cams[cid].model_copy(update={"thresholds": dict(values)})
+        def detect(fut: Future, cam: CameraConfig) -> None:
+            """The camera's thresholds and loudness, live: its next window is judged by them."""
+            if cam.id not in cams:
+                raise KeyError(f"camera {cam.id} is not running here")
+            cams[cam.id] = cam  # the same camera but for these settings (streamer.fleet.live_only)
             set_cameras()
-            self.tracker.per_camera[cid] = dict(values)  # (anomaly: the model's own again, unless set here)
-            fut.set_result({"id": cid, "thresholds": dict(values)})
+            self._detect_settings(cam)
+            if self.loudness[cam.id] is not None:
+                m.ALERTS.labels(cam.id, LOUD)
+            fut.set_result({"id": cam.id, "thresholds": dict(cam.thresholds)})
 
-        ops = {"add": add, "remove": remove, "replace": replace, "thresholds": thresholds}
+        ops = {"add": add, "remove": remove, "replace": replace, "detect": detect}
 
         def apply_commands() -> None:
             while True:
@@ -437,28 +467,49 @@ class Pipeline:
                 scores[ANOMALY], cell = scored
                 # the model's threshold, unless the camera's `thresholds` sets one for anomaly
                 self.tracker.per_camera.setdefault(w.camera, {}).setdefault(ANOMALY, self.anomaly.models[w.camera].threshold)
+        level = None if w.rms_dbfs is None or w.peak_dbfs is None else (w.rms_dbfs, w.peak_dbfs)
+        self._level(w.camera, level)
         self._last[w.camera] = (w.end, w.arrival)
         self.latest_scores[w.camera] = scores
+        self.history.add(w.camera, time.time() - (time.monotonic() - w.arrival), r.scores, scores.get(ANOMALY), level)
         if self.on_window:
             self.on_window(r)
-        for t in self.tracker.update(w.camera, w.start, w.end, scores):
-            self._publish(t, w, lat, cell)
+        signals = dict(scores)
+        if self.loudness.get(w.camera) is not None:  # no audio: not loud (the event closes after its cooldown)
+            signals[LOUD] = loudness.NOT_HEARD if level is None else level[0]
+        transitions = self.tracker.update(w.camera, w.start, w.end, signals)
+        if transitions:
+            top = sorted(zip(self.spec.classes, r.scores.tolist()), key=lambda kv: -kv[1])[: self.cfg.detect.top_k]
+            for t in transitions:
+                self._publish(t, w, lat, cell, top)
         done = time.monotonic()
         m.E2E_LATENCY.labels(w.camera).observe(done - w.arrival)
-        self.stats.window(w.camera, done - w.arrival)
+        self.stats.window(w.camera, done - w.arrival, level)
+
+    def _level(self, camera: str, level: tuple[float, float] | None) -> None:
+        """A window's sound level to the metrics and the page (NaN in the gauges: that window had no audio)."""
+        self.latest_level[camera] = level
+        m.SOUND_LEVEL.labels(camera, "rms").set(level[0] if level else float("nan"))
+        m.SOUND_LEVEL.labels(camera, "peak").set(level[1] if level else float("nan"))
+        if level is not None:
+            m.SOUND_LEVEL_RMS.labels(camera).observe(level[0])
 
     def _publish(self, t: Transition, w: Window | None, latency_ms: dict[str, float],
-                 cell: dict[str, int] | None = None) -> None:
-        """One alert: build it (with evidence for a start), hand it to the sink. Latency ends at the hand-off."""
+                 cell: dict[str, int] | None = None, top: list[tuple[str, float]] | None = None) -> None:
+        """One alert: build it (with evidence for a start), hand it to the sink. Latency ends at the hand-off.
+        `top`: the window's highest class scores."""
         t_pub = time.monotonic()
         wall_end = time.time() - (t_pub - w.arrival) if w is not None else time.time()
         score, anomaly_score = t.score, None
         if t.event == ANOMALY:  # an unbounded distance: `score` maps it into [0, 1), 0.5 at the threshold
             anomaly_score = t.score
             score = t.score / (t.score + max(self.tracker.threshold(t.camera, ANOMALY), 1e-9))
+        elif t.event == LOUD:  # dBFS: `score` is the level as a linear amplitude
+            score = loudness.amplitude(t.score)
+        level = self.latest_level.get(t.camera) if w is not None else None
         alert = alerts_mod.make_alert(
             camera=t.camera, event=t.event, state=t.state, score=score, start=t.start, end=t.end, wall_end=wall_end,
-            latency_ms=latency_ms, model=self.model, anomaly_score=anomaly_score,
+            latency_ms=latency_ms, model=self.model, top=top or [], level=level, anomaly_score=anomaly_score,
             anomaly_cell=cell if t.event == ANOMALY and t.state == "start" else None,
             duration_s=t.duration if t.state == "end" else None,
             reason=t.reason if t.state == "end" else None,
@@ -476,6 +527,7 @@ class Pipeline:
             done = time.monotonic()
             alert["latency_ms"]["publish"] = round((done - t_pub) * 1000, 2)
             alert["latency_ms"]["end_to_end"] = round((done - w.arrival) * 1000, 2)
+        self.history.alert(t.camera, {**alert, "_t": wall_end})  # before Redis has it: a page that hears of it finds it here
         self.sink.submit(alert, files)
         m.STAGE_LATENCY.labels("publish").observe(time.monotonic() - t_pub)
         m.ALERTS.labels(t.camera, t.event).inc()

@@ -13,12 +13,13 @@ from streamer.config import Config, http_settings
 from streamer.detect.anomaly import EVENT as ANOMALY
 from streamer.detect.anomaly import normality_problem
 from streamer.detect.events import threshold_errors
+from streamer.detect.loudness import EVENT as LOUD
 from streamer.errors import ConfigError
 
 
 def model_spec(cfg: Config) -> espec.ModelSpec:
     """The model's spec, or a ConfigError with one line per rule the config breaks against it: the model
-    file, the window length, threshold class names, a class called `anomaly`."""
+    file, the window length, threshold class names, a class called `anomaly` or `loud`."""
     model = cfg.engine.model or str(espec.DEFAULT_MODEL)
     try:
         spec = espec.load_spec(model)
@@ -30,6 +31,8 @@ def model_spec(cfg: Config) -> espec.ModelSpec:
     bad += threshold_errors(cfg, spec.classes)
     if cfg.anomaly.enabled and ANOMALY in spec.classes:
         bad.append(f"anomaly.enabled: the model has a class called {ANOMALY!r}; set anomaly.enabled: false")
+    if LOUD in spec.classes and (cfg.detect.loudness or any(c.loudness for c in cfg.cameras)):
+        bad.append(f"detect.loudness: the model has a class called {LOUD!r}; the loudness event cannot have its name")
     if bad:
         raise ConfigError("\n".join(bad))
     return spec

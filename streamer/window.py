@@ -22,3 +22,5 @@ class Window:
     keyframe: np.ndarray | None = None  # uint8 [h, w, 3] RGB evidence frame (the newest), when asked for
     objects: np.ndarray | None = None  # float64 [n, 2 + F]: moving objects of the sampled frames, when asked for
     objects_s: float = 0.0  # CPU time spent finding them
+    rms_dbfs: float | None = None  # the audio's level (streamer.detect.loudness); None when the window has no audio
+    peak_dbfs: float | None = None

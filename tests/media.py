@@ -6,7 +6,9 @@
 
 Video is a pattern of 8x8 blocks of fixed noise scrolling one block per frame; frame i has PTS i at
 time base 1/fps, and a frame at a `flash_at` second is all white. Audio is quiet noise (0.01 RMS)
-with a 10 ms burst at 0.9 at each `click_at` second, shifted by `audio_offset` (a known A/V offset).
+with a 10 ms burst at 0.9 at each `click_at` second, shifted by `audio_offset` (a known A/V offset), and a
+clap at each `clap_at` second: CLAP_SECONDS of noise decaying from CLAP_PEAK (a window that holds one is
+about 13 dB louder than the quiet noise (-40 dBFS; -45 at 16 kHz)).
 H.264 is coded with a keyframe every second and no B-frames, so an RTSP client starts quickly.
 The same arguments give the same bytes (fixed seed, bit-exact muxing).
 """
@@ -26,6 +28,9 @@ VIDEO_ENCODERS = {"h264": "libx264", "hevc": "libx265"}
 CLICK_SECONDS = 0.01
 CLICK_LEVEL = 0.9
 NOISE_RMS = 0.01
+CLAP_SECONDS = 0.08
+CLAP_PEAK = 0.9
+CLAP_DECAY_S = 0.015
 
 
 def _video_options(codec: str, fps: int) -> dict[str, str]:
@@ -47,6 +52,7 @@ def make_clip(
     channels: int = 1,
     flash_at: Sequence[float] = (),
     click_at: Sequence[float] = (),
+    clap_at: Sequence[float] = (),
     audio_offset: float = 0.0,
     seed: int = 0,
 ) -> Path:
@@ -98,6 +104,8 @@ def make_clip(
                 i = int(round((t + audio_offset) * rate))
                 if 0 <= i < n:
                     pcm[:, i : i + int(rate * CLICK_SECONDS)] = CLICK_LEVEL
+            for t in clap_at:
+                _clap(pcm, int(round((t + audio_offset) * rate)), rate, rng)
             layout = "mono" if channels == 1 else "stereo"
             chunk = aus.codec_context.frame_size or 1024
             for start in range(0, n, chunk):
@@ -111,6 +119,15 @@ def make_clip(
     finally:
         out.close()
     return path
+
+
+def _clap(pcm: np.ndarray, i: int, rate: int, rng: np.random.Generator) -> None:
+    """A hand clap into `pcm` [channels, n] at sample i: a burst of noise with an exponential decay."""
+    n = min(int(rate * CLAP_SECONDS), pcm.shape[1] - i)
+    if i < 0 or n <= 0:
+        return
+    env = CLAP_PEAK * np.exp(-np.arange(n) / (CLAP_DECAY_S * rate))
+    pcm[:, i : i + n] = rng.uniform(-1, 1, n) * env
 
 
 def make_scene(

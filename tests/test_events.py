@@ -31,3 +31,10 @@ def test_close_all_ends_open_events():
     run(tr, [0.9])
     assert [t.state for t in tr.close_all("c")] == ["end"]
     assert tr.close_all() == []
+
+
+def test_an_event_of_its_own_min_windows_per_camera():
+    tr = EventTracker({"fight": 0.5}, min_windows=1, per_camera_windows={"c": {"fight": 3}})
+    assert run(tr, [0.9, 0.9]) == []
+    assert [t.state for t in run(tr, [0.9])] == ["start"]  # the third window over threshold
+    assert [t.state for t in run(tr, [0.9], cam="other")] == ["start"]  # other cameras: the default

@@ -14,8 +14,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -85,30 +88,27 @@ http: {{media_roots: [{media}]}}   # the API may add the generated clips as came
 """
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory, media_dir):
-    """A pipeline running on its own thread with cameras a and b, its HTTP server (token) on a free port."""
-    d = tmp_path_factory.mktemp("http")
+@contextmanager
+def serving(d: Path, config: str, on_window: Any = None) -> Iterator[SimpleNamespace]:
+    """A pipeline on its own thread with its HTTP server (token) on a free port, from `config` (a format
+    string of the YAML, given `redis` and `spool`) written to d/streamer.yaml, against a redis-server of its
+    own; the children's metrics in d/metrics (read by the status)."""
     old_env = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     (d / "metrics").mkdir()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(d / "metrics")  # the children's metrics, read by the status
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(d / "metrics")
     rs = RedisServer(d / "redis").start()
     path = d / "streamer.yaml"
-    path.write_text(CONFIG.format(clip=media_dir / "h264_aac.mp4", redis=rs.url, spool=d / "spool", cls=CLS, media=media_dir))
+    path.write_text(config.format(redis=rs.url, spool=d / "spool"))
     cfg = load_config(path)
-    timeline: dict[str, list[float]] = {}
-    pipe = Pipeline(cfg, on_window=lambda r: timeline.setdefault(r.window.camera, []).append(r.window.start))
+    pipe = Pipeline(cfg, on_window=on_window)
     srv = HttpServer("127.0.0.1", 0, TOKEN).start()
     fleet = Fleet(pipe, path, cfg)
     srv.attach(fleet)
     thread = threading.Thread(target=pipe.run, name="test:pipeline", daemon=True)
     thread.start()
-    base = f"http://127.0.0.1:{srv.port}"
     try:
-        wait_until(lambda: pipe.running and all(c["state"] == "up" and c["windows"] > 0 for c in get_json(f"{base}/api/cameras")), 30,
-                   "cameras a and b up")
-        yield SimpleNamespace(base=base, pipe=pipe, fleet=fleet, srv=srv, path=path, redis=rs, timeline=timeline,
-                              client=rs.client(), media=media_dir, dir=d)
+        yield SimpleNamespace(base=f"http://127.0.0.1:{srv.port}", pipe=pipe, fleet=fleet, srv=srv, path=path, redis=rs,
+                              client=rs.client(), dir=d)
     finally:
         pipe.stop()
         thread.join(timeout=10)
@@ -119,6 +119,19 @@ def live(tmp_path_factory, media_dir):
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         else:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = old_env
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, media_dir):
+    """Cameras a and b running, with the HTTP server."""
+    timeline: dict[str, list[float]] = {}
+    config = CONFIG.replace("{clip}", str(media_dir / "h264_aac.mp4")).replace("{cls}", CLS).replace("{media}", str(media_dir))
+    with serving(tmp_path_factory.mktemp("http"), config,
+                 lambda r: timeline.setdefault(r.window.camera, []).append(r.window.start)) as live:
+        wait_until(lambda: live.pipe.running and all(c["state"] == "up" and c["windows"] > 0
+                                                     for c in get_json(f"{live.base}/api/cameras")), 30, "cameras a and b up")
+        live.timeline, live.media = timeline, media_dir
+        yield live
 
 
 def test_probes_metrics_page_and_token(live):

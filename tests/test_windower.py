@@ -111,3 +111,16 @@ def test_wants_only_frames_near_a_sample_time():
     assert not w.wants(0.25, 0.05) and not w.wants(0.5, 0.1)
     list(feed(w, 2.0))  # windows before 1.0 emitted: their sample times are wanted no more
     assert not w.wants(0.125, 0.01)
+
+
+def test_each_window_carries_its_sound_level_and_none_without_audio():
+    w = make(has_video=False)
+    w.add_audio(0.0, np.full(100, 0.1, np.float32))  # -20 dBFS
+    w.add_audio(1.0, np.zeros(150, np.float32))
+    w.add_audio(2.5, np.concatenate([np.full(25, 0.5, np.float32), np.zeros(75, np.float32)]))
+    ws = list(w.ready())
+    assert [(x.rms_dbfs, x.peak_dbfs) for x in ws[:2]] == [(-20.0, -20.0), (-23.01, -20.0)]  # half of it at 0.1
+    assert (ws[3].rms_dbfs, ws[3].peak_dbfs) == (-120.0, -120.0)  # digital silence: the floor, a number
+    assert (ws[5].rms_dbfs, ws[5].peak_dbfs) == (-12.04, -6.02)
+    video_only = feed(make(has_audio=False), 2.0, audio=False)
+    assert video_only and all(x.rms_dbfs is None and x.peak_dbfs is None for x in video_only)

@@ -53,10 +53,14 @@ class EventTracker:
     min_windows: int = 1
     cooldown: float = 2.0
     per_camera: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_camera_windows: dict[str, dict[str, int]] = field(default_factory=dict)  # camera -> event -> its own min_windows
     _tracks: dict[tuple[str, str], _Track] = field(default_factory=dict)
 
     def threshold(self, camera: str, event: str) -> float:
         return self.per_camera.get(camera, {}).get(event, self.thresholds.get(event, 0.5))
+
+    def windows(self, camera: str, event: str) -> int:
+        return self.per_camera_windows.get(camera, {}).get(event, self.min_windows)
 
     def update(self, camera: str, start: float, end: float, scores: dict[str, float]) -> list[Transition]:
         out: list[Transition] = []
@@ -69,7 +73,7 @@ class EventTracker:
                 tr.last_above = end
                 if tr.open:
                     tr.peak = max(tr.peak, score)
-                elif tr.above >= self.min_windows:
+                elif tr.above >= self.windows(camera, event):
                     tr.open, tr.start, tr.peak = True, tr.first_above, score
                     out.append(Transition(camera, event, "start", score, tr.start, end))
             else:

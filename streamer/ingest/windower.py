@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from streamer.detect import loudness
 from streamer.detect.objects import FEATURES, ObjectFinder
 from streamer.window import Window
 
@@ -261,6 +262,8 @@ class Windower:
             arrival=self._arrival,
             decode_s=self._decode_s,
         )
+        if audio:
+            window.rms_dbfs, window.peak_dbfs = loudness.level(pcm)
         if self._finder is not None:
             window.objects = objects_of(keys, self._found) if video else NO_OBJECTS
             window.objects_s, self._objects_s = self._objects_s, 0.0

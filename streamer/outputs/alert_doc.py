@@ -1,8 +1,9 @@
 """The alert document, as pydantic types: what make_alert builds, what consumers read.
 
-The published JSON Schema, streamer/schemas/alert.v1.json, is generated from these types
+The published JSON Schema, streamer/schemas/alert.v2.json, is generated from these types
 (`python -m streamer.outputs.alert_doc` rewrites it; a test checks that it is in sync). The document
-stays a plain dict (TypedDict): optional keys are absent rather than null.
+stays a plain dict (TypedDict): optional keys are absent rather than null. alert.v1.json stays published,
+unchanged, for documents written before version 2 (v2 added `top` and `level`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import NotRequired, TypedDict
 
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "alert.v1.json"
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "alert.v2.json"
 FORBID = ConfigDict(extra="forbid")
 
 NonNegative = Annotated[float, Field(ge=0)]
@@ -60,22 +61,37 @@ class Evidence(TypedDict, total=False):
     audio: Annotated[str, Field(description="WAV (16-bit, 16 kHz mono) of the window's audio.")]
 
 
+TopScore = with_config(FORBID)(TypedDict("TopScore", {
+    "class": str,
+    "score": Annotated[float, Field(ge=0, le=1)],
+}))
+TopScore.__doc__ = "A model class and its score in the alert's window."
+
+
+@with_config(FORBID)
+class Level(TypedDict):
+    """The sound level of the alert's window, in dBFS (0 = full scale; digital silence is -120)."""
+
+    rms_dbfs: Annotated[float, Field(ge=-120, le=0)]
+    peak_dbfs: Annotated[float, Field(ge=-120, le=0)]
+
+
 @with_config(ConfigDict(
-    extra="forbid", title="streamer alert, schema version 1",
-    json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "streamer/alert.v1.json"},
+    extra="forbid", title="streamer alert, schema version 2",
+    json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "streamer/alert.v2.json"},
 ))
 class Alert(TypedDict):
     """One alert: an event opening (state start) or closing (state end) on one camera. XADDed to the alert stream (field json) and PUBLISHed on <prefix>:<camera>."""
 
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     id: Annotated[str, Field(pattern="^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
                              description="UUIDv7: unique, sorts by creation time; consumers deduplicate replays by it.")]
     camera: Annotated[str, Field(pattern="^[A-Za-z0-9_.-]{1,64}$")]
-    event: Annotated[str, Field(description="A model class (e.g. fight, glass_break, gun_shot) or anomaly.")]
+    event: Annotated[str, Field(description="A model class (e.g. fight, glass_break, gun_shot), anomaly, or loud.")]
     state: State
     score: Annotated[float, Field(ge=0, le=1, description=(
         "start: the score that opened the event; end: its peak. Event anomaly: anomaly_score / (anomaly_score + "
-        "threshold), 0.5 at the threshold."))]
+        "threshold), 0.5 at the threshold. Event loud: the RMS level as a linear amplitude, 10^(dBFS/20)."))]
     anomaly_score: Annotated[NonNegative | None, Field(description=(
         "event anomaly: the camera's normality score (start: the window's; end: the peak); null for other events."))]
     anomaly_cell: NotRequired[AnomalyCell]
@@ -90,6 +106,11 @@ class Alert(TypedDict):
         "end alerts only, optional (absent = cooldown): why the event closed. cooldown: its scores stayed under "
         "threshold for detect.cooldown; source_end: the source finished; engine_restart: the engine process died "
         "and was restarted, so the event's windows were cut; stop: streamer was stopped."))]]
+    top: Annotated[list[TopScore], Field(description=(
+        "The alert's window's highest class scores (detect.top_k of them, highest first): what the model heard and saw. "
+        "Empty for an end alert made without a window (reason source_end, engine_restart, stop)."))]
+    level: Annotated[Level | None, Field(description=(
+        "The sound level of the alert's window; null when that window had no audio, or there was no window."))]
     latency_ms: Latency
     model: ModelRef
     evidence: Evidence

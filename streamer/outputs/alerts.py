@@ -7,6 +7,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal, cast
@@ -16,11 +17,11 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from streamer.net import REDIS_URL_ENV, free_port
-from streamer.outputs.alert_doc import Alert, AnomalyCell, Evidence, Latency, Reason, State
+from streamer.outputs.alert_doc import Alert, AnomalyCell, Evidence, Latency, Level, Reason, State, TopScore
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
 EMBEDDED_URL_FILE = os.path.join(os.path.expanduser("~"), ".cache", "streamer", "embedded-redis.url")
 DEFAULT_EMBEDDED_PORT = 6390
 
@@ -55,14 +56,16 @@ def make_alert(
     wall_end: float,
     latency_ms: dict[str, float],
     model: ModelInfo,
+    top: Sequence[tuple[str, float]] = (),
+    level: tuple[float, float] | None = None,
     anomaly_score: float | None = None,
     anomaly_cell: AnomalyCell | None = None,
     evidence: Evidence | None = None,
     duration_s: float | None = None,
     reason: Reason | None = None,
 ) -> Alert:
-    """The alert document (streamer.outputs.alert_doc.Alert; schema streamer/schemas/alert.v1.json).
-    `wall_end` is the wall-clock time of `end`."""
+    """The alert document (streamer.outputs.alert_doc.Alert; schema streamer/schemas/alert.v2.json).
+    `wall_end` is the wall-clock time of `end`; `top`: (class, score), highest first; `level`: (RMS, peak) dBFS."""
     doc: Alert = {
         "schema_version": SCHEMA_VERSION,
         "id": new_id(),
@@ -76,6 +79,8 @@ def make_alert(
         "start_utc": utc(wall_end - (end - start)),
         "end_utc": utc(wall_end),
         "time": utc(time.time()),
+        "top": [cast(TopScore, {"class": c, "score": round(float(v), 4)}) for c, v in top],
+        "level": None if level is None else Level(rms_dbfs=float(level[0]), peak_dbfs=float(level[1])),
         "latency_ms": cast(Latency, {k: round(v, 2) for k, v in latency_ms.items()}),  # its keys: the stage names
         "model": {"name": model.name, "version": model.version, "backend": model.backend},
         "evidence": evidence or {},

@@ -39,6 +39,11 @@ SPOOLED = Gauge("streamer_spool_alerts", "Alerts waiting in the on-disk spool.",
 ENGINE_RESTARTS = Counter("streamer_engine_restarts_total", "Engine process restarted after dying.")
 NORMALITY_LEARNING = Gauge("streamer_normality_learning_progress", "Learning period of the camera's normality model: 0..1, 1 = learned.",
                            ["camera"], multiprocess_mode="livemax")
+LEVEL_BUCKETS = (-90.0, -80.0, -70.0, -60.0, -50.0, -40.0, -30.0, -20.0, -10.0, -6.0, -3.0, 0.0)
+SOUND_LEVEL = Gauge("streamer_sound_level_dbfs", "The last window's audio level in dBFS (measure rms or peak; NaN when it had no audio).",
+                    ["camera", "measure"], multiprocess_mode="livemostrecent")
+SOUND_LEVEL_RMS = Histogram("streamer_sound_level_rms_dbfs", "Windows by audio RMS level in dBFS (windows with audio only).",
+                            ["camera"], buckets=LEVEL_BUCKETS)
 ENGINE_INFO = Gauge("streamer_engine_info", "The engine in use (value 1).", ["backend", "precision", "model"], multiprocess_mode="livemax")
 
 

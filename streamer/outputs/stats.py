@@ -20,6 +20,7 @@ class _Cam:
     latencies: deque = field(default_factory=lambda: deque(maxlen=2000))
     last_windows: int = 0
     last_frames: float = 0.0
+    level: tuple[float, float] | None = None  # the last window's (RMS, peak) dBFS; None: it had no audio
 
 
 def _pct(values: Any, q: float) -> float:
@@ -42,10 +43,11 @@ class Stats:
     cams: dict[str, _Cam] = field(default_factory=dict)
     _last_record: float = field(default_factory=time.monotonic)
 
-    def window(self, camera: str, latency_s: float) -> None:
+    def window(self, camera: str, latency_s: float, level: tuple[float, float] | None = None) -> None:
         c = self.cams.setdefault(camera, _Cam())
         c.windows += 1
         c.latencies.append(latency_s)
+        c.level = level
 
     def alert(self, camera: str) -> None:
         self.cams.setdefault(camera, _Cam()).alerts += 1
@@ -88,6 +90,8 @@ class Stats:
                 "alerts": c.alerts,
                 "latency_p50_ms": round(_pct(list(c.latencies), 50), 2),
                 "latency_p99_ms": round(_pct(list(c.latencies), 99), 2),
+                "level_rms_dbfs": c.level[0] if c.level else None,
+                "level_peak_dbfs": c.level[1] if c.level else None,
             })
             c.last_windows, c.last_frames = c.windows, frames.get(cam, 0.0)
         return out

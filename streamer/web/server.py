@@ -11,11 +11,14 @@ port is a one-line error naming `http.port` and nothing is left behind.
     GET  /                              the status page (static/index.html, plain HTML + JS)
     GET  /api/cameras                   [{id, url (redacted), state, windows, fps, latency_p99_ms, dropped, last_alert, ...}]
     POST /api/cameras                   a camera object as in the YAML: 201; 422 with key paths; 409 when it exists
-    GET|PATCH|DELETE /api/cameras/{id}  one camera; PATCH {"thresholds": {...}} live; DELETE stops it, frees its ring
+    GET|PATCH|DELETE /api/cameras/{id}  one camera; PATCH {"thresholds": {...}, "loudness": {...}} live; DELETE stops it, frees its ring
+    GET  /api/cameras/{id}/history?since=   its timeline: the last http.history_minutes of lanes (top classes,
+                                        anomaly, sound level) and alerts (streamer/outputs/history.py)
     GET  /api/engine                    backend, precision, batch, windows/s
     GET  /api/alerts?camera=&event=&limit=      recent alerts from the stream, newest first
     GET  /api/alerts/{id}/keyframe.jpg, /audio.wav   their evidence from Redis
-    GET  /api/events/stream             Server-Sent Events: `alert` (each alert as published) and `stats` (1 s)
+    GET  /api/events/stream             Server-Sent Events: `alert` (each alert as published), `stats` (1 s) and
+                                        `history` (1 s: each camera's timeline rows since the last one sent)
 
 Security: loopback by default; with a token (http.token or $STREAMER_HTTP_TOKEN) every /api request
 needs `Authorization: Bearer <token>` (401 otherwise); a host that is not loopback without a token is
@@ -378,6 +381,15 @@ def build_app(srv: HttpServer) -> Any:
             raise ApiError(404, f"no camera {cid} running here")
         return jsonr(found)
 
+    async def history(request: Request) -> Response:
+        f = fleet()
+        raw = request.query_params.get("since")
+        try:
+            since = float(raw) if raw else None
+        except ValueError:
+            raise ApiError(422, "since: a wall-clock time in seconds", [{"path": "since", "msg": "a number", "got": raw}]) from None
+        return jsonr(await run_in_threadpool(f.history, request.path_params["cid"], since))
+
     async def engine(_request: Request) -> Response:
         snap = await run_in_threadpool(fleet().snapshot)
         return jsonr(snap["engine"])
@@ -450,6 +462,13 @@ def build_app(srv: HttpServer) -> Any:
         def sse(event: str, data: str) -> str:
             return f"event: {event}\ndata: {data}\n\n"
 
+        since = {c.id: time.time() for c in f.pipe.cfg.cameras}  # rows before the stream opened: GET .../history
+
+        async def rows() -> str:
+            found = await run_in_threadpool(f.histories, since)
+            since.update({cid: view["t"][-1] for cid, view in found.items()})
+            return sse("history", json.dumps(_scrub(found)))
+
         async def stream() -> Any:
             try:
                 yield "retry: 1000\n\n"
@@ -470,6 +489,7 @@ def build_app(srv: HttpServer) -> Any:
                     if loop.time() >= next_stats:
                         snap = await run_in_threadpool(f.snapshot)
                         yield sse("stats", json.dumps(_scrub(snap)))
+                        yield await rows()
                         next_stats = loop.time() + STATS_EVERY_S
                     if loop.time() >= next_beat:
                         yield ": keep-alive\n\n"
@@ -493,6 +513,7 @@ def build_app(srv: HttpServer) -> Any:
         Route("/metrics", metrics),
         Route("/api/cameras", api(cameras), methods=["GET", "POST"]),
         Route("/api/cameras/{cid}", api(camera), methods=["GET", "PATCH", "DELETE"]),
+        Route("/api/cameras/{cid}/history", api(history)),
         Route("/api/engine", api(engine)),
         Route("/api/alerts", api(alerts)),
         Route("/api/alerts/{aid}/{name}", api(evidence_of)),

@@ -3,4 +3,4 @@ from pathlib import Path
 
 import streamer
 
-ALERT_SCHEMA = json.loads((Path(streamer.__file__).parent / "schemas" / "alert.v1.json").read_text())
+ALERT_SCHEMA = json.loads((Path(streamer.__file__).parent / "schemas" / "alert.v2.json").read_text())

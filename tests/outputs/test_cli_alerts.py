@@ -23,7 +23,8 @@ def fill(url, tmp_path):
     sink = AlertSink(connect(url), url, stream="streamer:alerts", maxlen=100, channel_prefix="streamer:alerts",
                      spool=Spool(tmp_path / "spool"))
     sent = [alert(i, camera=cam) for i, cam in enumerate(["a", "b", "a"])]
-    sent[1]["event"] = "glass_break"
+    sent[1].update(event="glass_break", top=[{"class": "glass_break", "score": 0.97}, {"class": "shatter", "score": 0.4}],
+                   level={"rms_dbfs": -12.34, "peak_dbfs": -1.5})
     for a in sent:
         sink.submit(a)
     sink.close()
@@ -38,6 +39,11 @@ def test_last_and_filters(redis_server, tmp_path):
     assert [json.loads(x)["camera"] for x in lines] == ["a", "a"]
     table = cli("alerts", "--redis", redis_server.url, "--event", "glass_break", "--format", "table").splitlines()
     assert table[0].split()[:3] == ["time", "camera", "event"] and len(table) == 2 and "glass_break" in table[1]
+    assert table[1].endswith("glass_break 0.97, shatter 0.40") and " -12.3 dB " in table[1]  # the window's top scores, its level
+    old = {k: v for k, v in sent[0].items() if k not in ("top", "level")} | {"schema_version": 1}  # written before v2
+    redis.Redis.from_url(redis_server.url).xadd("streamer:alerts", {"json": json.dumps(old)})
+    row = cli("alerts", "--redis", redis_server.url, "--last", "1", "--format", "table").splitlines()[1]
+    assert row.endswith(f"{old['id']}  -")
 
 
 def test_since_an_id(redis_server, tmp_path):

@@ -30,7 +30,7 @@ def test_dashboard_names_only_exported_metrics():
 
     exported = {metric._name for metric in vars(m).values() if hasattr(metric, "_name")}
     for expr in dashboard_exprs():
-        for name in {w for w in expr.replace("(", " ").replace(")", " ").replace("[", " ").split() if w.startswith("streamer_")}:
+        for name in {w for w in expr.replace("(", " ").replace(")", " ").replace("[", " ").replace("{", " ").split() if w.startswith("streamer_")}:
             base = name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count").removesuffix("_total")
             assert base in exported or base.removesuffix("_total") in exported, f"{name} is not exported"
 

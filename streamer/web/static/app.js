@@ -1,4 +1,4 @@
-// The status page: cameras, engine and alerts, live from /api/events/stream (Server-Sent Events read
+// The status page: cameras, engine, alerts and the timeline (timeline.js), live from /api/events/stream (Server-Sent Events read
 // with fetch, so that the token travels in a header, never in a URL). Plain JS, no build step.
 "use strict";
 
@@ -64,6 +64,7 @@ function renderCameras(cameras) {
     card.querySelector(".dropped").textContent = c.dropped;
     card.querySelector(".windows").textContent = c.windows;
     card.querySelector(".alert-count").textContent = c.alerts;
+    card.querySelector(".level").textContent = c.level ? fmt(c.level.rms_dbfs, 0) : "-";
     const ul = card.querySelector(".scores");
     ul.replaceChildren(...(c.top_scores || []).map((s) => {
       const li = document.createElement("li");
@@ -86,6 +87,7 @@ function renderCameras(cameras) {
     if (!seen.has(card.dataset.camera)) card.remove();
   }
   document.getElementById("camera-count").textContent = `(${cameras.length})`;
+  Timeline.cameras(cameras.map((c) => c.id));
 }
 
 function renderEngine(snap) {
@@ -114,7 +116,9 @@ function addAlert(a, atTop) {
   st.textContent = a.state + (a.reason ? ` (${a.reason})` : "");
   st.className = "badge a-state " + a.state;
   li.querySelector(".a-camera").textContent = a.camera;
-  li.querySelector(".a-score").textContent = "score " + Number(a.score).toFixed(3);
+  li.querySelector(".a-score").textContent = "score " + Number(a.score).toFixed(3) +
+    (a.level ? ` · ${fmt(a.level.rms_dbfs, 1)} dBFS` : "");
+  li.querySelector(".a-top").textContent = (a.top || []).slice(0, 3).map((s) => `${s.class} ${s.score.toFixed(2)}`).join(" · ");
   li.querySelector(".a-time").textContent = a.time;
   const ev = a.evidence || {};
   const img = li.querySelector(".thumb");
@@ -176,8 +180,9 @@ async function stream() {
           }
           if (!data) continue;
           const obj = JSON.parse(data);
-          if (event === "alert") addAlert(obj, true);
+          if (event === "alert") { addAlert(obj, true); Timeline.alert(obj); }
           else if (event === "stats") { renderCameras(obj.cameras); renderEngine(obj); }
+          else if (event === "history") Timeline.rows(obj);
         }
       }
     } catch (e) {
