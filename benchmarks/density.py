@@ -258,8 +258,8 @@ def _step(spec: dict) -> dict:
     pipe = Pipeline(cfg, on_window=on_window)
     orig = pipe.stats.window
 
-    def window(cam: str, latency_s: float) -> None:
-        orig(cam, latency_s)
+    def window(cam: str, latency_s: float, level: tuple[float, float] | None = None) -> None:
+        orig(cam, latency_s, level)
         if state["measuring"]:
             lat.append(latency_s * 1000)
             if latency_s * 1000 > P99_LIMIT_MS:  # when the slow ones happen (periodic: something on a timer)

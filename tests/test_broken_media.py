@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engines.spec import DEFAULT_MODEL, load_spec
@@ -50,6 +50,9 @@ def decode(path) -> tuple[list, SourceError | None]:
 
 
 @settings(FUZZ, max_examples=40)
+# found by this test once: flipped AAC bytes decoded as another channel layout ("Frame does not match
+# AudioResampler setup"); ingest now starts a new resampler (streamer.ingest.opening.MonoResampler)
+@example(codec="h264", seed=32734, flips=31, cut=None)
 @given(codec=st.sampled_from(["h264", "hevc"]), seed=st.integers(0, 2**32 - 1), flips=st.integers(1, 40),
        cut=st.one_of(st.none(), st.floats(0.05, 1.0)))
 def test_flipped_and_cut_streams_give_windows_or_one_source_error(tmp_path_factory, streams, codec, seed, flips, cut):

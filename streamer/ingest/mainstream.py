@@ -30,6 +30,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from streamer.errors import SourceError, redact
+from streamer.ingest.opening import MonoResampler
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,7 @@ class MainStream:
                 streams.append(self.vs)
             resampler = None
             if self.aus is not None:
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate,
-                                              options={"rematrix_maxval": "1.0"})
+                resampler = MonoResampler(self.sample_rate)
                 streams.append(self.aus)
             if not streams:
                 return
@@ -154,8 +154,7 @@ class MainStream:
                         self.keyframes.append((rt, rgb))
                         self.keyframes_decoded += 1
                     else:
-                        for out in resampler.resample(frame):  # type: ignore[union-attr]
-                            pcm = out.to_ndarray()[0]
+                        for pcm in resampler(frame):
                             self.audio.append((rt, pcm))
                             rt += len(pcm) / self.sample_rate
                     self._advance(rt)

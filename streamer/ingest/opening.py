@@ -69,3 +69,25 @@ def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer
             raise HwaccelError(f"source {redact(url)}: hwaccel {opts.hwaccel!r} is not available on this machine "
                                f"({e.__class__.__name__}: {e}); set the camera's hwaccel to none") from e
         raise SourceError(f"source {redact(url)}: cannot open: {e.__class__.__name__}: {e.strerror if hasattr(e, 'strerror') else e}") from e
+
+
+class MonoResampler:
+    """Decoded audio frames -> mono float32 chunks at `rate` (swresample). rematrix_maxval 1 makes the
+    downmix the mean of the channels (its default adds them at -3 dB each, which takes loud stereo past
+    1.0). A stream whose sample format, layout or rate changes midway (a reconfigured encoder, or
+    corrupt packets the decoder read as another layout) gets a new resampler for its new format."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._new()
+
+    def _new(self) -> None:
+        self._r = av.AudioResampler(format="flt", layout="mono", rate=self.rate, options={"rematrix_maxval": "1.0"})
+
+    def __call__(self, frame: av.AudioFrame) -> list:
+        try:
+            outs = self._r.resample(frame)
+        except ValueError:  # PyAV: "Frame does not match AudioResampler setup"
+            self._new()
+            outs = self._r.resample(frame)
+        return [out.to_ndarray()[0] for out in outs]  # packed mono: [1, samples]

@@ -14,7 +14,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from streamer.errors import HwaccelError, SourceError, SourceTimeout, redact
-from streamer.ingest.opening import SourceOptions, SourceStats, open_container
+from streamer.ingest.opening import MonoResampler, SourceOptions, SourceStats, open_container
 from streamer.ingest.timeline import Timeline
 from streamer.ingest.windower import Geometry, Windower
 from streamer.window import Window
@@ -161,10 +161,7 @@ class SourceReader:
         resampler = None
         if aus is not None:
             self.stats.codecs["audio"] = aus.codec_context.name
-            # to mono at the model rate in swresample; rematrix_maxval 1 makes the downmix the mean of
-            # the channels (its default adds them at -3 dB each, which takes loud stereo past 1.0)
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=self.geo.sample_rate,
-                                          options={"rematrix_maxval": "1.0"})
+            resampler = MonoResampler(self.geo.sample_rate)
             streams.append(aus)
         jumps0 = self.stats.discontinuities  # counted over every reconnect
         frame_s = 1 / float(vs.average_rate or 25) if vs is not None else 0.0  # a video frame's duration
@@ -202,8 +199,7 @@ class SourceReader:
                         yield Decoded("video", rt, frame, time.perf_counter() - t_dec, windower.frame_dt)
                     else:
                         self.stats.audio_frames_decoded += 1
-                        for out in resampler.resample(frame):
-                            pcm = out.to_ndarray()[0]  # packed mono: [1, samples]
+                        for pcm in resampler(frame):
                             dur = len(pcm) / self.geo.sample_rate
                             yield Decoded("audio", rt, pcm, time.perf_counter() - t_dec, dur)
                             rt += dur
