@@ -1,10 +1,12 @@
-"""README.md's benchmark tables, rendered from benchmarks/results/*.json.
+"""The benchmark tables of README.md and docs/*.md, rendered from benchmarks/results/*.json.
 
-Each table stands in README.md between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, under a
-line naming its file, date, machine and model version. Text outside the markers is left alone.
+Each table stands between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, under a line naming its
+file, date, machine and model version, in README.md or any docs/*.md (the headline ones in the README,
+the rest in docs/benchmarks.md and beside the prose they belong to); every region is rendered wherever
+it stands, and each table must stand somewhere. Text outside the markers is left alone.
 
-    python scripts/readme_tables.py           # rewrite the tables in README.md
-    python scripts/readme_tables.py --check   # exit 1, naming the tables, when README.md is out of date
+    python scripts/readme_tables.py           # rewrite the tables in README.md and docs/*.md
+    python scripts/readme_tables.py --check   # exit 1, naming the files and tables, when one is out of date
 
 A new table: a function from the results dict to the table's lines, added to TABLES with its file.
 """
@@ -181,7 +183,7 @@ def soak_table(res: dict) -> list[str]:
 
 
 def objects_table(res: dict) -> list[str]:
-    """The anomaly features' cost (benchmarks/objects.py), indented to sit in README's Anomalies item."""
+    """The anomaly features' cost (benchmarks/objects.py), indented to sit in docs/how-it-works.md's Anomalies item."""
     lines = [source_line("objects.json", res, uses_model=False), "",
              "| camera | ingest (decode + windows), CPU | objects, CPU | objects per window | objects / ingest |",
              "|---|---|---|---|---|"]
@@ -208,8 +210,13 @@ def region(name: str) -> re.Pattern[str]:
     return re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
 
 
+def documents(root: Path = ROOT) -> list[Path]:
+    """Where tables may stand: README.md, then docs/*.md by name."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
 def render(text: str, results: Path = RESULTS) -> tuple[str, list[str]]:
-    """`text` with every table region filled from its results file, and the names of the regions missing."""
+    """`text` with every table region in it filled from its results file, and the names of the regions it lacks."""
     missing = []
     for name, (file, table) in TABLES.items():
         pattern = region(name)
@@ -221,24 +228,40 @@ def render(text: str, results: Path = RESULTS) -> tuple[str, list[str]]:
     return text, missing
 
 
+def render_all(texts: dict[Path, str], results: Path = RESULTS) -> tuple[dict[Path, str], list[str]]:
+    """Every document rendered, and the names of the tables that stand in none of them."""
+    rendered, absent = {}, set(TABLES)
+    for path, text in texts.items():
+        rendered[path], missing = render(text, results)
+        absent &= set(missing)
+    return rendered, [n for n in TABLES if n in absent]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true", help="only check that README.md is in sync")
+    p.add_argument("--check", action="store_true", help="only check that README.md and docs/*.md are in sync")
     args = p.parse_args(argv)
-    text = README.read_text()
-    new, missing = render(text)
+    texts = {path: path.read_text() for path in documents()}
+    new, missing = render_all(texts)
     if missing:
-        print(f"README.md has no region for {', '.join(missing)} (<!-- results:NAME --> ... <!-- /results:NAME -->)",
-              file=sys.stderr)
+        print(f"no region for {', '.join(missing)} in README.md or docs/*.md "
+              "(<!-- results:NAME --> ... <!-- /results:NAME -->)", file=sys.stderr)
         return 1
-    if new == text:
+    changed = [path for path in texts if new[path] != texts[path]]
+    if not changed:
         return 0
     if args.check:
-        stale = [n for n in TABLES if region(n).search(text).group(0) != region(n).search(new).group(0)]  # type: ignore[union-attr]
-        print(f"README.md tables out of date: {', '.join(stale)}; run python scripts/readme_tables.py", file=sys.stderr)
+        stale = [f"{path.relative_to(ROOT)} ({', '.join(n for n in TABLES if stale_region(n, texts[path], new[path]))})"
+                 for path in changed]
+        print(f"tables out of date: {'; '.join(stale)}; run python scripts/readme_tables.py", file=sys.stderr)
         return 1
-    README.write_text(new)
+    for path in changed:
+        path.write_text(new[path])
     return 0
+
+
+def stale_region(name: str, old: str, new: str) -> bool:
+    return [m.group(0) for m in region(name).finditer(old)] != [m.group(0) for m in region(name).finditer(new)]
 
 
 if __name__ == "__main__":

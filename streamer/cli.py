@@ -183,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # The demo camera's own threshold for its fight: the model's (0.866) is set for 1 false alert per hour
 # on the hardest no-fight clips; the demo clip's fight peaks at 0.81, its quiet part at 0.76 at most
-# (README, The model): the midpoint, a setting for this clip, not a measurement.
+# (docs/model.md): the midpoint, a setting for this clip, not a measurement.
 DEMO_THRESHOLDS = {"fight": 0.78}
 
 
