@@ -7,9 +7,9 @@ so events open every loop. streamer runs as its own process with a real redis-se
 subscribes to `streamer:alerts:*` and, for every `start` alert, takes the time from the arrival of
 the window's last input (`end_utc`, the wall-clock time of the window end) to the alert arriving on
 the channel. The window length itself is not included. Drops come from the `streamer:stats` stream.
-The latency is of alerts, so the benchmark needs some: `--threshold fight=0.9` (the default) is a
-threshold the demo clip's fight crosses every loop; the model's own is set for 1 false alert per hour
-and the clip's fight stays under it.
+The latency is of alerts, so the benchmark needs some: by default the demo camera's own thresholds
+(`streamer.cli.DEMO_THRESHOLDS`, which the demo clip's fight crosses every loop; the model's own are set
+for 1 false alert per hour and the clip's fight stays under them); `--threshold CLASS=V` sets others.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 import redis
 
 from engines import spec as espec
+from streamer.cli import DEMO_THRESHOLDS
 from streamer.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=120.0)
     p.add_argument("--json", default=None)
     p.add_argument("--threshold", action="append", default=None, metavar="CLASS=V",
-                   help="a detection threshold for the run (default fight=0.9; repeatable)")
+                   help="a detection threshold for the run (default: the demo's, streamer.cli.DEMO_THRESHOLDS; repeatable)")
     args = p.parse_args(argv)
-    thresholds = {k: float(v) for k, v in (t.split("=", 1) for t in (args.threshold or ["fight=0.9"]))}
+    thresholds = ({k: float(v) for k, v in (t.split("=", 1) for t in args.threshold)} if args.threshold
+                  else dict(DEMO_THRESHOLDS))
     out: dict = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
                  "thresholds": thresholds, "date": datetime.now().strftime("%Y-%m-%d"),
                  "model_version": espec.load_spec(espec.DEFAULT_MODEL).version,  # the config names no model
