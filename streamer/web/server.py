@@ -12,7 +12,7 @@ port is a one-line error naming `http.port` and nothing is left behind.
     GET  /api/cameras                   [{id, url (redacted), state, windows, fps, latency_p99_ms, dropped, last_alert, ...}]
     POST /api/cameras                   a camera object as in the YAML: 201; 422 with key paths; 409 when it exists
     GET|PATCH|DELETE /api/cameras/{id}  one camera; PATCH {"thresholds": {...}} live; DELETE stops it, frees its ring
-    GET  /api/engine                    backend, precision, batch, windows/s
+    GET  /api/engine                    backend, device and why they were chosen, precision, batch, windows/s
     GET  /api/alerts?camera=&event=&limit=      recent alerts from the stream, newest first
     GET  /api/alerts/{id}/keyframe.jpg, /audio.wav   their evidence from Redis
     GET  /api/events/stream             Server-Sent Events: `alert` (each alert as published) and `stats` (1 s)
