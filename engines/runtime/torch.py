@@ -113,9 +113,13 @@ class TorchRuntime(Runtime):
         runner = self._model.pose_runner
         return (runner.computed, runner.reused)
 
+    def poses(self, video: np.ndarray, video_mask: np.ndarray) -> np.ndarray:
+        """The first step of a batch, on the host: poses [B, K, 6, 56] of its windows (engines.pose.PoseRunner)."""
+        return self._model.pose_runner.poses(video, video_mask, self._frame_index)
+
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(feed[INPUT_AUDIO])
-        poses = self._model.pose_runner.poses(feed[INPUT_VIDEO], feed[INPUT_VIDEO_MASK], self._frame_index)
+        poses = self.poses(feed[INPUT_VIDEO], feed[INPUT_VIDEO_MASK])
         slot = self._slot(bucket(n))
         self._fill(slot.host_in.numpy(), feed, poses, n)
         try:
