@@ -60,7 +60,7 @@ def timed(call: Any, seconds: float, least: int = 10) -> np.ndarray:
     """Milliseconds of each call over `seconds` (at least `least` calls), after 5 warm-up calls."""
     for _ in range(5):
         call()
-    lat = []
+    lat: list[float] = []
     t_end = time.perf_counter() + seconds
     while time.perf_counter() < t_end or len(lat) < least:
         t = time.perf_counter()

@@ -132,7 +132,7 @@ def _auto(device: str, o: _Options) -> tuple[Runtime, str]:
     if device == "cpu":
         return _onnxruntime(o, "cpu"), "engine.device is cpu: ONNX Runtime on the CPU"
     cuda = "cuda" if device == "auto" else device
-    skipped = []
+    skipped: list[str] = []
     # (name, why it cannot run here or None, how to open it): each checked only when those before it failed
     candidates: list[tuple[str, Callable[[], str | None], Callable[[], Runtime]]] = [
         ("TensorRT", lambda: None if tensorrt_importable() else "tensorrt/pycuda not installed", lambda: _tensorrt(o, cuda)),
