@@ -142,7 +142,8 @@ class TorchRuntime(Runtime):
         if b not in self._slots:
             torch, cuda = self._torch, self._device.type == "cuda"
             host_in = torch.zeros((b, self._width_in), pin_memory=cuda)
-            dev_in = torch.zeros((b, self._width_in), device=self._device) if cuda else host_in
+            # empty: no kernel on the default stream that the copy on self._stream could overtake
+            dev_in = torch.empty((b, self._width_in), device=self._device) if cuda else host_in
             self._slots[b] = _Slot(host_in, dev_in, torch.zeros((b, self._width_out), pin_memory=cuda))
         return self._slots[b]
 
