@@ -34,7 +34,7 @@ from torch import nn
 from engines.backbones import YAMNET_DIM, YamnetFrontEnd, load_yamnet, yamnet_class_names
 from engines.people import AUDIO_CUES, PeopleFeatures
 from engines.people import FEATURES as PEOPLE_FEATURES
-from engines.pose import PEOPLE, POSE_WIDTH, PoseRunner
+from engines.pose import PoseRunner
 from engines.spec import LAYOUT_KEY, ModelSpec
 
 BACKBONE_PREFIXES = ("yamnet.", "frontend.")
@@ -81,18 +81,6 @@ def embedding_layout(spec: ModelSpec, arch: Arch) -> dict[str, Any]:
 
 def embedding_dim(arch: Arch) -> int:
     return YAMNET_DIM + len(PEOPLE_FEATURES)
-
-
-class PoseModel(nn.Module):
-    """uint8 frames [N, H, W, 3] -> float32 poses [N, 6, 56] on the device of the frames: the pose graph
-    on ONNX Runtime (CPU), each distinct frame once (engines.pose.PoseRunner)."""
-
-    def __init__(self, threads: int = 0) -> None:
-        super().__init__()
-        self.runner = PoseRunner(threads=threads)
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.runner.run(frames.detach().cpu().numpy())).to(frames.device)
 
 
 class Heads(nn.Module):
@@ -142,6 +130,9 @@ class FusionNet(nn.Module):
 
     gate_audio: torch.Tensor
     gate_video: torch.Tensor
+    cue_index: torch.Tensor
+    mapped_index: torch.Tensor
+    class_order: torch.Tensor
 
     def __init__(self, spec: ModelSpec, arch: Arch | None = None, pose_threads: int = 0) -> None:
         super().__init__()
@@ -161,33 +152,33 @@ class FusionNet(nn.Module):
         self.yamnet = load_yamnet()
         for p in self.yamnet.parameters():
             p.requires_grad_(False)
-        self.pose = PoseModel(threads=pose_threads)
+        self.pose_runner = PoseRunner(threads=pose_threads)  # ONNX Runtime on the CPU, each distinct frame once
         self.people = PeopleFeatures(dt=(pf[1] - pf[0]) * spec.window_seconds / spec.frames, aspect=spec.width / spec.height)
         names = yamnet_class_names()
-        self.cue_index = [names.index(n) for n in AUDIO_CUES]
         mapped = spec.audioset or {}
         self.trained = [c for c in spec.classes if c not in mapped]
         self.heads = Heads(arch, [spec.modality.get(c, "any") for c in self.trained])
-        self.mapped_index = [list(map(int, mapped[c])) for c in spec.classes if c in mapped]
+        # index tensors made once (indexing by a list would make a host tensor on every call)
+        self.register_buffer("cue_index", torch.tensor([names.index(n) for n in AUDIO_CUES]), persistent=False)
+        self.register_buffer("mapped_index", _padded([list(map(int, mapped[c])) for c in spec.classes if c in mapped]),
+                             persistent=False)
+        order = self.trained + [c for c in spec.classes if c in mapped]
+        self.register_buffer("class_order", torch.tensor([order.index(c) for c in spec.classes]), persistent=False)
         self.register_buffer("gate_audio", torch.tensor([float(g == "audio") for g in gates]))
         self.register_buffer("gate_video", torch.tensor([float(g == "video") for g in gates]))
 
     # -- features (frozen) ---------------------------------------------------------------------------
     def poses(self, video: torch.Tensor, video_mask: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 [B, T, H, W, 3] -> poses [B, K, 6, 56] of frames `Arch.pose_frames`; zeros (no people)
-        for windows whose `video_mask` is 0, which are not run (as in the exported graph)."""
-        b, k = video.shape[0], len(self.arch.pose_frames)
-        out = torch.zeros(b, k, PEOPLE, POSE_WIDTH, device=video.device)
-        rows = torch.arange(b, device=video.device) if video_mask is None else torch.nonzero(video_mask.reshape(-1) > 0)[:, 0]
-        if len(rows):
-            frame_index = torch.tensor(self.arch.pose_frames, device=video.device)
-            frames = video[rows[:, None], frame_index]  # [n, K, H, W, 3]: only the frames the pose model sees
-            out[rows] = self.pose(frames.reshape(-1, *video.shape[2:])).reshape(len(rows), k, PEOPLE, POSE_WIDTH)
-        return out
+        for windows whose `video_mask` is 0, which are not run (as in the exported graph). The one step
+        that goes through the host: the pose graph runs on ONNX Runtime (engines.pose.PoseRunner)."""
+        mask = np.ones(len(video), np.float32) if video_mask is None else video_mask.detach().cpu().numpy()
+        found = self.pose_runner.poses(video.detach().cpu().numpy(), mask, self.arch.pose_frames)
+        return torch.from_numpy(found).to(video.device)
 
     def audio_features(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         emb, logits = self.yamnet(self.frontend(audio))
-        return {"audio": emb, "audioset": logits, "cues": logits[:, self.cue_index]}
+        return {"audio": emb, "audioset": logits, "cues": logits.index_select(1, self.cue_index)}
 
     def features(self, video: torch.Tensor, audio: torch.Tensor, poses: torch.Tensor | None = None,
                  video_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -199,20 +190,25 @@ class FusionNet(nn.Module):
     # -- heads ---------------------------------------------------------------------------------------
     def logits(self, feats: dict[str, torch.Tensor], am: torch.Tensor, vm: torch.Tensor) -> torch.Tensor:
         """Features + masks [B, 1] -> gated event logits [B, K] in `spec.classes` order."""
-        trained = self.heads(feats, am, vm)
-        mapped = [feats["audioset"][:, ix].amax(dim=1, keepdim=True) for ix in self.mapped_index]
-        out = torch.cat([trained, *mapped], dim=1) if mapped else trained
-        order = self.trained + [c for c in self.spec.classes if c not in self.trained]
-        if order != list(self.spec.classes):
-            out = out[:, [order.index(c) for c in self.spec.classes]]
+        out = self.heads(feats, am, vm)
+        if self.mapped_index.numel():  # [B, mapped, L] -> the max over each mapped class's AudioSet logits
+            out = torch.cat([out, feats["audioset"][:, self.mapped_index].amax(dim=2)], dim=1)
+        out = out.index_select(1, self.class_order)
         gate = 1.0 - self.gate_audio * (1.0 - am) - self.gate_video * (1.0 - vm)
         gate = gate * torch.clamp(am + vm, max=1.0)  # nothing at all: every class is off
         return out * gate + (1.0 - gate) * MASKED_LOGIT
 
     def scores(self, video: torch.Tensor, audio: torch.Tensor, video_mask: torch.Tensor, audio_mask: torch.Tensor,
                poses: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.from_poses(audio, video_mask, audio_mask, self.poses(video, video_mask) if poses is None else poses)
+
+    def from_poses(self, audio: torch.Tensor, video_mask: torch.Tensor, audio_mask: torch.Tensor,
+                   poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network after the pose model: (event_logits, embedding). It makes no host tensor and reads
+        nothing back to the host, so a CUDA graph can capture it (engines/runtime/torch.py)."""
         am, vm = audio_mask.reshape(-1, 1), video_mask.reshape(-1, 1)
-        feats = self.features(video, audio, poses, video_mask)
+        feats = self.audio_features(audio)
+        feats["people"] = self.people(poses)
         emb = torch.cat([feats["audio"] * am, feats["people"] * vm], dim=1)
         return self.logits(feats, am, vm), emb
 
@@ -236,6 +232,13 @@ class WithPoses(nn.Module):
     def forward(self, video: torch.Tensor, audio: torch.Tensor, video_mask: torch.Tensor, audio_mask: torch.Tensor,
                 poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net.scores(video, audio, video_mask, audio_mask, poses)
+
+
+def _padded(rows: list[list[int]]) -> torch.Tensor:
+    """Index lists of different lengths -> [len(rows), longest], each row padded with its own first index
+    (which leaves its max unchanged); [0, 1] when there are none."""
+    width = max((len(r) for r in rows), default=1)
+    return torch.tensor([r + r[:1] * (width - len(r)) for r in rows], dtype=torch.long).reshape(len(rows), width)
 
 
 def example_inputs(spec: ModelSpec, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -19,7 +19,8 @@ Per window (all in `FEATURES` order):
   fast_people: how many people's poses change faster than FAST body heights per second.
 
 Speeds go through log1p, so a few wild values do not dominate. Everything is plain tensor arithmetic
-(gather, min, max, where): it exports to ONNX and runs the same on every backend.
+(gather, min, max, where): it exports to ONNX and runs the same on every backend, and it makes no host
+tensor and reads nothing back to the host, so a CUDA graph can capture it (engines/runtime/torch.py).
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ KEYPOINT_MIN = 0.2  # keypoint score of a keypoint used in a speed
 FAST = 0.5  # body heights per second of mean relative keypoint speed: a person moving their limbs
 MATCH_MAX = 0.5  # body heights a person may move between two sampled frames and stay the same person
 NO_PAIR = 4.0  # closest-pair distance when fewer than two people are seen
-HEAD = (0, 1, 2, 3, 4)
-WRISTS = (9, 10)
-ANKLES = (15, 16)
+# COCO keypoints, as slices (not index lists, which would make a host tensor on every call)
+HEAD = slice(0, 5)  # nose, eyes, ears
+WRISTS = slice(9, 11)
+ANKLES = slice(15, 17)
 FEATURES = (
     "people_mean", "people_max", "near_min", "near_mean", "overlap_max",
     "wrist_mean", "wrist_max", "ankle_mean", "ankle_max", "head_mean", "head_max", "body_mean", "body_max",
@@ -64,9 +66,12 @@ class PeopleFeatures(nn.Module):
     """poses [B, K, 6, 56] of K frames `dt` seconds apart, on frames `aspect` = width / height
     -> features [B, len(FEATURES)]."""
 
+    apart: torch.Tensor
+
     def __init__(self, dt: float, aspect: float) -> None:
         super().__init__()
         self.dt, self.aspect = float(dt), float(aspect)
+        self.register_buffer("apart", 1.0 - torch.eye(PEOPLE), persistent=False)  # [P, P]: two different people
 
     def forward(self, poses: torch.Tensor) -> torch.Tensor:
         b, k = poses.shape[0], poses.shape[1]
@@ -78,7 +83,7 @@ class PeopleFeatures(nn.Module):
         height = (box[..., 2] - box[..., 0]).clamp(min=0.05)  # [B, K, P]
         centre = torch.stack([(box[..., 1] + box[..., 3]) * 0.5 * self.aspect, (box[..., 0] + box[..., 2]) * 0.5], -1)
         count = seen.sum(dim=2)  # [B, K]
-        nearest, overlap = _pairs(box, seen, height, centre)
+        nearest, overlap = _pairs(box, seen, height, centre, self.apart)
         m = self._motion(xy, kconf, seen, height, centre)
         close_fast = (m["wrist_p"] * torch.exp(-nearest[:, :-1]) * m["matched"]).amax(dim=-1)
         near = nearest.amin(dim=-1)  # [B, K]
@@ -108,10 +113,10 @@ class PeopleFeatures(nn.Module):
         speed = rel_v.norm(dim=-1) * both  # relative to the body
         absolute = (rel_v + body_v[..., None, :]).norm(dim=-1) * both
         change_p = (speed.sum(-1) / both.sum(-1).clamp(min=1.0)) * matched
-        wrist_p = speed[..., list(WRISTS)].amax(dim=-1)
+        wrist_p = speed[..., WRISTS].amax(dim=-1)
         out = {"matched": matched, "wrist_p": wrist_p, "wrist": wrist_p.amax(dim=-1),
-               "ankle": speed[..., list(ANKLES)].amax(dim=-1).amax(dim=-1),
-               "head": absolute[..., list(HEAD)].amax(dim=-1).amax(dim=-1),
+               "ankle": speed[..., ANKLES].amax(dim=-1).amax(dim=-1),
+               "head": absolute[..., HEAD].amax(dim=-1).amax(dim=-1),
                "body": (body_v.norm(dim=-1) * matched).amax(dim=-1), "pose_change": change_p.amax(dim=-1),
                "wrist_2nd": torch.topk(wrist_p, 2, dim=-1).values[..., 1],
                "change_2nd": torch.topk(change_p, 2, dim=-1).values[..., 1],
@@ -121,7 +126,7 @@ class PeopleFeatures(nn.Module):
 
     def _accel(self, rel_v: torch.Tensor, both: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """[B]: the largest change of a person's relative wrist velocity between two steps (matched over both)."""
-        w = list(WRISTS)
+        w = WRISTS
         v1 = _matched(rel_v[:, 1:, :, w], j[:, :-1])
         ok = both[:, :-1, :, w] * _matched(both[:, 1:, :, w], j[:, :-1])
         return (((v1 - rel_v[:, :-1, :, w]).norm(dim=-1) * ok).amax(dim=-1) / self.dt).amax(dim=(1, 2))
@@ -133,10 +138,11 @@ def _matched(x: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 2, idx)
 
 
-def _pairs(box: torch.Tensor, seen: torch.Tensor, height: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _pairs(box: torch.Tensor, seen: torch.Tensor, height: torch.Tensor, centre: torch.Tensor,
+           apart: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per frame: each person's distance to the nearest other in body heights [B, K, P] (NO_PAIR when
-    alone), and the largest box IoU of a pair [B, K]."""
-    pair = seen[..., :, None] * seen[..., None, :] * (1.0 - torch.eye(PEOPLE, dtype=box.dtype))
+    alone), and the largest box IoU of a pair [B, K]. `apart`: 1 - the identity [P, P]."""
+    pair = seen[..., :, None] * seen[..., None, :] * apart
     dist = (centre[..., :, None, :] - centre[..., None, :, :]).norm(dim=-1)
     mean_h = 0.5 * (height[..., :, None] + height[..., None, :])
     ndist = torch.where(pair > 0, dist / mean_h, torch.full_like(dist, NO_PAIR))

@@ -44,7 +44,7 @@ class PoseRunner:
     """uint8 frames [N, H, W, 3] -> float32 poses [N, 6, 56]. `model`: an ONNX file or serialized graph
     whose input is one frame, [1, H, W, 3] or [H, W, 3]. `cache_frames`: poses kept (0: none)."""
 
-    def __init__(self, model: Path | bytes = POSE_ONNX, threads: int = 0, providers: tuple[str, ...] = ("CPUExecutionProvider",),
+    def __init__(self, model: Path | bytes = POSE_ONNX, threads: int = 0, providers: tuple[Any, ...] = ("CPUExecutionProvider",),
                  cache_frames: int = CACHE_FRAMES) -> None:
         self.model, self.threads, self.providers = model, threads, providers
         self.cache_frames = cache_frames

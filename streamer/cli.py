@@ -149,7 +149,7 @@ def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float, 
         threading.Timer(0.5, reload).start()
     metrics.READY.set()  # /readyz can answer 200: the pipeline is built (engine loaded)
     print(f"[streamer] alerts: Redis {redact(pipe.redis_url)} stream {cfg.redis.stream}, channels {cfg.redis.channel_prefix}:<camera>; "
-          f"engine {pipe.backend} model {pipe.spec.name} v{pipe.spec.version}", file=sys.stderr)
+          f"engine {pipe.backend} on {pipe.engine.device} model {pipe.spec.name} v{pipe.spec.version}", file=sys.stderr)
     try:
         if not stopper.signalled:
             pipe.run(duration=duration, summary_every=summary_every, summary=lambda s: print(s, file=sys.stderr, flush=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -130,14 +131,19 @@ class HttpConfig(Strict):
 
 class EngineConfig(Strict):
     model: str | None = Field(None, description="Path to the ONNX model (its .json metadata beside it). Absent = the bundled default.")
-    backend: Literal["auto", "onnxruntime", "onnxruntime-cpu", "tensorrt", "torch"] = Field("auto", description="Runtime: auto tries TensorRT, ONNX Runtime CUDA, then ONNX Runtime CPU; onnxruntime-cpu never uses a GPU.")
+    backend: Literal["auto", "onnxruntime", "onnxruntime-cpu", "tensorrt", "torch"] = Field("auto", description="Runtime: auto tries TensorRT (an engine built by `streamer engine build`), "
+                                                                                            "torch on CUDA, ONNX Runtime CUDA, then ONNX Runtime CPU; onnxruntime-cpu never uses a GPU.")
+    device: str = Field("auto", description="Where the model runs: auto (a GPU when a backend can use one, else the CPU), cpu (never a GPU), "
+                        "cuda or cuda:N (a GPU, or an error at start when none is usable). `streamer engine info` and /api/engine say what was chosen and why.")
+    cuda_graphs: bool = Field(True, description="torch on CUDA: capture each batch-size bucket as a CUDA graph (false: run it eagerly).")
     threads: int = Field(0, ge=0, description="Intra-op threads for CPU runtimes (0 = runtime default).")
     max_batch: int = Field(2, ge=1, le=256, description="Most windows inferred together, across cameras. 2: on a CPU the "
                            "pose model runs frame by frame, so larger batches add latency and no throughput "
                            "(README, Benchmarks); raise it on GPU hosts.")
     max_wait_ms: float = Field(20.0, ge=0, description="Longest a window waits for a batch to fill.")
     ready_timeout: float = Field(60.0, gt=0, description="Seconds the engine process may take to load the model and report ready.")
-    precision: Literal["fp32", "fp16", "int8"] = Field("fp16", description="TensorRT: which engine built by `streamer engine build` to load.")
+    precision: Literal["fp32", "fp16", "int8"] = Field("fp16", description="TensorRT: which engine built by `streamer engine build` to load; "
+                                                       "torch on CUDA: fp16 runs under autocast to float16 (int8 is TensorRT's only). CPUs run fp32.")
     cache_dir: str | None = Field(None, description="TensorRT: engine cache directory (default $STREAMER_ENGINE_CACHE or ~/.cache/streamer/engines).")
 
     @field_validator("model")
@@ -145,6 +151,15 @@ class EngineConfig(Strict):
     def _check_model(cls, v: str | None) -> str | None:
         if v is not None and not Path(v).expanduser().is_file():
             raise ValueError(f"model file not found: {v}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        from engines.runtime.select import DEVICE_PATTERN
+
+        if not re.fullmatch(DEVICE_PATTERN, v):
+            raise ValueError("expected auto, cpu, cuda or cuda:N (a GPU's index)")
         return v
 
 

@@ -221,6 +221,8 @@ class Fleet:
             "cameras": cameras,
             "engine": {
                 "backend": getattr(engine, "backend", None),
+                "device": getattr(engine, "device", None),
+                "chosen_because": getattr(engine, "chosen_because", None),
                 "precision": getattr(engine, "precision", None),
                 "max_batch": getattr(engine, "max_batch", None),
                 "batch_mean": round((bsum - pbsum) / dcount, 2) if dcount > 0 else None,

@@ -179,7 +179,8 @@ class Pipeline:
         self.rings = {c.id: WindowRing(self._ctx, self.geo, self.cfg.window.queue, keyframe_width(c, kf)) for c in self.cfg.cameras}
         e = self.cfg.engine
         try:
-            opts = EngineOptions(self.model_path, e.backend, e.threads, e.max_batch, e.max_wait_ms, e.precision, e.cache_dir)
+            opts = EngineOptions(self.model_path, e.backend, e.threads, e.max_batch, e.max_wait_ms, e.precision, e.cache_dir,
+                                 device=e.device, cuda_graphs=e.cuda_graphs)
             self.engine = EngineClient(self._ctx, opts, self.rings, e.ready_timeout, should_stop=self._stop.is_set,
                                        wait=wait)
         except Exception:

@@ -45,6 +45,19 @@ def test_missing_file_and_bad_redis_url(tmp_path):
     assert "redis.url (line 5): not a Redis URL" in str(e.value)
 
 
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1"])
+def test_engine_device(tmp_path, device):
+    cfg = load_config(write(tmp_path, f"cameras:\n  - {{id: a, url: rtsp://h/1}}\nengine:\n  device: {device!r}\n"))
+    assert cfg.engine.device == device and cfg.engine.cuda_graphs is True
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda0", "CPU"])
+def test_bad_engine_device_names_the_key(tmp_path, device):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, f"cameras:\n  - {{id: a, url: rtsp://h/1}}\nengine:\n  device: {device!r}\n"))
+    assert f"engine.device (line 4): expected auto, cpu, cuda or cuda:N (a GPU's index) (got {device!r})" in str(e.value)
+
+
 def test_duplicate_camera_ids(tmp_path):
     p = write(tmp_path, "cameras:\n  - {id: a, url: rtsp://h/1}\n  - {id: a, url: rtsp://h/2}\n")
     with pytest.raises(ConfigError, match="unique"):

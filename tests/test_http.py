@@ -157,6 +157,7 @@ def test_probes_metrics_page_and_token(live):
         assert c["top_scores"] and all(0 <= s["score"] <= 1 for s in c["top_scores"])
     engine = get_json(f"{live.base}/api/engine")
     assert engine["backend"] == "onnxruntime" and engine["alive"] and engine["max_batch"] >= 1
+    assert engine["device"] == "cpu" and engine["chosen_because"] == "engine.backend is onnxruntime-cpu"
 
 
 def test_bad_payloads_are_422_naming_the_key_and_change_nothing(live):

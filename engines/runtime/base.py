@@ -41,7 +41,9 @@ class Runtime(ABC):
     """One loaded model on one backend. `infer` takes a batch, returns `event_logits` and `embedding`."""
 
     backend: str = "?"
+    device: str = "cpu"  # where the network runs: "cpu", "cuda", "cuda:N"
     max_batch: int | None = None  # backends with a fixed optimisation profile set this
+    chosen_because: str = ""  # why open_runtime chose this backend and device (engines/runtime/select.py)
 
     def __init__(self, model_path: str | Path, spec: ModelSpec) -> None:
         self.model_path = Path(model_path)

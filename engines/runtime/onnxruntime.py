@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +37,23 @@ def cuda_available() -> bool:
     return CUDA in ort.get_available_providers()
 
 
+def _providers(ort: Any, device: str) -> list[Any]:
+    """The execution providers of `device`: "cpu", "cuda" or "cuda:N"."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise ValueError(f"engine.device {device!r}: ONNX Runtime runs on cpu, cuda or cuda:N")
+    if kind == "cpu":
+        return [CPU]
+    if CUDA not in ort.get_available_providers():
+        raise BackendUnavailable(
+            f"engine.device {device}: ONNX Runtime has no CUDA provider here: install onnxruntime-gpu on a "
+            "machine with an NVIDIA driver, or set engine.device to cpu"
+        )
+    return [(CUDA, {"device_id": int(index or 0)}), CPU]
+
+
 class OnnxRuntime(Runtime):
-    """`device="cpu"` or `"cuda"`; `intra_op_threads=0` lets ONNX Runtime pick (one per core);
+    """`device`: "cpu", "cuda" or "cuda:N"; `intra_op_threads=0` lets ONNX Runtime pick (one per core);
     `reuse_poses`: cut the model at its poses and run the pose graph once per distinct frame."""
 
     pose: PoseRunner | None = None
@@ -50,14 +66,7 @@ class OnnxRuntime(Runtime):
             import onnxruntime as ort
         except ImportError as e:
             raise BackendUnavailable("backend 'onnxruntime' needs the onnxruntime package") from e
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda" and CUDA not in ort.get_available_providers():
-            raise BackendUnavailable(
-                "ONNX Runtime has no CUDA provider here: install onnxruntime-gpu on a machine with an "
-                "NVIDIA driver, or use device='cpu'"
-            )
-        providers = [CUDA, CPU] if device == "cuda" else [CPU]
+        providers = _providers(ort, device)
         so = ort.SessionOptions()
         so.intra_op_num_threads = max(0, int(intra_op_threads))
         so.inter_op_num_threads = 1
@@ -73,14 +82,17 @@ class OnnxRuntime(Runtime):
             raise ModelLoadError(f"ONNX Runtime cannot load {self.model_path}: {e}") from e
         self.device = device
         self.providers = tuple(self._session.get_providers())
-        self.backend = "onnxruntime-cuda" if device == "cuda" else "onnxruntime"
+        if device != "cpu" and CUDA not in self.providers:  # ONNX Runtime drops a provider whose libraries fail to load
+            raise BackendUnavailable(f"engine.device {device}: ONNX Runtime's CUDA provider did not start "
+                                     "(its CUDA/cuDNN libraries?); set engine.device to cpu")
+        self.backend = "onnxruntime-cuda" if device.startswith("cuda") else "onnxruntime"
         names = {i.name for i in self._session.get_inputs()}
         want = set(INPUT_NAMES) if detached is None else (set(INPUT_NAMES) - {INPUT_VIDEO}) | {POSES_INPUT}
         if names != want:
             raise ModelLoadError(f"{self.model_path} has inputs {sorted(names)}, expected {sorted(want)}")
         self._inputs_used = names
         if detached is not None:
-            self.pose = PoseRunner(detached.pose, threads=intra_op_threads, providers=self.providers)
+            self.pose = PoseRunner(detached.pose, threads=intra_op_threads, providers=tuple(providers))
             self._frame_index = detached.frame_index
 
     @property

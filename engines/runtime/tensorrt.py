@@ -37,17 +37,19 @@ if TYPE_CHECKING:
 
 class TensorRTRuntime(Runtime):
     """`max_batch`: the most windows the caller will send at once (an engine whose profile reaches it is
-    chosen from the cache); `engine_path`: a specific engine file (its key file is still checked)."""
+    chosen from the cache); `engine_path`: a specific engine file (its key file is still checked); `gpu`: the
+    CUDA device index (engine.device cuda:N)."""
 
     backend = "tensorrt"
 
     def __init__(self, model_path: str | Path, *, max_batch: int = 8, precision: str = DEFAULT_PRECISION,
-                 cache_dir: str | Path | None = None, engine_path: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, engine_path: str | Path | None = None, gpu: int = 0) -> None:
         spec = load_model_spec(model_path)
         super().__init__(model_path, spec)
         import_tensorrt()
         import_cuda()
         self.precision = precision
+        self.device = f"cuda:{gpu}"
         self._gpu: CudaContext | None = None
         self._host: dict[str, np.ndarray] = {}
         self._device: dict[str, DeviceAllocation] = {}
@@ -55,7 +57,7 @@ class TensorRTRuntime(Runtime):
         self._context: trt.IExecutionContext | None = None
         self._engine: trt.ICudaEngine | None = None
         self._trt_runtime: trt.Runtime | None = None
-        self._gpu = CudaContext()  # this process owns the accelerator: one context, used by push/pop
+        self._gpu = CudaContext(gpu)  # this process owns the accelerator: one context, used by push/pop
         try:
             with self._gpu.active() as cuda:
                 self._open(cuda, max_batch, cache_dir, engine_path)

@@ -1,4 +1,4 @@
-"""`streamer engine build | calibrate | info`: the TensorRT build step, INT8 calibration recording, model facts.
+"""`streamer engine build | calibrate | info`: the TensorRT build step, INT8 calibration recording, model and runtime facts.
 
 Wired into the main CLI by `add_parser(subparsers)`. Building is separate from running: `streamer run`
 never builds an engine, it loads one that `streamer engine build` put in the cache.
@@ -25,6 +25,29 @@ def _engine_settings(args: argparse.Namespace) -> tuple[str, int]:
         cfg = load_config(args.config)
         model, max_batch = cfg.engine.model, cfg.engine.max_batch
     return args.model or model or str(espec.DEFAULT_MODEL), args.max_batch or max_batch
+
+
+def _runtime_choice(args: argparse.Namespace, model: str, max_batch: int) -> dict[str, Any]:
+    """Open the runtime as `streamer run` would (engine.backend, engine.device, ... of `--config`, or the
+    flags) and say what it chose and why; an error is reported, not raised."""
+    from engines.errors import EngineError
+    from engines.runtime.select import open_runtime
+
+    e = None
+    if args.config:
+        from streamer.config import load_config
+
+        e = load_config(args.config).engine
+    backend = args.backend or (e.backend if e else "auto")
+    device = args.device or (e.device if e else "auto")
+    try:
+        with open_runtime(model, backend=backend, device=device, threads=e.threads if e else 0, max_batch=max_batch,
+                          precision=e.precision if e else "fp16", engine_cache=args.cache or (e.cache_dir if e else None),
+                          cuda_graphs=e.cuda_graphs if e else True) as rt:
+            return {"backend": rt.backend, "device": rt.device, "precision": getattr(rt, "precision", "fp32"),
+                    "chosen_because": rt.chosen_because}
+    except (EngineError, ValueError) as err:
+        return {"backend": backend, "device": device, "error": str(err)}
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -54,6 +77,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         for path, key in build.cache_entries(cache) if key.onnx_sha256 == sha
     ]
     info["default_profile"] = list(build.default_profile(max_batch))
+    info["runtime"] = _runtime_choice(args, model, max_batch)
     print(json.dumps(info, indent=2))
     return 0
 
@@ -134,7 +158,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--hop", type=float, default=0.5, help="seconds between window starts")
     s.set_defaults(engine_fn=cmd_calibrate)
 
-    s = acts.add_parser("info", help="the model's spec, ops and TensorRT support, and its cached engines")
+    s = acts.add_parser("info", help="the model's spec, ops and TensorRT support, its cached engines, and the runtime "
+                        "`streamer run` would choose here (backend, device, why)")
     common(s)
+    s.add_argument("--backend", default=None, help="engine.backend to choose the runtime with (default: the config's, else auto)")
+    s.add_argument("--device", default=None, help="engine.device: auto, cpu, cuda, cuda:N (default: the config's, else auto)")
     s.set_defaults(engine_fn=cmd_info)
     return p

@@ -85,6 +85,8 @@ class EngineOptions:
     max_wait_ms: float
     precision: str = "fp16"  # TensorRT: which built engine to load
     engine_cache: str | None = None  # TensorRT: engine cache directory (default ~/.cache/streamer/engines)
+    device: str = "auto"  # engine.device: auto, cpu, cuda, cuda:N
+    cuda_graphs: bool = True  # torch on CUDA: a CUDA graph per batch-size bucket
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class Ready:
     precision: str
     max_batch: int
     pid: int
+    device: str = "cpu"
+    chosen_because: str = ""  # why open_runtime chose this backend and device
 
 
 @dataclass(frozen=True)
@@ -157,8 +161,9 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
     from streamer.outputs import metrics as m
 
     try:
-        runtime = open_runtime(opts.model, backend=opts.backend, threads=opts.threads, max_batch=opts.max_batch,
-                               precision=opts.precision, engine_cache=opts.engine_cache)
+        runtime = open_runtime(opts.model, backend=opts.backend, threads=opts.threads, device=opts.device,
+                               max_batch=opts.max_batch, precision=opts.precision, engine_cache=opts.engine_cache,
+                               cuda_graphs=opts.cuda_graphs)
     except Exception as e:  # reported to the parent, which raises EngineStartError; then this process ends
         results.put(Failed(f"{type(e).__name__}: {e}"))
         return
@@ -323,7 +328,7 @@ def engine_main(opts: EngineOptions, rings: dict[str, WindowRing], results: Any,
     controller = threading.Thread(target=control_loop, name="streamer:engine:control", daemon=True)
     for t in [*threads, deliverer, evidence_server, controller]:
         t.start()
-    results.put(Ready(runtime.backend, precision, max_batch, os.getpid()))
+    results.put(Ready(runtime.backend, precision, max_batch, os.getpid(), runtime.device, runtime.chosen_because))
     with runtime:
         try:
             while not stop.is_set():
@@ -358,7 +363,8 @@ class EngineClient:
         self.replies: Any = ctx.Queue(maxsize=64)
         self.control: Any = ctx.Queue()  # cameras attached and detached while running
         self.stop = ctx.Event()
-        self.backend = self.precision = "?"
+        self.backend = self.precision = self.device = "?"
+        self.chosen_because = ""
         self.max_batch = opts.max_batch
         self.proc: Any = None
         self._t_start = 0.0
@@ -406,8 +412,9 @@ class EngineClient:
                 continue
             if isinstance(msg, Ready):
                 self.backend, self.precision, self.max_batch = msg.backend, msg.precision, msg.max_batch
-                log.info("engine ready in %.1f s: %s %s, max batch %d (pid %d)", time.monotonic() - t_start,
-                         self.backend, self.precision, self.max_batch, msg.pid)
+                self.device, self.chosen_because = msg.device, msg.chosen_because
+                log.info("engine ready in %.1f s: %s %s on %s, max batch %d (pid %d)", time.monotonic() - t_start,
+                         self.backend, self.precision, self.device, self.max_batch, msg.pid)
                 return
             if isinstance(msg, Failed):
                 self.proc.join(timeout=5)

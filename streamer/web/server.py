@@ -14,7 +14,7 @@ port is a one-line error naming `http.port` and nothing is left behind.
     GET|PATCH|DELETE /api/cameras/{id}  one camera; PATCH {"thresholds": {...}, "loudness": {...}} live; DELETE stops it, frees its ring
     GET  /api/cameras/{id}/history?since=   its timeline: the last http.history_minutes of lanes (top classes,
                                         anomaly, sound level) and alerts (streamer/outputs/history.py)
-    GET  /api/engine                    backend, precision, batch, windows/s
+    GET  /api/engine                    backend, device and why they were chosen, precision, batch, windows/s
     GET  /api/alerts?camera=&event=&limit=      recent alerts from the stream, newest first
     GET  /api/alerts/{id}/keyframe.jpg, /audio.wav   their evidence from Redis
     GET  /api/events/stream             Server-Sent Events: `alert` (each alert as published), `stats` (1 s) and

@@ -30,6 +30,18 @@ def test_info_reports_ops_tensorrt_support_and_cached_engines(capsys, tmp_path):
     assert info["opset"] == 17 and "Conv" in info["ops"] and "TensorRT 10." in info["tensorrt_ops"]
     assert info["tensorrt_importable"] is False and info["default_profile"] == [1, 8, 16]
     assert [e["gpu"] for e in info["cached_engines"]] == ["NVIDIA L4"]
+    rt = info["runtime"]  # what `streamer run` would open here (no GPU): ONNX Runtime on the CPU, and why
+    assert (rt["backend"], rt["device"]) == ("onnxruntime", "cpu") and rt["chosen_because"].endswith("ONNX Runtime on the CPU")
+
+
+def test_info_reports_the_runtime_of_the_settings(capsys, tmp_path):
+    code, out, _ = run(["engine", "info", "--cache", str(tmp_path), "--backend", "torch", "--device", "cpu"], capsys)
+    rt = json.loads(out)["runtime"]
+    assert code == 0 and rt == {"backend": "torch", "device": "cpu", "precision": "fp32",
+                                "chosen_because": "engine.backend is torch"}
+    code, out, _ = run(["engine", "info", "--cache", str(tmp_path), "--device", "cuda"], capsys)
+    rt = json.loads(out)["runtime"]
+    assert code == 0 and rt["error"].startswith("engine.device is cuda but no backend can use a CUDA GPU here: ")
 
 
 def test_calibrate_records_windows_from_a_real_file(capsys, tmp_path):
