@@ -3,7 +3,7 @@
     python -m benchmarks.density --json FILE [--quick] [--cases 720p25 1080p30 1080p30+360p] [--measure-s 20]
 
 Cameras: H.264 + AAC files made with PyAV (benchmarks/ingest.py's CCTV-like scene, encoded as a camera
-encodes: no B-frames, a keyframe every 2 s), played as live file cameras (`realtime: true`, `loop: true`:
+encodes: no B-frames, a keyframe every 2 s; each camera its own scene, so no two show the same pixels), played as live file cameras (`realtime: true`, `loop: true`:
 paced on their timestamps, a window dropped when the engine falls behind, exactly as for a stream).
 Files rather than the GStreamer RTSP server (tests/rtsp_server.py): on a 2-core machine the server's
 own CPU would be taken from the system measured; what files leave out is RTP depacketising in FFmpeg,
@@ -76,12 +76,15 @@ MIN_DELIVERED = 0.97
 HOP = 0.5
 
 
-def media(case: str, seconds: float) -> tuple[Path, Path | None]:
+def media(case: str, seconds: float, variant: int = 0) -> tuple[Path, Path | None]:
+    """The case's files; `variant`: another scene of the same kind. Every camera of a step gets its own, as
+    real cameras see different scenes: identical pictures would let the engine reuse one camera's poses
+    for another (its pose cache is keyed by the pixels), which no real fleet gives it."""
     from benchmarks.ingest import make_media
 
     (mname, mgeo), det = CASES[case]
-    main = make_media(mname, seconds, bframes=False, geometry=mgeo)
-    return main, (make_media(det[0], seconds, bframes=False, geometry=det[1]) if det else None)
+    main = make_media(mname, seconds, bframes=False, geometry=mgeo, variant=variant)
+    return main, (make_media(det[0], seconds, bframes=False, geometry=det[1], variant=variant) if det else None)
 
 
 # ---- decode only ------------------------------------------------------------------------------------
@@ -233,8 +236,8 @@ def _step(spec: dict) -> dict:
 
     work = Path(spec["workdir"])
     n = spec["cameras"]
-    cams = [{"id": f"cam{i:02d}", "url": spec["main"], "loop": True, **({"detect_url": spec["detect"]} if spec["detect"] else {})}
-            for i in range(n)]
+    cams = [{"id": f"cam{i:02d}", "url": spec["main"][i], "loop": True,
+             **({"detect_url": spec["detect"][i]} if spec["detect"] else {})} for i in range(n)]
     full = parse_config({"cameras": cams, "http": {"port": 0},
                          "redis": {"url": spec["redis_url"], "spool_dir": str(work / "spool"), "stats_interval": 5},
                          "anomaly": {"dir": str(work / "normality")}})
@@ -337,9 +340,11 @@ def _step(spec: dict) -> dict:
     return result
 
 
-def run_step(n: int, main: Path, detect: Path | None, redis_url: str, redis_pid: int, workdir: Path,
+def run_step(n: int, case: str, file_s: float, redis_url: str, redis_pid: int, workdir: Path,
              warm_s: float, measure_s: float) -> dict:
-    spec = {"cameras": n, "main": str(main), "detect": str(detect) if detect else None, "redis_url": redis_url,
+    files = [media(case, file_s, i) for i in range(n)]  # made before the step, cached under .cache/bench
+    spec = {"cameras": n, "main": [str(m) for m, _ in files],
+            "detect": [str(d) for _, d in files] if files[0][1] else None, "redis_url": redis_url,
             "redis_pid": redis_pid, "workdir": str(workdir / f"step{n}_{time.monotonic_ns()}"), "warm_s": warm_s,
             "measure_s": measure_s}
     Path(spec["workdir"]).mkdir(parents=True)
@@ -459,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                 bound = decode_only_bound(main_file, detect_file, args.decode_s, os.cpu_count() or 1)
                 print(f"{case}: decode-only bound {bound['decode_only_bound']:.2f} cameras", flush=True)
                 runs, best = search(case, bound["decode_only_bound"], args.steps,
-                                    lambda n: run_step(n, main_file, detect_file, url, pid, Path(tmp), args.warm_s, args.measure_s),
+                                    lambda n: run_step(n, case, args.file_seconds, url, pid, Path(tmp), args.warm_s, args.measure_s),
                                     args.cameras)
                 at_max = best or {}
                 out["cases"][case] = {

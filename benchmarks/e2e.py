@@ -3,7 +3,8 @@
     python -m benchmarks.e2e --cameras 1 8 16 --seconds 120 --json FILE
 
 Each camera plays the bundled demo clip (a quiet scene, then a fight) in a loop at real-time pace,
-so events open every loop. streamer runs as its own process with a real redis-server; this process
+so events open every loop; camera i's copy is 2 * i levels brighter (`camera_clip`), so no two cameras
+show the same pixels. streamer runs as its own process with a real redis-server; this process
 subscribes to `streamer:alerts:*` and, for every `start` alert, takes the time from the arrival of
 the window's last input (`end_utc`, the wall-clock time of the window end) to the alert arriving on
 the channel. The window length itself is not included. Drops come from the `streamer:stats` stream.
@@ -35,6 +36,40 @@ from streamer.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "streamer" / "assets" / "demo.mp4"
+CACHE = ROOT / ".cache" / "bench"
+
+
+def camera_clip(i: int) -> Path:
+    """Camera i's copy of the demo clip, every pixel 2 * i levels brighter (re-encoded once, cached): real
+    cameras never show the same pixels, and identical ones would let the engine reuse one camera's poses
+    for another (its pose cache is keyed by the pixels). Camera 0 plays the clip itself."""
+    if i == 0:
+        return CLIP
+    import av
+
+    out_path = CACHE / f"demo_cam{i}.mp4"
+    if out_path.exists():
+        return out_path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(".tmp.mp4")
+    with av.open(str(CLIP)) as src, av.open(str(tmp), "w") as dst:
+        vin, ain = src.streams.video[0], src.streams.audio[0]
+        vout = dst.add_stream("libx264", rate=vin.average_rate, options={"preset": "veryfast", "crf": "18"})
+        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        aout = dst.add_stream("aac", rate=ain.codec_context.sample_rate)
+        for frame in src.decode(vin, ain):
+            if isinstance(frame, av.VideoFrame):
+                rgb = np.clip(frame.to_ndarray(format="rgb24").astype(np.int16) + 2 * i, 0, 255).astype(np.uint8)
+                f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                f.pts, f.time_base = frame.pts, frame.time_base
+                dst.mux(vout.encode(f))
+            else:
+                frame.pts = None
+                dst.mux(aout.encode(frame))
+        dst.mux(vout.encode(None))
+        dst.mux(aout.encode(None))
+    tmp.rename(out_path)
+    return out_path
 
 
 def run(cameras: int, seconds: float, workdir: Path, thresholds: dict[str, float] | None = None) -> dict:
@@ -51,7 +86,7 @@ def run(cameras: int, seconds: float, workdir: Path, thresholds: dict[str, float
             time.sleep(0.05)
     cfg = workdir / f"e2e_{cameras}.yaml"
     cfg.write_text(json.dumps({
-        "cameras": [{"id": f"cam{i:02d}", "url": str(CLIP), "loop": True} for i in range(cameras)],
+        "cameras": [{"id": f"cam{i:02d}", "url": str(camera_clip(i)), "loop": True} for i in range(cameras)],
         "redis": {"url": url, "spool_dir": str(workdir / f"spool{cameras}"), "stats_interval": 5},
         "metrics": {"port": 0},
         "detect": {"thresholds": thresholds or {}},

@@ -36,11 +36,12 @@ CACHE = Path(__file__).resolve().parents[1] / ".cache" / "bench"
 FILES = {"1080p30": (1920, 1080, 30), "720p25": (1280, 720, 25)}
 
 
-def make_media(name: str, seconds: float, bframes: bool = True, geometry: tuple[int, int, int] | None = None) -> Path:
+def make_media(name: str, seconds: float, bframes: bool = True, geometry: tuple[int, int, int] | None = None,
+               variant: int = 0) -> Path:
     """`bframes=False`: a camera-like stream (no B-frames, keyframe every 2 s, as most H.264 CCTV); `geometry`:
-    (width, height, fps) for a name not in FILES."""
+    (width, height, fps) for a name not in FILES; `variant`: another scene of the same kind (its own seed)."""
     w, h, fps = geometry or FILES[name]
-    path = CACHE / f"cctv2_{name}_{int(seconds)}s{'' if bframes else '_nobf'}.mp4"
+    path = CACHE / f"cctv2_{name}_{int(seconds)}s{'' if bframes else '_nobf'}{f'_v{variant}' if variant else ''}.mp4"
     if path.exists():
         return path
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,7 @@ def make_media(name: str, seconds: float, bframes: bool = True, geometry: tuple[
     vs = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "26", "g": str(2 * fps), **({} if bframes else {"bf": "0"})})
     vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
     aus = out.add_stream("aac", rate=48000, layout="stereo")
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(variant)
     # A fixed camera: a static textured scene (blocks at several scales) with a few people-sized
     # objects walking across it; no sensor noise (a camera's encoder at CCTV bit rates removes most).
     scene = sum(np.kron(rng.integers(0, 80, (h // b + 1, w // b + 1, 3)), np.ones((b, b, 1)))[:h, :w] for b in (4, 16, 64))

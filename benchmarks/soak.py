@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from benchmarks.e2e import camera_clip
 from streamer.net import free_port  # on 127.0.0.1, the HOST of everything here
 from streamer.outputs.alerts import redis_ping
 from streamer.procs import popen_preexec  # children get SIGKILL when the soak dies, however it dies
@@ -135,12 +136,12 @@ class Redis:
 
 
 class Rtsp:
-    """tests/rtsp_server.py serving the clip at rtsp://127.0.0.1:PORT/<camera> for every camera, looped."""
+    """tests/rtsp_server.py serving camera i's clip at rtsp://127.0.0.1:PORT/<camera i>, looped."""
 
-    def __init__(self, clip: Path, cameras: list[str], workdir: Path) -> None:
+    def __init__(self, clips: list[Path], cameras: list[str], workdir: Path) -> None:
         self.port = free_port()
         self.args = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--host", HOST, "--port", str(self.port), "--loop"]
-        for c in cameras:
+        for c, clip in zip(cameras, clips):
             self.args += ["--mount", f"/{c}={clip}"]
         self.log = workdir / "rtsp_server.log"
         self.proc: subprocess.Popen | None = None
@@ -341,7 +342,9 @@ class Soak:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cameras = [f"cam{i:02d}" for i in range(args.cameras)]
         self.redis = Redis(self.workdir)
-        self.rtsp = Rtsp(Path(args.clip), self.cameras, self.workdir)
+        # the demo clip: each camera its own copy (benchmarks.e2e.camera_clip), so no two show the same pixels
+        clips = [camera_clip(i) if args.clip == str(CLIP) else Path(args.clip) for i in range(args.cameras)]
+        self.rtsp = Rtsp(clips, self.cameras, self.workdir)
         self.metrics_port = free_port()
         self.journal = self.workdir / "journal.jsonl"
         self.streamer: subprocess.Popen | None = None
