@@ -156,9 +156,9 @@ class EngineConfig(Strict):
     @field_validator("device")
     @classmethod
     def _check_device(cls, v: str) -> str:
-        from engines.runtime.select import DEVICE_PATTERN
-
-        if not re.fullmatch(DEVICE_PATTERN, v):
+        # the same rule as engines.runtime.select.DEVICE_PATTERN (the config imports no stage, as `backend`
+        # mirrors select.BACKENDS; tests/test_config.py checks the two agree)
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
             raise ValueError("expected auto, cpu, cuda or cuda:N (a GPU's index)")
         return v
 

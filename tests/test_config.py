@@ -101,3 +101,19 @@ def test_streamer_check_exit_codes(tmp_path, text, code, needle):
 def test_streamer_check_missing_file(tmp_path):
     r = subprocess.run([sys.executable, "-m", "streamer.cli", "check", str(tmp_path / "nope.yaml")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "cannot read" in r.stderr
+
+
+def test_engine_device_rule_is_the_runtimes():
+    """engine.device is checked in the config (which imports no stage) by the rule the runtime applies."""
+    import re
+
+    from engines.runtime.select import DEVICE_PATTERN
+    from streamer.config import parse_config
+
+    for device in ("auto", "cpu", "cuda", "cuda:0", "cuda:12", "gpu", "cuda:", "CUDA", "cuda:x", "cpu ", ""):
+        try:
+            parse_config({"cameras": [{"id": "a", "url": "rtsp://h/s"}], "engine": {"device": device}})
+            accepted = True
+        except ConfigError:
+            accepted = False
+        assert accepted == bool(re.fullmatch(DEVICE_PATTERN, device)), device
