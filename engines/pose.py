@@ -50,6 +50,7 @@ class PoseRunner:
         self.cache_frames = cache_frames
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._sess: Any = None
+        self._input = ("", False)  # the graph's input name, and whether it takes a batch axis
         self.computed = 0  # frames run through the pose graph
         self.reused = 0  # frames whose poses came from the cache
 
@@ -63,16 +64,16 @@ class PoseRunner:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             model = self.model if isinstance(self.model, bytes) else str(self.model)
             self._sess = ort.InferenceSession(model, so, providers=list(self.providers))
+            inp = self._sess.get_inputs()[0]
+            self._input = (inp.name, len(inp.shape) == 4)
         return self._sess
 
     def _run_one(self, frame: np.ndarray) -> np.ndarray:
         sess = self.session()
-        inp = sess.get_inputs()[0]
+        name, batched = self._input
         x = frame.astype(np.int32)
-        if len(inp.shape) == 4:
-            x = x[None]
         self.computed += 1
-        return sess.run(None, {inp.name: x})[0].reshape(PEOPLE, POSE_WIDTH)
+        return sess.run(None, {name: x[None] if batched else x})[0].reshape(PEOPLE, POSE_WIDTH)
 
     def run(self, frames: np.ndarray) -> np.ndarray:
         out = np.zeros((len(frames), PEOPLE, POSE_WIDTH), np.float32)
@@ -98,10 +99,10 @@ class PoseRunner:
     def poses(self, video: np.ndarray, video_mask: np.ndarray, frame_index: tuple[int, ...]) -> np.ndarray:
         """uint8 windows [B, T, H, W, 3] -> poses [B, K, 6, 56] of frames `frame_index`; zeros (no people)
         for the windows whose `video_mask` is 0, which are not run."""
-        k = len(frame_index)
-        out = np.zeros((len(video), k, PEOPLE, POSE_WIDTH), np.float32)
+        out = np.zeros((len(video), len(frame_index), PEOPLE, POSE_WIDTH), np.float32)
         for b in np.flatnonzero(np.asarray(video_mask).reshape(-1) > 0):
-            out[b] = self.run(video[b, list(frame_index)])
+            for j, f in enumerate(frame_index):  # each frame a view of the batch: no copy unless it is strided
+                out[b, j] = self._pose(np.ascontiguousarray(video[b, f]))
         return out
 
 
