@@ -120,6 +120,7 @@ class MainStream:
                 return
             t0: float | None = None
             last_key = -1e18  # stream time of the newest keyframe decoded
+            held: collections.deque[float] = collections.deque()  # keyframes sent the decoder has not given back: progress stops at the oldest
             for packet in c.demux(streams):
                 if self._stop.is_set():
                     return
@@ -128,14 +129,18 @@ class MainStream:
                     if not packet.is_keyframe or (pt is not None and pt - last_key < MIN_KEY_INTERVAL_S):
                         # not decoded at all; its time still moves the stream on
                         if pt is not None and t0 is not None:
-                            self._advance(pt - t0 + self.offset)
+                            self._advance((min(pt, held[0]) if held else pt) - t0 + self.offset)
                         continue
                     if pt is not None:
                         last_key = pt
+                        held.append(pt)
                 try:
                     frames = packet.decode()
                 except av.error.InvalidDataError:
                     continue
+                for frame in frames if packet.stream.type == "video" else ():  # a threaded decoder may hold a keyframe back
+                    while held and frame.time is not None and held[0] <= frame.time + 1e-6:
+                        held.popleft()
                 for frame in frames:
                     t = frame.time
                     if t is None:

@@ -59,10 +59,11 @@ class SourceReader:
         return self._sws.reformat(frame, width=self.geo.width, height=self.geo.height, format="rgb24",
                                   interpolation="FAST_BILINEAR").to_ndarray()
 
-    def _keyframe(self, frame: av.VideoFrame) -> np.ndarray:
+    def _keyframe(self, frame: av.VideoFrame, last: float) -> np.ndarray | None:
+        """`frame`: the detect stream's newest; `last`: the time of the window's last picture."""
         w = self.opts.keyframe_width
-        if self._main is not None:  # the main stream's keyframe; the detect frame's (no larger) until it has one
-            main = self._main.keyframe(self._main_t)
+        if self._main is not None:  # the main stream's newest keyframe in the window; the detect frame's (no larger) until it has one
+            main = self._main.keyframe(min(self._main_t, last))
             if main is not None:
                 if main is self._main_sent:  # unchanged (a keyframe every GOP): not copied again; the engine keeps it
                     return None

@@ -24,6 +24,7 @@ from streamer.detect.objects import FEATURES, ObjectFinder
 from streamer.window import Window
 
 Convert = Callable[[Any], np.ndarray]  # decoded frame -> uint8 [H, W, 3]
+Keyframe = Callable[[Any, float], np.ndarray | None]  # (newest frame, the window's last sample time) -> evidence
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Windower:
         has_audio: bool,
         max_lag_s: float = 2.0,
         resync_s: float = 0.05,
-        keyframe: Convert | None = None,
+        keyframe: Keyframe | None = None,
         first_window: int = 0,
     ) -> None:
         if not (has_video or has_audio):
@@ -268,7 +269,7 @@ class Windower:
             window.objects = objects_of(keys, self._found) if video else NO_OBJECTS
             window.objects_s, self._objects_s = self._objects_s, 0.0
         if video and self._keyframe is not None and self._prev is not None:
-            window.keyframe = self._keyframe(self._prev[1])
+            window.keyframe = self._keyframe(self._prev[1], keys[-1] / 1e6)
         window.window_s = self._window_s + time.perf_counter() - t0
         self._window_s = 0.0
         self._decode_s = 0.0
