@@ -334,7 +334,8 @@ def sse_blocks(resp: Any, seconds: float) -> list[dict[str, str]]:
         line = resp.readline()
         if not line:
             return blocks + [{"end": ""}]
-        text = line.decode().rstrip("\r\n")
+        assert not line.endswith(b"\r\n"), line  # the page splits events on "\n\n"
+        text = line.decode().rstrip("\n")
         if not text:
             blocks.append(block)
             block = {}

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,6 +27,8 @@ STATS_EVERY_S = 1.0
 STREAM_POLL_S = 0.2  # how soon an open event stream notices that the server is closing
 HEARTBEAT_S = 15.0
 RETRY_MS = 1000  # how soon a client reconnects
+SEP = "\n"  # the page's reader splits events on a blank line of "\n" (sse-starlette's default is "\r\n")
+Message = dict[str, Any]  # fields of one event (event, data, retry), encoded by sse-starlette with SEP
 
 
 class AlertHub:
@@ -100,26 +102,26 @@ class _Stream:
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
         self.since = {c.id: time.time() for c in fleet.pipe.cfg.cameras}  # rows before the stream opened: GET .../history
 
-    async def stats(self) -> ServerSentEvent:
+    async def stats(self) -> Message:
         snap = await run_in_threadpool(self.fleet.snapshot)
-        return ServerSentEvent(json.dumps(scrub(snap)), event="stats")
+        return {"event": "stats", "data": json.dumps(scrub(snap))}
 
-    async def rows(self) -> ServerSentEvent:
+    async def rows(self) -> Message:
         found = await run_in_threadpool(self.fleet.histories, self.since)
         self.since.update({cid: view["t"][-1] for cid, view in found.items()})
-        return ServerSentEvent(json.dumps(scrub(found)), event="history")
+        return {"event": "history", "data": json.dumps(scrub(found))}
 
-    async def alert(self, timeout: float) -> ServerSentEvent | None:
+    async def alert(self, timeout: float) -> Message | None:
         """The next alert within `timeout` s, or None (none came, or a message that is not JSON)."""
         try:
             data = await asyncio.wait_for(self.queue.get(), timeout)
-            return ServerSentEvent(json.dumps(scrub(json.loads(data))), event="alert")
+            return {"event": "alert", "data": json.dumps(scrub(json.loads(data)))}
         except (asyncio.TimeoutError, ValueError):
             return None
 
-    async def events(self) -> AsyncIterator[ServerSentEvent]:
+    async def events(self) -> AsyncIterator[Message]:
         loop = asyncio.get_running_loop()
-        yield ServerSentEvent(retry=RETRY_MS)
+        yield {"retry": RETRY_MS}
         yield await self.stats()
         next_stats = loop.time() + STATS_EVERY_S
         while not self.closing.is_set():
@@ -139,11 +141,11 @@ async def events(request: Request) -> Response:
     loop = asyncio.get_running_loop()
     server.hub.add(loop, stream.queue)
 
-    async def body() -> AsyncIterator[ServerSentEvent]:
+    async def body() -> AsyncIterator[Message]:
         try:
             async for event in stream.events():
                 yield event
         finally:
             server.hub.remove(loop, stream.queue)
 
-    return EventSourceResponse(body(), ping=HEARTBEAT_S, sep="\n", headers={"Cache-Control": "no-cache"})
+    return EventSourceResponse(body(), ping=HEARTBEAT_S, sep=SEP, headers={"Cache-Control": "no-cache"})
