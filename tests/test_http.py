@@ -348,7 +348,8 @@ def sse_blocks(resp: Any, seconds: float) -> list[dict[str, str]]:
 def test_the_event_stream_paces_its_events_passes_alerts_redacted_and_ends_when_the_server_closes(live, monkeypatch):
     """/api/events/stream on a second server over the same fleet: retry, stats at once, then stats and
     history every second, a keep-alive comment every HEARTBEAT_S (0.5 s here), each published alert
-    (credentials redacted, messages that are not JSON skipped), and the end within 1 s of begin_close."""
+    (credentials redacted, messages that are not JSON skipped); a client that goes leaves the alert hub;
+    and the end within 1 s of begin_close."""
     from streamer.web import events
 
     monkeypatch.setattr(events, "HEARTBEAT_S", 0.5)
@@ -366,6 +367,10 @@ def test_the_event_stream_paces_its_events_passes_alerts_redacted_and_ends_when_
             live.client.publish("streamer:alerts:a", json.dumps({"id": "sse-test", "camera": "a",
                                                                  "note": "rtsp://u:hunter2pw@h/x"}))
             more = sse_blocks(resp, 1.5)
+            with urllib.request.urlopen(req, timeout=10) as other:
+                assert sse_blocks(other, 0.5)[0] == {"retry": "1000"}
+                assert len(srv.hub._subs) == 2
+            wait_until(lambda: len(srv.hub._subs) == 1, 5, "a stream whose client went leaving the alert hub")
             srv.begin_close()
             t_close = time.monotonic()
             rest = sse_blocks(resp, 5)
