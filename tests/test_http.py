@@ -324,6 +324,72 @@ def test_status_page_in_headless_chromium_shows_cameras_and_a_new_alert_within_2
     assert status == 200 and "thresholds" not in [k for k in live.path.read_text().split("- id: b")[1].split("redis:")[0].split()]
 
 
+def sse_blocks(resp: Any, seconds: float) -> list[dict[str, str]]:
+    """The event-stream blocks read for `seconds` (or to its end: then the last is {"end": ""}), each as
+    {field: value} (a comment as "comment")."""
+    blocks: list[dict[str, str]] = []
+    block: dict[str, str] = {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = resp.readline()
+        if not line:
+            return blocks + [{"end": ""}]
+        assert not line.endswith(b"\r\n"), line  # the page splits events on "\n\n"
+        text = line.decode().rstrip("\n")
+        if not text:
+            blocks.append(block)
+            block = {}
+            continue
+        key, _, value = text.partition(":")
+        block["comment" if not key else key] = value.strip()
+    return blocks
+
+
+def test_the_event_stream_paces_its_events_passes_alerts_redacted_and_ends_when_the_server_closes(live, monkeypatch):
+    """/api/events/stream on a second server over the same fleet: retry, stats at once, then stats and
+    history every second, a keep-alive comment every HEARTBEAT_S (0.5 s here), each published alert
+    (credentials redacted, messages that are not JSON skipped); a client that goes leaves the alert hub;
+    and the end within 1 s of begin_close."""
+    from streamer.web import events
+
+    monkeypatch.setattr(events, "HEARTBEAT_S", 0.5)
+    srv = HttpServer("127.0.0.1", 0, TOKEN).start()
+    srv.attach(live.fleet)
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{srv.port}/api/events/stream",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            assert resp.headers["cache-control"] == "no-cache"
+            first = sse_blocks(resp, 3.2)
+            wait_until(srv.hub.subscribed.is_set, 5, "the alert subscription")
+            live.client.publish("streamer:alerts:a", b"not json")
+            live.client.publish("streamer:alerts:a", json.dumps({"id": "sse-test", "camera": "a",
+                                                                 "note": "rtsp://u:hunter2pw@h/x"}))
+            more = sse_blocks(resp, 1.5)
+            with urllib.request.urlopen(req, timeout=10) as other:
+                assert sse_blocks(other, 0.5)[0] == {"retry": "1000"}
+                assert len(srv.hub._subs) == 2
+            wait_until(lambda: len(srv.hub._subs) == 1, 5, "a stream whose client went leaving the alert hub")
+            srv.begin_close()
+            t_close = time.monotonic()
+            rest = sse_blocks(resp, 5)
+            ended = time.monotonic() - t_close
+    finally:
+        srv.close()
+    assert first[0] == {"retry": "1000"} and first[1]["event"] == "stats", first[:2]
+    stats = [b for b in first if b.get("event") == "stats"]
+    assert 3 <= len(stats) <= 5, [b.get("event", b) for b in first]  # at once, then one a second
+    assert [c["id"] for c in json.loads(stats[-1]["data"])["cameras"]] == ["a", "b"]
+    rows = [json.loads(b["data"]) for b in first if b.get("event") == "history"]
+    assert len(rows) >= 2 and any("a" in r and r["a"]["t"] for r in rows), rows
+    assert sum("comment" in b for b in first) >= 3  # the keep-alive
+    alerts = [b["data"] for b in more if b.get("event") == "alert"]  # the pipeline's own alerts too
+    mine = [a for a in alerts if json.loads(a)["id"] == "sse-test"]
+    assert len(mine) == 1 and "rtsp://u:***@h/x" in mine[0] and "hunter2pw" not in mine[0], more
+    assert rest and rest[-1] == {"end": ""} and ended < 1.0, (rest, ended)
+
+
 def test_a_public_host_without_a_token_refuses_to_start(tmp_path, media_dir):
     with pytest.raises(ConfigError, match=r"^http\.token: "):
         HttpServer("0.0.0.0", 0)

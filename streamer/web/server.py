@@ -24,37 +24,22 @@ Security: loopback by default; with a token (http.token or $STREAMER_HTTP_TOKEN)
 needs `Authorization: Bearer <token>` (401 otherwise); a host that is not loopback without a token is
 refused at start (ConfigError naming http.token). Every JSON answer passes through the redaction of
 streamer/errors.py, so no URL password or credential parameter leaves the process.
+
+Here: the binding, the exposure rule and the server (HttpServer, build_app: the route table). The handlers
+are module-level functions on `app.state.server`: probes.py (no token), api.py (cameras, engine, alerts),
+events.py (the event stream) and common.py (the token, JSON answers, request bodies).
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
-import hmac
 import ipaddress
-import json
-import logging
-import re
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from streamer.errors import ConfigError, redact_text
-from streamer.outputs import metrics as m
-
-log = logging.getLogger(__name__)
-
-STATIC = Path(__file__).resolve().parent / "static"
-ALERT_ID = re.compile(r"^[0-9a-fA-F-]{36}$")
-MAX_BODY = 64 * 1024
-STATS_EVERY_S = 1.0
-STREAM_POLL_S = 0.2  # how soon an open event stream notices that the server is closing
-HEARTBEAT_S = 15.0
-ALERT_SCAN = 10_000  # stream entries /api/alerts looks through for a filtered query
+from streamer.errors import ConfigError
 
 
 def is_loopback(host: str) -> bool:
@@ -96,103 +81,6 @@ def bind(host: str, port: int, section: str = "http") -> socket.socket:
     return sock
 
 
-def parse_body(raw: bytes) -> Any:
-    """A request body, JSON or YAML, or an ApiError 422: not text, not JSON or YAML, aliases (`*a`: a
-    few bytes that expand to gigabytes once validated), nesting too deep, or escapes that are not UTF-8."""
-    from streamer.fleet import ApiError
-
-    def bad(msg: str) -> ApiError:
-        return ApiError(422, f"(top level): {msg}", [{"path": "(top level)", "msg": msg}])
-
-    try:
-        text = raw.decode() or "null"
-        try:
-            data = json.loads(text)  # JSON first: YAML would read an escaped surrogate pair as two halves
-        except ValueError:
-            if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text)):
-                raise bad("YAML aliases (*name) are not accepted") from None
-            data = yaml.safe_load(text)
-        json.dumps(data, ensure_ascii=False, default=str).encode()
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise bad(f"not JSON or YAML: {str(e).splitlines()[0]}") from None
-    except UnicodeEncodeError:
-        raise bad("a string that is not UTF-8 (a lone surrogate escape)") from None
-    except RecursionError:
-        raise bad("nested too deep") from None
-    return data
-
-
-def _scrub(obj: Any) -> Any:
-    """Every string of a JSON answer through redact_text (the last guard: none should need it)."""
-    if isinstance(obj, str):
-        return redact_text(obj)
-    if isinstance(obj, dict):
-        return {k: _scrub(v) for k, v in obj.items() if not str(k).startswith("_")}
-    if isinstance(obj, (list, tuple)):
-        return [_scrub(v) for v in obj]
-    return obj
-
-
-class AlertHub:
-    """One pub/sub subscription (`<channel_prefix>:*`) shared by every open event stream: a thread reads
-    it and hands each alert to the streams' queues on their loop. Redis away: retried every second."""
-
-    def __init__(self, client_factory: Any, pattern: str) -> None:
-        self.client_factory, self.pattern = client_factory, pattern
-        self._subs: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.subscribed = threading.Event()
-
-    def add(self, loop: asyncio.AbstractEventLoop, q: asyncio.Queue) -> None:
-        with self._lock:
-            self._subs.add((loop, q))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="streamer:http:alerts", daemon=True)
-                self._thread.start()
-
-    def remove(self, loop: asyncio.AbstractEventLoop, q: asyncio.Queue) -> None:
-        with self._lock:
-            self._subs.discard((loop, q))
-
-    @staticmethod
-    def _put(q: asyncio.Queue, data: str) -> None:
-        try:
-            q.put_nowait(data)
-        except asyncio.QueueFull:  # a client that does not read: it misses alerts, nobody waits
-            pass
-
-    def _run(self) -> None:
-        while not self._closed.is_set():
-            ps = None
-            try:
-                ps = self.client_factory().pubsub(ignore_subscribe_messages=True)
-                ps.psubscribe(self.pattern)
-                self.subscribed.set()
-                while not self._closed.is_set():
-                    msg = ps.get_message(timeout=1.0)
-                    if msg and msg["type"] == "pmessage":
-                        data = msg["data"].decode() if isinstance(msg["data"], bytes) else str(msg["data"])
-                        with self._lock:
-                            subs = list(self._subs)
-                        for loop, q in subs:
-                            loop.call_soon_threadsafe(self._put, q, data)
-            except Exception as e:  # Redis down or restarted: try again shortly
-                self.subscribed.clear()
-                log.debug("alert subscription: %s", e)
-                self._closed.wait(1.0)
-            finally:
-                if ps is not None:
-                    try:
-                        ps.close()
-                    except Exception:
-                        pass
-
-    def close(self) -> None:
-        self._closed.set()
-
-
 class HttpServer:
     """Bound at construction (errors name the config key), serving after `start()`; `attach(fleet)`
     gives it the running pipeline (before that: /metrics and the probes; /readyz 503, /api 503)."""
@@ -202,16 +90,16 @@ class HttpServer:
         if problem:
             raise ConfigError(problem)
         self.host, self.token, self.section = host, token or None, section
-        self.fleet: Any = None
-        self.hub: AlertHub | None = None
-        self._redis: Any = None
+        self.fleet: Any = None  # the running pipeline's Fleet, once attached
+        self.hub: Any = None  # events.AlertHub, once attached
+        self.redis: Any = None  # a client for /api/alerts and the evidence, once attached
         sock = bind(host, port, section)
         sock.setblocking(False)
         self.sock = sock
         self.port = sock.getsockname()[1]
         self._server: Any = None
         self._thread: threading.Thread | None = None
-        self.closing = threading.Event()  # open event streams end within STREAM_POLL_S once set
+        self.closing = threading.Event()  # open event streams end within events.STREAM_POLL_S once set
 
     @property
     def url(self) -> str:
@@ -221,16 +109,17 @@ class HttpServer:
         return f"http://{host}:{self.port}/"
 
     def attach(self, fleet: Any) -> None:
-        pipe = fleet.pipe
         from streamer.outputs import alerts as alerts_mod
+        from streamer.web.events import AlertHub
 
+        pipe = fleet.pipe
         r = pipe.cfg.redis
 
         def client() -> Any:
             return alerts_mod.connect(pipe.redis_url, retries=1, timeout=5.0, ssl_ca_certs=r.ssl_ca_certs,
                                       ssl_certfile=r.ssl_certfile, ssl_keyfile=r.ssl_keyfile)
 
-        self._redis = client()
+        self.redis = client()
         self.hub = AlertHub(client, f"{r.channel_prefix}:*")
         self.fleet = fleet
 
@@ -270,255 +159,30 @@ class HttpServer:
 
 
 def build_app(srv: HttpServer) -> Any:
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-    from prometheus_client import multiprocess as prom_mp
+    """The routes, each a module-level handler that reads the server (its fleet, token, Redis client and
+    hub) from `request.app.state.server`; /api ones behind `common.guarded` (the token, the error answers)."""
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from streamer.fleet import ApiError
-
-    def registry() -> Any:
-        import os
-
-        reg = CollectorRegistry()
-        if os.environ.get(m.MULTIPROC_ENV):
-            prom_mp.MultiProcessCollector(reg)
-            return reg
-        from prometheus_client import REGISTRY
-
-        return REGISTRY
-
-    def jsonr(obj: Any, status: int = 200) -> JSONResponse:
-        return JSONResponse(_scrub(obj), status_code=status, headers={"Cache-Control": "no-store"})
-
-    def error(status: int, message: str, errors: list | None = None) -> JSONResponse:
-        body: dict[str, Any] = {"error": message}
-        if errors:
-            body["errors"] = errors
-        return jsonr(body, status)
-
-    def fleet() -> Any:
-        if srv.fleet is None:
-            raise ApiError(503, "starting: the pipeline is not running yet")
-        return srv.fleet
-
-    def authorised(request: Request) -> bool:
-        if not srv.token:
-            return True
-        got = request.headers.get("authorization", "")
-        return hmac.compare_digest(got.encode(), f"Bearer {srv.token}".encode())
-
-    def api(handler: Any) -> Any:
-        """/api/*: the token, ApiError -> its status, anything else -> 500 with one redacted line."""
-
-        async def endpoint(request: Request) -> Response:
-            if not authorised(request):
-                return JSONResponse({"error": "unauthorised: send Authorization: Bearer <http.token>"}, status_code=401,
-                                    headers={"WWW-Authenticate": 'Bearer realm="streamer"'})
-            try:
-                return await handler(request)
-            except ApiError as e:
-                return jsonr(e.body(), e.status)
-            except Exception as e:
-                log.exception("HTTP %s %s", request.method, request.url.path)
-                return error(500, f"{type(e).__name__}: {e}")
-
-        return endpoint
-
-    async def body_of(request: Request) -> Any:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise ApiError(413, f"body over {MAX_BODY} bytes")
-        return parse_body(raw)
-
-    # ---- plain endpoints ----------------------------------------------------------------------
-    async def healthz(_request: Request) -> Response:
-        return PlainTextResponse("ok\n")
-
-    def _ready() -> tuple[bool, str]:
-        if srv.fleet is None:
-            return (True, "ready") if m.READY.is_set() else (False, "not ready: starting (engine loading, Redis client)")
-        return srv.fleet.readiness()
-
-    async def readyz(_request: Request) -> Response:
-        ok, why = await run_in_threadpool(_ready)
-        return PlainTextResponse(why + "\n", status_code=200 if ok else 503)
-
-    def _metrics() -> bytes:
-        return generate_latest(registry())
-
-    async def metrics(_request: Request) -> Response:
-        return Response(await run_in_threadpool(_metrics), media_type=CONTENT_TYPE_LATEST)
-
-    async def index(_request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
-
-    # ---- /api ----------------------------------------------------------------------------------
-    async def cameras(request: Request) -> Response:
-        f = fleet()
-        if request.method == "POST":
-            payload = await body_of(request)
-            out = await run_in_threadpool(f.add, payload)
-            return jsonr(out, 201)
-        snap = await run_in_threadpool(f.snapshot)
-        return jsonr(snap["cameras"])
-
-    async def camera(request: Request) -> Response:
-        f = fleet()
-        cid = request.path_params["cid"]
-        if request.method == "DELETE":
-            return jsonr(await run_in_threadpool(f.remove, cid))
-        if request.method == "PATCH":
-            payload = await body_of(request)
-            return jsonr(await run_in_threadpool(f.patch, cid, payload))
-        snap = await run_in_threadpool(f.snapshot)
-        found = next((c for c in snap["cameras"] if c["id"] == cid), None)
-        if found is None:
-            raise ApiError(404, f"no camera {cid} running here")
-        return jsonr(found)
-
-    async def history(request: Request) -> Response:
-        f = fleet()
-        raw = request.query_params.get("since")
-        try:
-            since = float(raw) if raw else None
-        except ValueError:
-            raise ApiError(422, "since: a wall-clock time in seconds", [{"path": "since", "msg": "a number", "got": raw}]) from None
-        return jsonr(await run_in_threadpool(f.history, request.path_params["cid"], since))
-
-    async def engine(_request: Request) -> Response:
-        snap = await run_in_threadpool(fleet().snapshot)
-        return jsonr(snap["engine"])
-
-    def _alerts(camera: str | None, event: str | None, limit: int) -> list[dict]:
-        stream = srv.fleet.pipe.cfg.redis.stream
-        out: list[dict] = []
-        last, scanned = "+", 0
-        while len(out) < limit and scanned < ALERT_SCAN:
-            rows = srv._redis.xrevrange(stream, max=last, min="-", count=500)
-            if last != "+":
-                rows = rows[1:]  # the entry `last` itself came back again
-            if not rows:
-                break
-            for entry_id, fields in rows:
-                scanned += 1
-                if camera and fields.get(b"camera", b"").decode() != camera:
-                    continue
-                if event and fields.get(b"event", b"").decode() != event:
-                    continue
-                out.append(json.loads(fields[b"json"]))
-                if len(out) >= limit:
-                    break
-            last = rows[-1][0].decode() if isinstance(rows[-1][0], bytes) else rows[-1][0]
-        return out
-
-    async def alerts(request: Request) -> Response:
-        fleet()
-        q = request.query_params
-        try:
-            limit = int(q.get("limit", "50"))
-            if not 1 <= limit <= 1000:
-                raise ValueError
-        except ValueError:
-            raise ApiError(422, "limit: a number from 1 to 1000", [{"path": "limit", "msg": "a number from 1 to 1000",
-                                                                   "got": q.get("limit")}]) from None
-        try:
-            found = await run_in_threadpool(_alerts, q.get("camera") or None, q.get("event") or None, limit)
-        except Exception as e:  # Redis down
-            raise ApiError(503, f"Redis: {e}") from None
-        return jsonr(found)
-
-    def _evidence(alert_id: str, kind: str) -> bytes | None:
-        from streamer.outputs import evidence
-
-        return srv._redis.get(evidence.keys("streamer:evidence", alert_id)[kind])
-
-    async def evidence_of(request: Request) -> Response:
-        fleet()
-        alert_id, name = request.path_params["aid"], request.path_params["name"]
-        kinds = {"keyframe.jpg": ("keyframe", "image/jpeg"), "audio.wav": ("audio", "audio/wav")}
-        if not ALERT_ID.match(alert_id) or name not in kinds:
-            raise ApiError(404, "no such evidence")
-        kind, media = kinds[name]
-        try:
-            data = await run_in_threadpool(_evidence, alert_id, kind)
-        except Exception as e:
-            raise ApiError(503, f"Redis: {e}") from None
-        if data is None:
-            raise ApiError(404, f"no {kind} for alert {alert_id} (none was stored, or its evidence.ttl passed)")
-        return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
-
-    async def events(request: Request) -> Response:
-        f = fleet()
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue = asyncio.Queue(maxsize=1000)
-        assert srv.hub is not None
-        srv.hub.add(loop, q)
-
-        def sse(event: str, data: str) -> str:
-            return f"event: {event}\ndata: {data}\n\n"
-
-        since = {c.id: time.time() for c in f.pipe.cfg.cameras}  # rows before the stream opened: GET .../history
-
-        async def rows() -> str:
-            found = await run_in_threadpool(f.histories, since)
-            since.update({cid: view["t"][-1] for cid, view in found.items()})
-            return sse("history", json.dumps(_scrub(found)))
-
-        async def stream() -> Any:
-            try:
-                yield "retry: 1000\n\n"
-                snap = await run_in_threadpool(f.snapshot)
-                yield sse("stats", json.dumps(_scrub(snap)))
-                next_stats, next_beat = loop.time() + STATS_EVERY_S, loop.time() + HEARTBEAT_S
-                while not srv.closing.is_set():
-                    wait = max(min(next_stats, next_beat, loop.time() + STREAM_POLL_S) - loop.time(), 0)
-                    try:
-                        data = await asyncio.wait_for(q.get(), wait)
-                        yield sse("alert", json.dumps(_scrub(json.loads(data))))
-                        continue
-                    except asyncio.TimeoutError:
-                        if srv.closing.is_set():
-                            return
-                    except ValueError:
-                        continue  # not JSON: not an alert of ours
-                    if loop.time() >= next_stats:
-                        snap = await run_in_threadpool(f.snapshot)
-                        yield sse("stats", json.dumps(_scrub(snap)))
-                        yield await rows()
-                        next_stats = loop.time() + STATS_EVERY_S
-                    if loop.time() >= next_beat:
-                        yield ": keep-alive\n\n"
-                        next_beat = loop.time() + HEARTBEAT_S
-            finally:
-                assert srv.hub is not None
-                srv.hub.remove(loop, q)
-
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-    async def not_found(request: Request) -> Response:
-        if not authorised(request):
-            return JSONResponse({"error": "unauthorised"}, status_code=401)
-        return error(404, f"no endpoint {request.method} {request.url.path}")
+    from streamer.web import api, events, probes
+    from streamer.web.common import guarded, not_found
 
     routes = [
-        Route("/", index),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
-        Route("/api/cameras", api(cameras), methods=["GET", "POST"]),
-        Route("/api/cameras/{cid}", api(camera), methods=["GET", "PATCH", "DELETE"]),
-        Route("/api/cameras/{cid}/history", api(history)),
-        Route("/api/engine", api(engine)),
-        Route("/api/alerts", api(alerts)),
-        Route("/api/alerts/{aid}/{name}", api(evidence_of)),
-        Route("/api/events/stream", api(events)),
+        Route("/", probes.index),
+        Route("/healthz", probes.healthz),
+        Route("/readyz", probes.readyz),
+        Route("/metrics", probes.metrics),
+        Route("/api/cameras", guarded(api.cameras), methods=["GET", "POST"]),
+        Route("/api/cameras/{cid}", guarded(api.camera), methods=["GET", "PATCH", "DELETE"]),
+        Route("/api/cameras/{cid}/history", guarded(api.history)),
+        Route("/api/engine", guarded(api.engine)),
+        Route("/api/alerts", guarded(api.alerts)),
+        Route("/api/alerts/{aid}/{name}", guarded(api.evidence_of)),
+        Route("/api/events/stream", guarded(events.events)),
         Route("/api/{rest:path}", not_found, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
-        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
+        Mount("/static", StaticFiles(directory=str(probes.STATIC)), name="static"),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.state.server = srv
+    return app

@@ -1,0 +1,50 @@
+"""The endpoints without a token: /healthz, /readyz, /metrics and the status page itself (it holds no data)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import multiprocess as prom_mp
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+
+from streamer.outputs import metrics as m
+from streamer.web.common import server_of
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+async def healthz(_request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+def _ready(fleet: Any) -> tuple[bool, str]:
+    if fleet is None:
+        return (True, "ready") if m.READY.is_set() else (False, "not ready: starting (engine loading, Redis client)")
+    return fleet.readiness()
+
+
+async def readyz(request: Request) -> Response:
+    ok, why = await run_in_threadpool(_ready, server_of(request).fleet)
+    return PlainTextResponse(why + "\n", status_code=200 if ok else 503)
+
+
+def _metrics() -> bytes:
+    """Every process's metrics (the multiprocess registry when the children write theirs), else this one's."""
+    if not os.environ.get(m.MULTIPROC_ENV):
+        return generate_latest(REGISTRY)
+    reg = CollectorRegistry()
+    prom_mp.MultiProcessCollector(reg)
+    return generate_latest(reg)
+
+
+async def metrics(_request: Request) -> Response:
+    return Response(await run_in_threadpool(_metrics), media_type=CONTENT_TYPE_LATEST)
+
+
+async def index(_request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
