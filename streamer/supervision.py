@@ -182,7 +182,7 @@ class Supervisor:
         """The camera's thresholds and loudness, live: its next window is judged by them."""
         if cam.id not in self.cams:
             raise KeyError(f"camera {cam.id} is not running here")
-        self.cams[cam.id] = cam  # the same camera but for these settings (streamer.fleet_file.live_only)
+        self.cams[cam.id] = cam  # the same camera but for these settings (streamer.fleet.live_only)
         self._set_cameras()
         self.pipe.detect_settings(cam)
         fut.set_result({"id": cam.id, "thresholds": dict(cam.thresholds)})
