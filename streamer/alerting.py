@@ -7,7 +7,6 @@ Everything here runs on the pipeline's thread (streamer/pipeline.py); `status()`
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -27,8 +26,6 @@ from streamer.outputs.history import History
 from streamer.outputs.sink import AlertSink
 from streamer.outputs.stats import Stats
 from streamer.window import Window
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
