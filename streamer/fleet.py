@@ -1,5 +1,5 @@
 """Operating the fleet while it runs: cameras added, removed and changed through the HTTP API or SIGHUP,
-written back to the config file, and the status the API and the page show.
+written back to the config file (the status the API and the page show: streamer/fleet_status.py).
 
 Persistence: **the config file itself** is the one place the fleet is written down. An API change
 rewrites its `cameras:` list (ruamel.yaml round trip: every other line, comment and key order is kept),
@@ -21,12 +21,9 @@ import io
 import logging
 import os
 import threading
-import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ValidationError
 
@@ -34,12 +31,11 @@ from streamer import shard, urls
 from streamer.config import CameraConfig, Config, error_list, load_config, parse_config
 from streamer.detect.events import known_classes
 from streamer.errors import ConfigError, redact, redact_text
-from streamer.outputs import metrics as m
+from streamer.fleet_status import FleetStatus
 
 log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 10.0  # an API change waits this long for the pipeline's thread
-TOP_SCORES = 3  # class scores per camera on the page
 
 
 class ApiError(Exception):
@@ -127,143 +123,28 @@ class Fleet:
         self.path = Path(path).resolve() if path else None  # a symlinked config: the file it points to
         self.loaded = loaded  # the whole config as read at start (every replica's cameras)
         self._lock = threading.Lock()  # one change at a time (API calls, SIGHUP)
-        self._snap: dict[str, Any] | None = None
-        self._snap_lock = threading.Lock()
-        self._prev: tuple[float, dict[str, float], int, float, float] | None = None  # t, frames, windows, batch sum, batch count
-        self.started = time.monotonic()
+        self.status = FleetStatus(pipe)
 
-    # ---- status ----------------------------------------------------------------------------------
+    # ---- status (streamer.fleet_status) ------------------------------------------------------------
     def snapshot(self, max_age: float = 1.0) -> dict[str, Any]:
         """Cameras and engine, as /api/cameras, /api/engine and the page show them (computed at most
         once per `max_age` s, however many clients ask)."""
-        with self._snap_lock:
-            now = time.monotonic()
-            if self._snap is not None and now - self._snap["_t"] < max_age:
-                return self._snap
-            self._snap = self._compute(now)
-            return self._snap
-
-    def _compute(self, now: float) -> dict[str, Any]:
-        pipe = self.pipe
-        frames: dict[str, float] = {}
-        up: dict[str, float] = {}
-        reconnects: dict[str, float] = {}
-        dropped: dict[str, float] = {}
-        bsum = bcount = 0.0
-        for s in m.collect_samples():
-            cam = s.labels.get("camera")
-            if s.name == "streamer_frames_decoded_total":
-                frames[cam] = frames.get(cam, 0.0) + s.value
-            elif s.name == "streamer_source_up":
-                up[cam] = max(up.get(cam, 0.0), s.value)
-            elif s.name == "streamer_reconnects_total":
-                reconnects[cam] = reconnects.get(cam, 0.0) + s.value
-            elif s.name == "streamer_windows_dropped_total":
-                dropped[cam] = dropped.get(cam, 0.0) + s.value
-            elif s.name == "streamer_engine_batch_size_sum":
-                bsum += s.value
-            elif s.name == "streamer_engine_batch_size_count":
-                bcount += s.value
-        windows_total = pipe.stats.windows
-        prev = self._prev
-        if prev is None or now - prev[0] < 0.5:
-            dt = max(now - self.started, 1e-9)
-            pframes: dict[str, float] = {}
-            pwin, pbsum, pbcount = 0, 0.0, 0.0
-        else:
-            dt, pframes, pwin, pbsum, pbcount = now - prev[0], prev[1], prev[2], prev[3], prev[4]
-        if prev is None or now - prev[0] >= 0.5:
-            self._prev = (now, frames, windows_total, bsum, bcount)
-        cameras = []
-        for cam in list(pipe.cfg.cameras):
-            cid = cam.id
-            st = pipe.stats.cams.get(cid)
-            lat = list(st.latencies)[-200:] if st else []
-            proc_state = pipe.cam_state.get(cid, "starting")
-            if proc_state in ("ended", "failed"):
-                state = "down"
-            elif up.get(cid, 0.0) >= 1:
-                state = "up"
-            elif reconnects.get(cid, 0.0) > 0 or (st and st.windows):
-                state = "reconnecting"
-            else:
-                state = "starting"
-            level = pipe.latest_level.get(cid)
-            loud = pipe.loudness.get(cid)
-            scores = pipe.latest_scores.get(cid) or {}
-            top = sorted(scores.items(), key=lambda kv: -kv[1])[:TOP_SCORES]
-            cameras.append({
-                "id": cid,
-                "url": redact(cam.url),
-                "detect_url": redact(cam.detect_url) if cam.detect_url else None,
-                "audio": cam.audio,
-                "state": state,
-                "process": proc_state,
-                "pid": pipe.pids.get(cid),
-                "windows": st.windows if st else 0,
-                "fps": round(max(frames.get(cid, 0.0) - pframes.get(cid, 0.0), 0.0) / dt, 2),
-                "latency_p99_ms": round(float(np.percentile(np.asarray(lat) * 1000, 99)), 1) if lat else None,
-                "dropped": int(dropped.get(cid, 0.0)),
-                "alerts": st.alerts if st else 0,
-                "last_alert": pipe.last_alert.get(cid),
-                "top_scores": [{"class": k, "score": round(float(v), 4)} for k, v in top],
-                "thresholds": dict(cam.thresholds),
-                "level": {"rms_dbfs": level[0], "peak_dbfs": level[1]} if level else None,
-                "loudness": loud.model_dump() if loud else None,
-            })
-        engine = pipe.engine
-        dcount = bcount - pbcount
-        return {
-            "_t": now,
-            "time": time.time(),
-            "replica": pipe.cfg.shard.index or 0,
-            "replicas": pipe.cfg.shard.replicas,
-            "cameras": cameras,
-            "engine": {
-                "backend": getattr(engine, "backend", None),
-                "device": getattr(engine, "device", None),
-                "chosen_because": getattr(engine, "chosen_because", None),
-                "precision": getattr(engine, "precision", None),
-                "max_batch": getattr(engine, "max_batch", None),
-                "batch_mean": round((bsum - pbsum) / dcount, 2) if dcount > 0 else None,
-                "windows_per_s": round((windows_total - pwin) / dt, 2),
-                "windows": windows_total,
-                "alive": bool(engine is not None and engine.alive()),
-                "model": {"name": pipe.spec.name, "version": pipe.spec.version, "classes": list(pipe.spec.classes)},
-            },
-        }
+        return self.status.snapshot(max_age)
 
     def history(self, cid: str, since: float | None = None, alerts: bool = True) -> dict[str, Any]:
         """GET /api/cameras/{id}/history: the camera's timeline (streamer.outputs.history)."""
-        if cid not in {c.id for c in self.pipe.cfg.cameras}:
+        view = self.status.history(cid, since, alerts)
+        if view is None:
             raise ApiError(404, f"no camera {cid} running here")
-        return self.pipe.history.view(cid, since, alerts)
+        return view
 
     def histories(self, since: dict[str, float]) -> dict[str, Any]:
         """Every camera's rows after `since[camera]` (the event stream's `history` event), without alerts."""
-        out = {}
-        for cam in list(self.pipe.cfg.cameras):
-            view = self.pipe.history.view(cam.id, since.get(cam.id), alerts=False)
-            if view["t"]:
-                out[cam.id] = view
-        return out
+        return self.status.histories(since)
 
     def readiness(self) -> tuple[bool, str]:
-        """(ready, reason): the engine answers and at least one source delivers (a replica without cameras
-        is ready with none)."""
-        pipe = self.pipe
-        if not pipe.running:
-            return False, "not ready: the pipeline is starting or stopping"
-        if pipe.engine is None or not pipe.engine.alive():
-            return False, "not ready: the engine process is not running (it is being restarted)"
-        snap = self.snapshot()
-        if not snap["cameras"]:
-            return True, "ready: no cameras on this replica"
-        ups = [c["id"] for c in snap["cameras"] if c["state"] == "up"]
-        if ups:
-            return True, f"ready: {len(ups)} of {len(snap['cameras'])} source(s) up"
-        states = ", ".join(f"{c['id']} {c['state']}" for c in snap["cameras"][:10])
-        return False, f"not ready: no source up ({states})"
+        """(ready, reason): the engine answers and at least one source delivers."""
+        return self.status.readiness()
 
     # ---- changes -----------------------------------------------------------------------------------
     def _call(self, op: str, *args: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
@@ -278,7 +159,7 @@ class Fleet:
         except TimeoutError:
             raise ApiError(503, f"the pipeline did not apply the change within {timeout:g} s") from None
         finally:
-            self._snap = None  # the next status shows the change
+            self.status.invalidate()  # the next status shows the change
 
     def _file_config(self) -> Config | None:
         if self.path is None:
@@ -287,6 +168,17 @@ class Fleet:
             return load_config(self.path)
         except ConfigError as e:
             raise ApiError(409, f"the config file does not load as it is now, fix it first: {str(e).splitlines()[0]}") from None
+
+    def _validate(self, doc: dict[str, Any], payload: dict[str, Any]) -> CameraConfig:
+        """The camera `doc` describes, checked as a config would be; `payload`: what the request gave."""
+        try:
+            cam = CameraConfig.model_validate(doc)
+        except ValidationError as e:
+            errs = error_list(e)
+            raise ApiError(422, "; ".join(f"{x['path']}: {x['msg']}" for x in errs), errs) from None
+        self._check_sources(payload)
+        self._check_thresholds(cam.thresholds)
+        return cam
 
     def _check_thresholds(self, values: dict[str, float], prefix: str = "thresholds") -> None:
         known = known_classes(self.pipe.cfg, self.pipe.spec.classes)
@@ -330,13 +222,7 @@ class Fleet:
         """POST /api/cameras: a camera object as in the YAML."""
         if not isinstance(payload, dict):
             raise ApiError(422, "(top level): expected a camera object", [{"path": "(top level)", "msg": "expected an object"}])
-        try:
-            cam = CameraConfig.model_validate(payload)
-        except ValidationError as e:
-            errs = error_list(e)
-            raise ApiError(422, "; ".join(f"{x['path']}: {x['msg']}" for x in errs), errs) from None
-        self._check_sources(payload)
-        self._check_thresholds(cam.thresholds)
+        cam = self._validate(payload, payload)
         with self._lock:
             running = {c.id for c in self.pipe.cfg.cameras}
             full = self._file_config()
@@ -390,13 +276,7 @@ class Fleet:
             if current is None:
                 raise ApiError(404, f"no camera {cid}")
             merged = {**camera_doc(current), **payload, "id": cid}
-            try:
-                cam = CameraConfig.model_validate(merged)
-            except ValidationError as e:
-                errs = error_list(e)
-                raise ApiError(422, "; ".join(f"{x['path']}: {x['msg']}" for x in errs), errs) from None
-            self._check_sources(payload)
-            self._check_thresholds(cam.thresholds)
+            cam = self._validate(merged, payload)
             in_file = full is not None and cid in {c.id for c in full.cameras}
             persisted = self._persist(lambda seq: _update(seq, cid, payload, cam)) if in_file else False
             running = cid in {c.id for c in self.pipe.cfg.cameras}
@@ -422,50 +302,47 @@ class Fleet:
             except ConfigError as e:
                 log.error("SIGHUP: %s; nothing changed", str(e).replace("\n", "; "))
                 return {"error": str(e)}
-            local = shard.local_config(new)
-            cur = {c.id: c for c in self.pipe.cfg.cameras}
-            want = {c.id: c for c in local.cameras}
-            done: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "failed": []}
-            removals: list[tuple[str, Future]] = []
-            for cid in sorted(set(cur) - set(want)):
-                removals.append((cid, self.pipe.submit("remove", cid)))
-            for cid, fut in removals:
-                try:
-                    fut.result(CALL_TIMEOUT_S + 5)
-                    done["removed"].append(cid)
-                except Exception as e:
-                    log.error("SIGHUP: camera %s not removed: %s", cid, e)
-                    done["failed"].append(cid)
-            for cid in sorted(set(want) - set(cur)):
-                try:
-                    self.pipe.call("add", want[cid], timeout=CALL_TIMEOUT_S)
-                    done["added"].append(cid)
-                except Exception as e:
-                    log.error("SIGHUP: camera %s not added: %s", cid, redact_text(str(e)))
-                    done["failed"].append(cid)
-            for cid in sorted(set(want) & set(cur)):
-                if want[cid].model_dump() == cur[cid].model_dump():
-                    continue
-                try:
-                    if live_only(cur[cid], want[cid]):
-                        self.pipe.call("detect", want[cid])
-                    else:
-                        self.pipe.call("replace", want[cid])
-                    done["changed"].append(cid)
-                except Exception as e:
-                    log.error("SIGHUP: camera %s not changed: %s", cid, redact_text(str(e)))
-                    done["failed"].append(cid)
+            done = self._apply({c.id: c for c in self.pipe.cfg.cameras}, {c.id: c for c in shard.local_config(new).cameras})
             if self.loaded is not None:
                 before, after = self.loaded.model_dump(exclude={"cameras"}), new.model_dump(exclude={"cameras"})
                 later = sorted(k for k in after if before.get(k) != after[k])
                 if later:
                     log.warning("SIGHUP: %s changed in %s; that takes effect at the next restart", ", ".join(later), self.path)
             self.loaded = new
-            self._snap = None
+            self.status.invalidate()
             log.info("SIGHUP: %s reread: added %s, removed %s, changed %s%s", self.path, done["added"] or "none",
                      done["removed"] or "none", done["changed"] or "none",
                      f", failed {done['failed']}" if done["failed"] else "")
             return done
+
+    def _apply(self, cur: dict[str, CameraConfig], want: dict[str, CameraConfig]) -> dict[str, list[str]]:
+        """Make the running cameras `cur` into `want`: removals first (all at once), then additions, then changes."""
+        done: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "failed": []}
+        removals = [(cid, self.pipe.submit("remove", cid)) for cid in sorted(set(cur) - set(want))]
+        for cid, fut in removals:
+            try:
+                fut.result(CALL_TIMEOUT_S + 5)
+                done["removed"].append(cid)
+            except Exception as e:
+                log.error("SIGHUP: camera %s not removed: %s", cid, e)
+                done["failed"].append(cid)
+        for cid in sorted(set(want) - set(cur)):
+            try:
+                self.pipe.call("add", want[cid], timeout=CALL_TIMEOUT_S)
+                done["added"].append(cid)
+            except Exception as e:
+                log.error("SIGHUP: camera %s not added: %s", cid, redact_text(str(e)))
+                done["failed"].append(cid)
+        for cid in sorted(set(want) & set(cur)):
+            if want[cid].model_dump() == cur[cid].model_dump():
+                continue
+            try:
+                self.pipe.call("detect" if live_only(cur[cid], want[cid]) else "replace", want[cid])
+                done["changed"].append(cid)
+            except Exception as e:
+                log.error("SIGHUP: camera %s not changed: %s", cid, redact_text(str(e)))
+                done["failed"].append(cid)
+        return done
 
 
 def _drop(seq: Any, cid: str) -> None:

@@ -38,3 +38,17 @@ def test_an_event_of_its_own_min_windows_per_camera():
     assert run(tr, [0.9, 0.9]) == []
     assert [t.state for t in run(tr, [0.9])] == ["start"]  # the third window over threshold
     assert [t.state for t in run(tr, [0.9], cam="other")] == ["start"]  # other cameras: the default
+
+
+def test_a_camera_configured_defaulted_and_forgotten():
+    tr = EventTracker({"fight": 0.5, "anomaly": 0.5}, min_windows=1)
+    tr.configure("c", {"fight": 0.9}, {"fight": 3})
+    assert tr.threshold("c", "fight") == 0.9 and tr.windows("c", "fight") == 3
+    tr.default_threshold("c", "anomaly", 7.0)  # the anomaly model's: the camera sets none
+    tr.default_threshold("c", "fight", 0.1)  # the camera's own stays
+    assert tr.threshold("c", "anomaly") == 7.0 and tr.threshold("c", "fight") == 0.9
+    tr.configure("c", {}, {})  # replaces what it had: the defaults again
+    assert tr.threshold("c", "fight") == 0.5 and tr.threshold("c", "anomaly") == 0.5 and tr.windows("c", "fight") == 1
+    tr.configure("c", {"fight": 0.9}, {})
+    tr.forget("c")
+    assert tr.threshold("c", "fight") == 0.5 and "c" not in tr.per_camera and "c" not in tr.per_camera_windows

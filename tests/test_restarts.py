@@ -17,7 +17,8 @@ from streamer import procs
 from streamer.cli import DEMO_CLIP
 from streamer.config import parse_config
 from streamer.outputs.reader import last as read_stream
-from streamer.pipeline import Pipeline, RestartBudget
+from streamer.pipeline import Pipeline
+from streamer.supervision import RestartBudget
 from tests.outputs.schema import ALERT_SCHEMA
 
 

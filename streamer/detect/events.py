@@ -62,6 +62,20 @@ class EventTracker:
     def windows(self, camera: str, event: str) -> int:
         return self.per_camera_windows.get(camera, {}).get(event, self.min_windows)
 
+    def configure(self, camera: str, thresholds: dict[str, float], windows: dict[str, int]) -> None:
+        """A camera's own thresholds and min_windows (event -> value, over the defaults), replacing what it had."""
+        self.per_camera[camera] = dict(thresholds)
+        self.per_camera_windows[camera] = dict(windows)
+
+    def default_threshold(self, camera: str, event: str, value: float) -> None:
+        """`value` as the camera's threshold for `event`, unless the camera sets its own."""
+        self.per_camera.setdefault(camera, {}).setdefault(event, value)
+
+    def forget(self, camera: str) -> None:
+        """A removed camera's own settings."""
+        self.per_camera.pop(camera, None)
+        self.per_camera_windows.pop(camera, None)
+
     def update(self, camera: str, start: float, end: float, scores: dict[str, float]) -> list[Transition]:
         out: list[Transition] = []
         for event, score in scores.items():
