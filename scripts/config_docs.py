@@ -120,26 +120,29 @@ def reference() -> str:
     return "\n".join(lines)
 
 
-def render(text: str) -> str:
+def render(text: str) -> str | None:
+    """`text` with its reference region rendered anew; None when it has no region."""
     if not REGION.search(text):
-        raise SystemExit(f"{DOC.relative_to(ROOT)} has no <!-- config:reference --> ... <!-- /config:reference --> region")
+        return None
     body = reference() + "\n"
     return REGION.sub(lambda m: m.group(1) + body + m.group(2), text)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, doc: Path = DOC) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="only check that docs/configuration.md is in sync")
     args = p.parse_args(argv)
-    text = DOC.read_text()
+    text = doc.read_text()
     new = render(text)
+    if new is None:
+        print(f"{doc}: no <!-- config:reference --> ... <!-- /config:reference --> region", file=sys.stderr)
+        return 1
     if new == text:
         return 0
     if args.check:
-        print(f"{DOC.relative_to(ROOT)} is out of date with streamer/config.py: run python scripts/config_docs.py",
-              file=sys.stderr)
+        print(f"{doc} is out of date with streamer/config.py: run python scripts/config_docs.py", file=sys.stderr)
         return 1
-    DOC.write_text(new)
+    doc.write_text(new)
     return 0
 
 
