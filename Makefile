@@ -38,6 +38,11 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.engine --json benchmarks/results/engine.json
 	$(BIN)/python -m benchmarks.e2e --cameras 8 --json benchmarks/results/e2e.json
 
+# ruff; mypy on the TensorRT modules; the layer rules (import-linter contracts in pyproject.toml);
+# the tables in README.md and docs/ against benchmarks/results/; docs/configuration.md against streamer/config.py
 lint: $(STAMP)
 	$(BIN)/ruff check streamer engines tests benchmarks scripts
 	$(BIN)/python scripts/typecheck_tensorrt.py
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/readme_tables.py --check
+	$(BIN)/python scripts/config_docs.py --check

@@ -1,14 +1,16 @@
 """The benchmark tables of README.md and docs/*.md, rendered from benchmarks/results/*.json.
 
 Each table stands between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, under a line naming its
-file, date, machine and model version, in README.md or any docs/*.md (the headline ones in the README,
-the rest in docs/benchmarks.md and beside the prose they belong to); every region is rendered wherever
-it stands, and each table must stand somewhere. Text outside the markers is left alone.
+file, date, machine and model version, in README.md or any docs/*.md (the README holds the summary, a few
+headline figures from several files; the rest stand in docs/benchmarks.md and beside the prose they belong
+to); every region is rendered wherever it stands, and each table must stand somewhere. Text outside the
+markers is left alone.
 
     python scripts/readme_tables.py           # rewrite the tables in README.md and docs/*.md
-    python scripts/readme_tables.py --check   # exit 1, naming the files and tables, when one is out of date
+    python scripts/readme_tables.py --check   # exit 1, naming the files and tables, when one is out of date (make lint)
 
-A new table: a function from the results dict to the table's lines, added to TABLES with its file.
+A new table: a function from the results dict to the table's lines, added to TABLES with its file (or
+files: the function then gets a dict of file -> results).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL_SIDECAR = ROOT / "engines" / "weights" / "fusion.json"  # the shipped model's version
 
@@ -196,14 +197,54 @@ def objects_table(res: dict) -> list[str]:
     return ["  " + ln if ln else "" for ln in lines]
 
 
-TABLES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
+SUMMARY_FILES = ("engine.json", "density.json", "e2e.json", "soak_6cam_28min.json")
+
+
+def summary_table(res: dict[str, dict]) -> list[str]:
+    """The README's few headline figures, one row each, from several results files (`res`: file -> results)."""
+    eng, dens, e2e, soak = (res[f] for f in SUMMARY_FILES)
+    shipped = json.loads(MODEL_SIDECAR.read_text()).get("version")
+    machines = sorted({f"{r['machine'].get('cpus', '?')} CPUs {r['machine'].get('processor', '?')}" for r in res.values()})
+    models = sorted({r.get("model_version", "not recorded") for r in res.values()})
+    model = ", ".join(f"`{v}`" + ("" if v == shipped else " (not the shipped model)") for v in models)
+
+    def src(file: str) -> str:
+        return f"`{file}` {str(res[file].get('date', 'no date'))[:10]}"
+
+    cases = dens["cases"]
+    run8 = next((r for r in e2e["runs"].values() if r["cameras"] == 8), None)
+    counts = [sum(f["kind"] == k for f in soak["faults"]) for k in sorted({f["kind"] for f in soak["faults"]})]
+    lines = [f"_From `benchmarks/results/`: {'; '.join(machines)}, no GPU; model {model}._", "",
+             "| measure | result | target | from |", "|---|---|---|---|",
+             f"| one engine, ONNX Runtime CPU, batch 8 | {whole(eng['ort_windows_per_s_b8'])} windows/s | | {src('engine.json')} |",
+             f"| live cameras in real time: {' / '.join(DENSITY_CASES.get(c, c) for c in cases)} | "
+             f"{' / '.join(str(r['cameras_realtime']) for r in cases.values())} | | {src('density.json')} |"]
+    if run8:
+        p99 = run8["p99_ms"]
+        lines.append(f"| end-to-end p99 at 8 cameras (last input -> alert published) | {p99:.0f} ms | <= 100 ms"
+                     f"{'' if p99 <= 100 else ': **not met**'} | {src('e2e.json')} |")
+    rec = soak["recovery_s_max"]
+    lines += [
+        f"| fault soak, {soak['cameras']} cameras, {soak['minutes']:g} min, each fault kind x{min(counts)}-{max(counts)}: "
+        f"alerts lost / duplicated | {soak['alerts_lost']} / {soak['alerts_duplicated']} of {soak['alerts_accepted']} | "
+        f"0 / 0 | {src(SUMMARY_FILES[3])} |",
+        f"| slowest recovery from a fault there | {rec:.2f} s | <= 5 s{'' if rec <= 5 else ': **not met**'} | "
+        f"{src(SUMMARY_FILES[3])} |",
+        f"| RSS growth after warm-up there | {soak['rss_growth_pct']:+.1f}% | <= 5% | {src(SUMMARY_FILES[3])} |",
+    ]
+    return lines
+
+
+TABLES: dict[str, tuple[str | tuple[str, ...], Callable[[dict], list[str]]]] = {
     "ingest": ("ingest.json", ingest_table),
     "e2e": ("e2e.json", e2e_table),
     "engine": ("engine.json", engine_table),
     "soak": (SOAK_FILE, soak_table),
     "density": ("density.json", density_table),
     "objects": ("objects.json", objects_table),
+    "summary": (SUMMARY_FILES, summary_table),
 }
+FRONT_DOOR = ("summary",)  # the tables README.md itself must hold
 
 
 def region(name: str) -> re.Pattern[str]:
@@ -223,7 +264,9 @@ def render(text: str, results: Path = RESULTS) -> tuple[str, list[str]]:
         if not pattern.search(text):
             missing.append(name)
             continue
-        body = "\n".join(table(json.loads((results / file).read_text()))) + "\n"
+        res = (json.loads((results / file).read_text()) if isinstance(file, str)
+               else {f: json.loads((results / f).read_text()) for f in file})
+        body = "\n".join(table(res)) + "\n"
         text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
     return text, missing
 
@@ -237,21 +280,25 @@ def render_all(texts: dict[Path, str], results: Path = RESULTS) -> tuple[dict[Pa
     return rendered, [n for n in TABLES if n in absent]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, root: Path = ROOT, results: Path = RESULTS) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true", help="only check that README.md and docs/*.md are in sync")
+    p.add_argument("--check", action="store_true", help="only check that README.md and docs/*.md are in sync (make lint)")
     args = p.parse_args(argv)
-    texts = {path: path.read_text() for path in documents()}
-    new, missing = render_all(texts)
+    texts = {path: path.read_text() for path in documents(root)}
+    new, missing = render_all(texts, results)
     if missing:
         print(f"no region for {', '.join(missing)} in README.md or docs/*.md "
               "(<!-- results:NAME --> ... <!-- /results:NAME -->)", file=sys.stderr)
+        return 1
+    off_front = [n for n in FRONT_DOOR if not region(n).search(texts[root / "README.md"])]
+    if off_front:
+        print(f"README.md lacks the {', '.join(off_front)} table", file=sys.stderr)
         return 1
     changed = [path for path in texts if new[path] != texts[path]]
     if not changed:
         return 0
     if args.check:
-        stale = [f"{path.relative_to(ROOT)} ({', '.join(n for n in TABLES if stale_region(n, texts[path], new[path]))})"
+        stale = [f"{path.relative_to(root)} ({', '.join(n for n in TABLES if stale_region(n, texts[path], new[path]))})"
                  for path in changed]
         print(f"tables out of date: {'; '.join(stale)}; run python scripts/readme_tables.py", file=sys.stderr)
         return 1

@@ -139,7 +139,7 @@ class EngineConfig(Strict):
     threads: int = Field(0, ge=0, description="Intra-op threads for CPU runtimes (0 = runtime default).")
     max_batch: int = Field(2, ge=1, le=256, description="Most windows inferred together, across cameras. 2: on a CPU the "
                            "pose model runs frame by frame, so larger batches add latency and no throughput "
-                           "(README, Benchmarks); raise it on GPU hosts.")
+                           "(docs/benchmarks.md, Engine); raise it on GPU hosts.")
     max_wait_ms: float = Field(20.0, ge=0, description="Longest a window waits for a batch to fill.")
     ready_timeout: float = Field(60.0, gt=0, description="Seconds the engine process may take to load the model and report ready.")
     precision: Literal["fp32", "fp16", "int8"] = Field("fp16", description="TensorRT: which engine built by `streamer engine build` to load; "

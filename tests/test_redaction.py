@@ -62,18 +62,35 @@ def test_log_records_are_redacted_with_their_arguments_and_tracebacks():
     assert "password=***" in text and "token=***" in text
 
 
-def test_one_hierarchy_each_saying_if_it_is_recoverable():
-    from engines.errors import BackendUnavailable, EngineError, InferenceError
-    from streamer.engine.process import EngineDied, EngineStartError
-    from streamer.errors import DeliveryError, SourceTimeout
+def test_real_failures_arrive_as_the_error_class_their_handling_depends_on(free_port, tmp_path):
+    """The ingest supervisor reconnects on a SourceError and gives up on a ConfigError; the engine's backend
+    choice moves on after a BackendUnavailable or ModelLoadError; the CLI prints any StreamerError as one
+    line. So each real failure below must arrive as its class, still caught by its built-in, and with the
+    `recoverable` it documents."""
+    from engines.errors import BackendUnavailable, ModelLoadError
+    from engines.runtime.select import open_runtime
+    from engines.spec import DEFAULT_MODEL
+    from streamer.config import load_config
+    from streamer.ingest.opening import SourceOptions
+    from streamer.ingest.source import SourceReader
 
-    for cls, builtin, recoverable in [(ConfigError, ValueError, False), (SourceError, OSError, True),
-                                      (SourceTimeout, TimeoutError, True), (EngineStartError, RuntimeError, False),
-                                      (EngineDied, RuntimeError, True), (EngineError, RuntimeError, False),
-                                      (BackendUnavailable, ImportError, False), (InferenceError, RuntimeError, True),
-                                      (DeliveryError, ConnectionError, True)]:
-        assert issubclass(cls, StreamerError) and issubclass(cls, builtin), cls
-        assert cls.recoverable is recoverable, cls
+    geo = probe_geometry(ModelSpec(frames=4, height=32, width=32), 0.5)
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("cameras: [{id: lobby}]\n")  # no url
+    failures = [  # (what fails, the built-in that must catch it, its class, recoverable)
+        (lambda: list(SourceReader(f"rtsp://127.0.0.1:{free_port()}/cam", "cam", geo, SourceOptions(open_timeout=2)).windows()),
+         OSError, SourceError, True),  # a refused camera: reconnect
+        (lambda: list(SourceReader("/etc/passwd", "cam", geo, SourceOptions()).windows()),
+         ValueError, ConfigError, False),  # a URL the policy refuses: a person must change it
+        (lambda: load_config(bad_yaml), ValueError, ConfigError, False),
+        (lambda: open_runtime(DEFAULT_MODEL, "onnxruntime-cpu", device="cuda"), ImportError, BackendUnavailable, False),
+        (lambda: open_runtime(tmp_path / "missing.onnx", "onnxruntime-cpu"), OSError, ModelLoadError, False),
+    ]
+    for fail, builtin, cls, recoverable in failures:
+        with pytest.raises(builtin) as caught:
+            fail()
+        assert type(caught.value) is cls and isinstance(caught.value, StreamerError), caught.value
+        assert caught.value.recoverable is recoverable, caught.value
 
 
 def test_reconnect_warnings_of_a_live_ingest_process_show_no_credentials(capfd, free_port):

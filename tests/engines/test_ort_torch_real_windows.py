@@ -1,5 +1,7 @@
-"""ONNX Runtime and the torch backend agree on real windows (decoded from a real clip), in fp32, whatever
-batch-size bucket the torch backend pads a batch into (engines/runtime/torch.py)."""
+"""The one parity test of the backends: each backend this host has (torch on the CPU always; torch on CUDA
+and TensorRT where present) gives ONNX Runtime's outputs for the shipped model on real windows (decoded
+from a real clip), windows without video or audio among them, whatever batch-size bucket it pads a batch
+into (engines/runtime/torch.py)."""
 
 from pathlib import Path
 
@@ -9,27 +11,48 @@ from engines import spec as espec
 from engines.feed import windows_feed
 from engines.runtime import open_runtime
 from engines.runtime.onnxruntime import OnnxRuntime
+from engines.runtime.select import tensorrt_importable, torch_cuda_missing
 from engines.runtime.torch import TorchRuntime
 from streamer.ingest.clip import clip_windows
 
 DEMO = Path(__file__).resolve().parents[2] / "streamer" / "assets" / "demo.mp4"
 # float32 on both sides: the error grows with the values (YAMNet's AudioSet logits reach several hundred)
 TOLERANCE = 1e-4  # of max(1, the largest |value| of the output)
+TENSORRT_TOLERANCE = 1e-2  # TensorRT's fp32 engines may use TF32 kernels (10-bit mantissa) on Ampere and later
 
 
-def test_ort_and_torch_agree_on_real_windows():
-    ws = clip_windows(DEMO, espec.load_spec(espec.DEFAULT_MODEL))[:8]
-    feed = windows_feed(ws)
+def backends(cache: Path):
+    """(name, how to open it, tolerance) for each backend this host can run besides ONNX Runtime."""
+    yield "torch cpu", lambda: open_runtime(espec.DEFAULT_MODEL, backend="torch", device="cpu"), TOLERANCE
+    if torch_cuda_missing() is None:
+        yield "torch cuda", lambda: open_runtime(espec.DEFAULT_MODEL, backend="torch", device="cuda",
+                                                 precision="fp32"), TOLERANCE
+    if tensorrt_importable():
+        from engines.build import build_engine
+
+        build_engine(espec.DEFAULT_MODEL, precision="fp32", batch=(1, 4, 8), cache_dir=cache)
+        yield "tensorrt", lambda: open_runtime(espec.DEFAULT_MODEL, backend="tensorrt", precision="fp32",
+                                               max_batch=8, engine_cache=cache), TENSORRT_TOLERANCE
+
+
+def test_every_backend_here_agrees_with_onnxruntime_on_real_windows(tmp_path):
+    feed = windows_feed(clip_windows(DEMO, espec.load_spec(espec.DEFAULT_MODEL))[:8])
     assert feed[espec.INPUT_AUDIO_MASK].all() and feed[espec.INPUT_VIDEO_MASK].all()
-    with OnnxRuntime(espec.DEFAULT_MODEL) as ort, open_runtime(espec.DEFAULT_MODEL, backend="torch", device="cpu") as torch_rt:
-        assert (torch_rt.backend, torch_rt.device) == ("torch", "cpu")
-        for n in (8, 5, 1):  # bucket 8 full, bucket 8 with 3 padding rows, bucket 1
-            part = {k: v[:n] for k, v in feed.items()}
-            a, b = ort.infer(part), torch_rt.infer(part)
-            for name in (espec.OUTPUT_LOGITS, espec.OUTPUT_EMBEDDING):
-                assert a[name].shape == b[name].shape
-                scale = max(1.0, float(np.abs(b[name]).max()))
-                assert np.abs(a[name] - b[name]).max() <= TOLERANCE * scale, (name, n)
+    feed[espec.INPUT_VIDEO_MASK][2] = 0.0  # a window without video: no pose is run for it
+    feed[espec.INPUT_AUDIO_MASK][6] = 0.0  # one without audio
+    seen = []
+    with OnnxRuntime(espec.DEFAULT_MODEL) as ort:
+        want = {n: ort.infer({k: v[:n] for k, v in feed.items()}) for n in (8, 5, 1)}
+        for name, opened, tolerance in backends(tmp_path):
+            with opened() as rt:
+                seen.append((name, rt.backend, rt.device))
+                for n in (8, 5, 1):  # bucket 8 full, bucket 8 with 3 padding rows, bucket 1
+                    got = rt.infer({k: v[:n] for k, v in feed.items()})
+                    for out in (espec.OUTPUT_LOGITS, espec.OUTPUT_EMBEDDING):
+                        assert got[out].shape == want[n][out].shape, (name, out, n)
+                        scale = max(1.0, float(np.abs(want[n][out]).max()))
+                        assert np.abs(got[out] - want[n][out]).max() <= tolerance * scale, (name, out, n)
+    assert seen[0] == ("torch cpu", "torch", "cpu")
 
 
 def test_fp16_autocast_keeps_the_scores_of_real_windows():
