@@ -48,7 +48,8 @@ from streamer.detect.anomaly import EVENT as ANOMALY
 from streamer.detect.anomaly import AnomalyScorer
 from streamer.detect.events import EventTracker, Transition
 from streamer.detect.loudness import EVENT as LOUD
-from streamer.engine.process import Ended, EngineClient, EngineDied, EngineOptions, Result
+from streamer.engine.client import EngineClient
+from streamer.engine.process import Ended, EngineDied, EngineOptions, Result
 from streamer.errors import Stopped
 from streamer.ingest.source import probe_geometry
 from streamer.ingest.supervisor import ingest_main, keyframe_width
