@@ -65,13 +65,12 @@ def test_log_records_are_redacted_with_their_arguments_and_tracebacks():
 def test_one_hierarchy_each_saying_if_it_is_recoverable():
     from engines.errors import BackendUnavailable, EngineError, InferenceError
     from streamer.engine.process import EngineDied, EngineStartError
-    from streamer.errors import DeliveryError, SourceTimeout
+    from streamer.errors import SourceTimeout
 
     for cls, builtin, recoverable in [(ConfigError, ValueError, False), (SourceError, OSError, True),
                                       (SourceTimeout, TimeoutError, True), (EngineStartError, RuntimeError, False),
                                       (EngineDied, RuntimeError, True), (EngineError, RuntimeError, False),
-                                      (BackendUnavailable, ImportError, False), (InferenceError, RuntimeError, True),
-                                      (DeliveryError, ConnectionError, True)]:
+                                      (BackendUnavailable, ImportError, False), (InferenceError, RuntimeError, True)]:
         assert issubclass(cls, StreamerError) and issubclass(cls, builtin), cls
         assert cls.recoverable is recoverable, cls
 
