@@ -193,7 +193,7 @@ class EngineLoop:
         # the collectors back (the rings then drop their oldest windows), memory stays flat
         self.order: queue.Queue = queue.Queue(maxsize=4 * self.max_batch + 2 * len(rings))
         # camera -> (window start, keyframe, audio) of its last EVIDENCE_KEEP windows, for evidence requests
-        self.kept = {cam: collections.deque(maxlen=EVIDENCE_KEEP) for cam in rings}
+        self.kept: dict[str, collections.deque] = {cam: collections.deque(maxlen=EVIDENCE_KEEP) for cam in rings}
         self.kept_lock = threading.Lock()
         self.detached = {cam: threading.Event() for cam in rings}  # set: that camera's collector ends
         self.pose_counts = list(runtime.pose_counts)
