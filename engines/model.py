@@ -35,7 +35,7 @@ from engines.backbones import YAMNET_DIM, YamnetFrontEnd, load_yamnet, yamnet_cl
 from engines.people import AUDIO_CUES, PeopleFeatures
 from engines.people import FEATURES as PEOPLE_FEATURES
 from engines.pose import PoseRunner
-from engines.spec import LAYOUT_KEY, ModelSpec
+from engines.spec import ModelSpec
 
 BACKBONE_PREFIXES = ("yamnet.", "frontend.")
 MASKED_LOGIT = -30.0
@@ -282,20 +282,6 @@ def count_macs(model: FusionNet, spec: ModelSpec) -> int:
     fe = model.frontend
     macs += int(fe.dft.shape[0] * fe.dft.shape[2] * 96 + fe.mel.shape[0] * fe.mel.shape[1] * 96)
     return int(macs)
-
-
-def write_layout(onnx_path, layout: dict[str, Any]) -> None:
-    """Record the embedding layout in the ONNX file's metadata (`LAYOUT_KEY`, JSON)."""
-    import json
-
-    import onnx
-
-    m = onnx.load(str(onnx_path))
-    for p in list(m.metadata_props):
-        if p.key == LAYOUT_KEY:
-            m.metadata_props.remove(p)
-    m.metadata_props.add(key=LAYOUT_KEY, value=json.dumps(layout, sort_keys=True))
-    onnx.save(m, str(onnx_path))
 
 
 def set_static_output_dims(onnx_path, spec: ModelSpec) -> None:

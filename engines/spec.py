@@ -19,8 +19,6 @@ OUTPUT_LOGITS = "event_logits"  # float32 [B, K]
 OUTPUT_EMBEDDING = "embedding"  # float32 [B, D]
 OUTPUT_NAMES = (OUTPUT_LOGITS, OUTPUT_EMBEDDING)
 
-LAYOUT_KEY = "streamer.embedding_layout"  # ONNX metadata: where things sit in the embedding (JSON)
-
 SAMPLE_RATE = 16000
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "fusion.onnx"
@@ -87,17 +85,3 @@ def save_spec(spec: ModelSpec, model_path: str | Path) -> Path:
     p = sidecar_path(model_path)
     p.write_text(spec.to_json() + "\n")
     return p
-
-
-def read_layout(onnx_path: str | Path) -> dict | None:
-    """The embedding layout an ONNX model records in its metadata (engines.model.write_layout), or None:
-    then the whole embedding is learned. For models whose sidecar predates `embedding_layout`."""
-    import json
-
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    meta = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"]).get_modelmeta()
-    value = meta.custom_metadata_map.get(LAYOUT_KEY)
-    return json.loads(value) if value else None

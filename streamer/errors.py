@@ -37,12 +37,6 @@ class HwaccelError(StreamerError, RuntimeError):
     """Hardware decoding was asked for but is not available here. Not recoverable: change the config."""
 
 
-class DeliveryError(StreamerError, ConnectionError):
-    """Redis did not take an alert. Recoverable: the alert waits in the spool and is replayed."""
-
-    recoverable = True
-
-
 class Stopped(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived while streamer was starting. Not an error (so not a StreamerError, and
     not caught by `except Exception`): it unwinds the start-up and the CLI stops cleanly, exit 0."""

@@ -30,7 +30,6 @@ from engines.spec import (
     INPUT_AUDIO_MASK,
     INPUT_VIDEO,
     INPUT_VIDEO_MASK,
-    OUTPUT_EMBEDDING,
     OUTPUT_LOGITS,
     ModelSpec,
     load_spec,
@@ -115,14 +114,13 @@ def decode_clips(paths: list[str], spec: ModelSpec, hop: float = DEFAULT_HOP, wo
             pool.join()
 
 
-def run_model(runtime, clip: ClipWindows, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """(sigmoid scores [N, K], embeddings [N, D]) of every window of a clip."""
-    scores, embs = [], []
+def run_model(runtime, clip: ClipWindows, batch: int = 16) -> np.ndarray:
+    """Sigmoid scores [N, K] of every window of a clip."""
+    scores = []
     for s in range(0, len(clip.start), batch):
         out = runtime.infer(clip.feed(slice(s, s + batch)))
         scores.append(sigmoid(out[OUTPUT_LOGITS]))
-        embs.append(out[OUTPUT_EMBEDDING])
-    return np.concatenate(scores).astype(np.float32), np.concatenate(embs).astype(np.float32)
+    return np.concatenate(scores).astype(np.float32)
 
 
 # -- classification -----------------------------------------------------------------------------------
@@ -237,7 +235,7 @@ def evaluate_classification(folder: str | Path, model: str | Path = DEFAULT_MODE
                 failed.append(f"{rows[i]['file']}: {cw.error or 'no windows'}")
                 log.warning("skipping %s: %s", rows[i]["file"], cw.error or "no windows")
                 continue
-            scores[i] = run_model(rt, cw)[0].max(axis=0)
+            scores[i] = run_model(rt, cw).max(axis=0)
     labels = [r["label"] for r, good in zip(rows, ok) if good]
     report = classify_report(labels, scores[ok], spec.classes, spec.thresholds, negatives)
     if failed:

@@ -38,7 +38,8 @@ from streamer import shard, startup
 from streamer.alerting import Alerting, CameraStatus
 from streamer.config import CameraConfig, Config
 from streamer.detect.anomaly import AnomalyScorer
-from streamer.engine.process import Ended, EngineClient, EngineDied, EngineOptions, Result
+from streamer.engine.client import EngineClient
+from streamer.engine.process import Ended, EngineDied, EngineOptions, Result
 from streamer.errors import Stopped
 from streamer.ingest.source import probe_geometry
 from streamer.ingest.supervisor import keyframe_width

@@ -48,6 +48,7 @@ def test_rtsp_server_restart_mid_stream_resumes(rtsp_server, media_dir, tmp_path
         assert all(a.start > before[-1].end - 1 for a in after)  # the timeline continues, it does not restart at 0
         assert metric(tmp_path, "streamer_reconnects_total", "cam") >= 1
         assert metric(tmp_path, "streamer_frames_decoded_total", "cam") > 0
+        assert metric(tmp_path, "streamer_audio_frames_decoded_total", "cam") > 0  # the ingest process exports its counts
     finally:
         stop.set()
         proc.join(10)

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from streamer.errors import SourceError, SourceTimeout
+from streamer.ingest.opening import SourceStats
 from streamer.ingest.windower import Geometry, Windower
 from streamer.window import Window
 
@@ -35,9 +36,10 @@ def parse_device(url: str) -> str | int | None:
 
 
 class Microphone:
-    """An open input stream; `blocks()` yields (arrival_start_monotonic, mono float32 pcm)."""
+    """An open input stream; `get()` gives (arrival_start_monotonic, mono float32 pcm). Lost blocks are
+    counted in `stats.mic_overflows` (the reader's stats: exported as streamer_mic_overflows_total)."""
 
-    def __init__(self, url: str, sample_rate: int, stall_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, sample_rate: int, stall_timeout: float = 5.0, stats: SourceStats | None = None) -> None:
         try:
             import sounddevice as sd
         except OSError as e:  # PortAudio library missing
@@ -46,7 +48,7 @@ class Microphone:
         self.rate = sample_rate
         self.stall_timeout = stall_timeout
         self._q: queue.Queue = queue.Queue(maxsize=int(10 / BLOCK_S))  # 10 s of audio at most
-        self.overflows = 0
+        self.stats = stats if stats is not None else SourceStats()
         self._anchor: float | None = None  # monotonic time of sample 0
         self._last_arrival: float | None = None
         self._samples = 0
@@ -61,7 +63,7 @@ class Microphone:
 
     def _callback(self, data: np.ndarray, frames: int, _time: Any, status: Any) -> None:
         if status.input_overflow:
-            self.overflows += 1
+            self.stats.mic_overflows += 1
         now = time.monotonic()
         if self._anchor is None:  # skip the burst of audio buffered before we started listening
             live = self._last_arrival is not None and now - self._last_arrival >= 0.5 * frames / self.rate
@@ -76,7 +78,7 @@ class Microphone:
         try:
             self._q.put_nowait((t, data[:, 0].copy()))
         except queue.Full:
-            self.overflows += 1
+            self.stats.mic_overflows += 1
 
     def get(self, timeout: float) -> tuple[float, np.ndarray]:
         try:
@@ -102,12 +104,10 @@ class MicReader:
 
     def __init__(self, url: str, camera: str, geo: Geometry, stall_timeout: float = 5.0, start: float = 0.0) -> None:
         self.url, self.camera, self.geo, self.stall_timeout, self.start = url, camera, geo, stall_timeout, start
-        from streamer.ingest.opening import SourceStats
-
         self.stats = SourceStats()
 
     def windows(self) -> Iterator[Window]:
-        mic = Microphone(self.url, self.geo.sample_rate, self.stall_timeout)
+        mic = Microphone(self.url, self.geo.sample_rate, self.stall_timeout, self.stats)
         self.stats.codecs["audio"] = "pcm (PortAudio)"
         windower = Windower(self.camera, self.geo, lambda f: f, has_video=False, has_audio=True,
                             first_window=int(np.ceil(self.start / self.geo.hop - 1e-9)))

@@ -35,7 +35,8 @@ class SourceStats:
     audio_frames_decoded: int = 0
     windows: int = 0
     errors: int = 0
-    discontinuities: int = 0
+    discontinuities: int = 0  # timestamp jumps the timeline rebased over
+    mic_overflows: int = 0  # microphone blocks lost (PortAudio overflowed, or its queue was full)
     end: float = 0.0  # end of the newest window
     last_packet: float = 0.0  # time.monotonic() of the newest packet
     codecs: dict[str, str] = field(default_factory=dict)

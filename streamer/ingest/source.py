@@ -97,7 +97,7 @@ class SourceReader:
             if self.opts.mic:
                 from streamer.ingest.mic import Microphone
 
-                mic, aus = Microphone(self.opts.mic, self.geo.sample_rate, self.opts.stall_timeout), None
+                mic, aus = Microphone(self.opts.mic, self.geo.sample_rate, self.opts.stall_timeout, self.stats), None
                 self.stats.codecs["audio"] = "pcm (PortAudio)"
             if self.opts.main_url:
                 from streamer.ingest.mainstream import MainStream

@@ -91,7 +91,7 @@ def ingest_main(cam: CameraConfig, geo: Geometry, rings: RingHandle, stop: Any, 
                          mic=cam.audio, audio_offset=cam.audio_offset_ms / 1000,
                          hwaccel=None if cam.hwaccel == "none" else cam.hwaccel,
                          main_url=cam.url if cam.detect_url else None)
-    for metric in (m.FRAMES_DECODED, m.WINDOWS, m.RECONNECTS, m.DECODE_ERRORS):
+    for metric in (m.WINDOWS, m.RECONNECTS, *m.SOURCE_COUNTERS.values()):
         metric.labels(cam.id)  # export every series from the start, at 0
     m.WINDOWS_DROPPED.labels(cam.id, "queue_full")
     backoff = 0.5
@@ -101,14 +101,11 @@ def ingest_main(cam: CameraConfig, geo: Geometry, rings: RingHandle, stop: Any, 
             start = resume_at + (time.monotonic() - lost_at if lost_at else 0.0)
             reader = (MicReader(cam.url, cam.id, geo, cam.stall_timeout, start=start) if mic_only
                       else SourceReader(url, cam.id, geo, opts, start=start))
-            frames = errors = 0
+            seen: dict[str, int] = {}  # what m.count_source exported of this reader's stats
             try:
                 for w in reader.windows():
                     m.SOURCE_UP.labels(cam.id).set(1)
-                    m.FRAMES_DECODED.labels(cam.id).inc(reader.stats.frames_decoded - frames)
-                    frames = reader.stats.frames_decoded
-                    m.DECODE_ERRORS.labels(cam.id).inc(reader.stats.errors - errors)
-                    errors = reader.stats.errors
+                    m.count_source(cam.id, reader.stats, seen)
                     m.WINDOWS.labels(cam.id).inc()
                     if opts.realtime or stream:  # live: never wait, drop the oldest
                         written, dropped = rings.ring().put(w)

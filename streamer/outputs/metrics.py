@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
@@ -20,6 +21,11 @@ FRAMES_DECODED = Counter("streamer_frames_decoded_total", "Video frames decoded.
 WINDOWS = Counter("streamer_windows_total", "Windows produced by ingest.", ["camera"])
 WINDOWS_DROPPED = Counter("streamer_windows_dropped_total", "Windows dropped, by reason.", ["camera", "reason"])
 DECODE_ERRORS = Counter("streamer_decode_errors_total", "Packets the decoder rejected.", ["camera"])
+AUDIO_FRAMES_DECODED = Counter("streamer_audio_frames_decoded_total", "Audio frames decoded.", ["camera"])
+DISCONTINUITIES = Counter("streamer_timestamp_discontinuities_total",
+                          "Timestamp jumps in a source that its timeline rebased over.", ["camera"])
+MIC_OVERFLOWS = Counter("streamer_mic_overflows_total",
+                        "Microphone audio blocks lost: PortAudio overflowed, or its queue was full.", ["camera"])
 PROCESS_RESTARTS = Counter("streamer_process_restarts_total", "Ingest processes restarted after dying.", ["camera"])
 RECONNECTS = Counter("streamer_reconnects_total", "Times a source was reopened.", ["camera"])
 SOURCE_UP = Gauge("streamer_source_up", "1 while the source delivers data.", ["camera"], multiprocess_mode="livemax")
@@ -47,6 +53,10 @@ SOUND_LEVEL_RMS = Histogram("streamer_sound_level_rms_dbfs", "Windows by audio R
 ENGINE_INFO = Gauge("streamer_engine_info", "The engine in use (value 1).", ["backend", "precision", "model"], multiprocess_mode="livemax")
 
 
+# a source reader's counts (streamer/ingest/opening.py SourceStats) and the counters they feed
+SOURCE_COUNTERS = {"frames_decoded": FRAMES_DECODED, "audio_frames_decoded": AUDIO_FRAMES_DECODED, "errors": DECODE_ERRORS,
+                   "discontinuities": DISCONTINUITIES, "mic_overflows": MIC_OVERFLOWS}
+
 READY = threading.Event()  # set once the pipeline has started (model loaded, Redis client made): /readyz can answer 200
 
 
@@ -58,6 +68,15 @@ def collect_samples() -> list:
     else:
         from prometheus_client import REGISTRY as registry  # noqa: N811
     return [s for metric in registry.collect() for s in metric.samples]
+
+
+def count_source(camera: str, stats: Any, seen: dict[str, int]) -> None:
+    """Add what a source reader's stats counted since `seen` (updated in place) to the camera's counters."""
+    for name, counter in SOURCE_COUNTERS.items():
+        n = getattr(stats, name)
+        if n > seen.get(name, 0):
+            counter.labels(camera).inc(n - seen.get(name, 0))
+            seen[name] = n
 
 
 def process_exited(pid: int) -> None:

@@ -258,7 +258,7 @@ def validation_report(spec: ModelSpec, parts: list[Part], model, thresholds: dic
 def export(model, spec: ModelSpec, out: Path, threads: int, bench_seconds: float = 5.0) -> dict:
     from engines.bench import measure_throughput
     from engines.export import check_parity, export_onnx, model_sha256, save_torch_weights, split_weights
-    from engines.model import embedding_layout, set_static_output_dims, write_layout
+    from engines.model import embedding_layout, set_static_output_dims
     from engines.runtime.onnxruntime import OnnxRuntime
     from engines.spec import save_spec
 
@@ -266,7 +266,6 @@ def export(model, spec: ModelSpec, out: Path, threads: int, bench_seconds: float
     path = out / f"{spec.name}.onnx"
     export_onnx(model, spec, path)
     layout = embedding_layout(spec, model.arch)
-    write_layout(path, layout)
     set_static_output_dims(path, spec)
     parity = check_parity(model, path, spec, batches=(1, 3, 8))
     files = split_weights(path)  # no file over ~15 MB: the backbones' weights beside the graph

@@ -18,13 +18,12 @@ FPS = 10
 
 @pytest.fixture(scope="module")
 def tiny_model_file(tmp_path_factory) -> Path:
-    """A tiny FusionNet on 64x64 frames, exported with its embedding layout."""
+    """A tiny FusionNet on 64x64 frames."""
     import onnx
     import torch
 
     from engines.export import export_onnx
-    from engines.model import Arch, FusionNet, embedding_dim, embedding_layout, set_static_output_dims, write_layout
-    from engines.spec import read_layout
+    from engines.model import Arch, FusionNet, embedding_dim, embedding_layout, set_static_output_dims
 
     arch = Arch(pose_frames=(0, 1))
     spec = ModelSpec(name="tiny", frames=2, height=64, width=64, window_seconds=1.0, classes=("a", "b", "c"),
@@ -33,9 +32,8 @@ def tiny_model_file(tmp_path_factory) -> Path:
     model = FusionNet(spec, arch).eval()
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"
     export_onnx(model, spec, path)
-    write_layout(path, embedding_layout(spec, arch))
     set_static_output_dims(path, spec)
-    assert read_layout(path)["people"] == [1024, 1046]
+    assert embedding_layout(spec, arch)["people"] == [1024, 1046]  # where the sidecar says the people features sit
     dims = [[d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in onnx.load(str(path)).graph.output]
     assert dims == [["batch", 3], ["batch", 1046]]  # only the batch axis is dynamic
     return path
