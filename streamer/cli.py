@@ -97,10 +97,33 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float, path: str | None = None) -> int:
-    import threading
+    from streamer.errors import Stopped
 
+    stopper = _Stopper()
+    stopper.install()
+    hup: list[int] = []
+    signal.signal(signal.SIGHUP, lambda *_: hup.append(1))  # while starting: applied once the pipeline runs
+    try:
+        server, pipe = _start(cfg, print_alerts)
+    except Stopped:
+        print("[streamer] stopped while starting", file=sys.stderr)
+        return 0
+    stopper.pipe = pipe
+    _serve(cfg, pipe, server, path, hup)
+    try:
+        if not stopper.signalled:
+            pipe.run(duration=duration, summary_every=summary_every, summary=lambda s: print(s, file=sys.stderr, flush=True))
+    finally:
+        _close(pipe, server)
+    if stopper.signalled:
+        print(f"[streamer] stopped ({stopper.signalled})", file=sys.stderr)
+    return 0
+
+
+def _start(cfg, print_alerts: bool):
+    """The HTTP server (first: a port that is taken, or a public host without a token, fails before anything
+    is started) and the pipeline. On any failure, Stopped included, what was started is closed."""
     from streamer.config import http_settings
-    from streamer.fleet import Fleet
     from streamer.outputs import metrics
     from streamer.pipeline import Pipeline
     from streamer.web.server import HttpServer
@@ -109,39 +132,36 @@ def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float, 
         if print_alerts:
             print(json.dumps(alert), flush=True)
 
-    from streamer.errors import Stopped, redact
-
-    stopper = _Stopper()
-    stopper.install()
-    hup: list[int] = []
-    signal.signal(signal.SIGHUP, lambda *_: hup.append(1))  # while starting: applied once the pipeline runs
     server = None
     try:
         http, section = http_settings(cfg)
-        if http.port:  # first: a port that is taken (or a public host without a token) fails before anything is started
+        if http.port:
             server = HttpServer(http.host, http.port, http.token, section).start()
             print(f"[streamer] status page {server.url} (API {server.url}api/, metrics {server.url}metrics"
                   f"{', Bearer token required on /api' if http.token else ''})", file=sys.stderr, flush=True)
-        pipe = Pipeline(cfg, on_alert=on_alert)
-    except Stopped:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        if server is not None:
-            server.close()
-        metrics.cleanup()
-        print("[streamer] stopped while starting", file=sys.stderr)
-        return 0
+        return server, Pipeline(cfg, on_alert=on_alert)
     except BaseException:
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
         if server is not None:
             server.close()
         metrics.cleanup()
         raise
-    stopper.pipe = pipe
+
+
+def _serve(cfg, pipe, server, path: str | None, hup: list[int]) -> None:
+    """The pipeline is built: the API and page get the fleet, SIGHUP reloads the file (a SIGHUP that came
+    while starting is applied now), /readyz says ready, and the banner says where alerts go."""
+    import threading
+
+    from streamer.errors import redact
+    from streamer.fleet import Fleet
+    from streamer.outputs import metrics
+
     fleet = Fleet(pipe, path, loaded=cfg)
     if server is not None:
         server.attach(fleet)  # the API and the page: cameras, alerts, changes
-    # SIGHUP: reread the file and apply the difference in cameras (on a thread: it waits for the pipeline's)
-    def reload(*_: object) -> None:
+
+    def reload(*_: object) -> None:  # on a thread: it waits for the pipeline's
         threading.Thread(target=fleet.reload, name="streamer:reload", daemon=True).start()
 
     signal.signal(signal.SIGHUP, reload)
@@ -150,20 +170,18 @@ def _run(cfg, duration: float | None, print_alerts: bool, summary_every: float, 
     metrics.READY.set()  # /readyz can answer 200: the pipeline is built (engine loaded)
     print(f"[streamer] alerts: Redis {redact(pipe.redis_url)} stream {cfg.redis.stream}, channels {cfg.redis.channel_prefix}:<camera>; "
           f"engine {pipe.backend} on {pipe.engine.device} model {pipe.spec.name} v{pipe.spec.version}", file=sys.stderr)
-    try:
-        if not stopper.signalled:
-            pipe.run(duration=duration, summary_every=summary_every, summary=lambda s: print(s, file=sys.stderr, flush=True))
-    finally:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        if server is not None:
-            server.begin_close()  # event streams end now, the server itself after the pipeline
-        pipe.close()
-        if server is not None:
-            server.close()
-        metrics.cleanup()
-    if stopper.signalled:
-        print(f"[streamer] stopped ({stopper.signalled})", file=sys.stderr)
-    return 0
+
+
+def _close(pipe, server) -> None:
+    from streamer.outputs import metrics
+
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if server is not None:
+        server.begin_close()  # event streams end now, the server itself after the pipeline
+    pipe.close()
+    if server is not None:
+        server.close()
+    metrics.cleanup()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -217,81 +235,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
 
 
-TABLE = "{time:24}  {camera:12}  {event:16}  {state:5}  {score:>6}  {level:>9}  {e2e:>8}  {id:36}  {top}"
-
-
-def _print_alert(alert: dict, fmt: str) -> None:
-    """One alert as JSON or as a table row (schema version 1 documents have no level or top scores: `-`)."""
-    if fmt == "json":
-        print(json.dumps(alert), flush=True)
-        return
-    e2e = alert.get("latency_ms", {}).get("end_to_end")
-    level = alert.get("level")
-    top = ", ".join(f"{s['class']} {s['score']:.2f}" for s in alert.get("top") or []) or "-"
-    print(TABLE.format(time=alert["time"], camera=alert["camera"], event=alert["event"], state=alert["state"],
-                       score=f"{alert['score']:.3f}", level=f"{level['rms_dbfs']:.1f} dB" if level else "-",
-                       e2e=f"{e2e:.0f} ms" if e2e is not None else "-", id=alert["id"], top=top), flush=True)
-
-
-def cmd_alerts(args: argparse.Namespace) -> int:
-    import redis
-
-    from streamer.errors import redact
-    from streamer.outputs import reader
-    from streamer.outputs.alerts import connect, default_url
-
-    if args.claim_idle is not None and (not args.group or args.claim_idle < 0):
-        print("--claim-idle: needs --group and a number of seconds >= 0", file=sys.stderr)
-        return 2
-    url = args.redis or default_url()
-    client = connect(url)
-    if args.format == "table":
-        print(TABLE.format(time="time", camera="camera", event="event", state="state", score="score", level="level",
-                           e2e="e2e", id="id", top="top scores"))
-    try:
-        if args.follow:
-            alerts = reader.follow(client, args.channel_prefix, args.camera, args.duration)
-        elif args.group:
-            alerts = reader.group(client, args.stream, args.group, args.consumer, duration=args.duration, claim_idle=args.claim_idle)
-        elif args.since is not None:
-            alerts = iter(reader.since(client, args.stream, args.since, args.last))
-        else:
-            alerts = iter(reader.last(client, args.stream, args.last))
-        for alert in alerts:
-            if (args.camera and alert["camera"] != args.camera) or (args.event and alert["event"] != args.event):
-                continue
-            _print_alert(alert, args.format)
-    except redis.ConnectionError as e:
-        print(f"cannot reach Redis at {redact(url)}: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    import redis
-
-    from streamer.errors import redact
-    from streamer.outputs import reader
-    from streamer.outputs.alerts import connect, default_url
-
-    url = args.redis or default_url()
-    try:
-        stats = reader.latest_stats(connect(url), args.stream)
-    except redis.ConnectionError as e:
-        print(f"cannot reach Redis at {redact(url)}: {e}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(stats))
-        return 0
-    cols = ("replica", "fps", "windows_per_s", "latency_p50_ms", "latency_p99_ms", "dropped_windows", "alerts")
-    print(f"{'camera':16}" + "".join(f"{c:>16}" for c in cols))
-    for cam, rec in stats.items():
-        print(f"{cam:16}" + "".join(f"{rec.get(c, '-'):>16}" for c in cols))
-    return 0
-
-
 def cmd_probe(args: argparse.Namespace) -> int:
     from streamer.errors import ConfigError, SourceError
     from streamer.ingest.opening import SourceOptions
@@ -332,10 +275,28 @@ def train(argv: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from streamer.alerts_cli import add_parsers as add_alerts_parsers
+    from streamer.engine.cli import add_parser as add_engine_parser
+    from streamer.eval_cli import add_parsers as add_eval_parsers
+    from streamer.shard_cli import add_parser as add_shard_parser
+
     p = argparse.ArgumentParser(prog="streamer", description="Real-time audio-visual event detection for camera fleets.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="cmd", required=True)
+    _add_pipeline_parsers(sub)  # check, run, demo
+    add_alerts_parsers(sub)  # alerts, stats
+    _add_probe_parser(sub)
+    add_engine_parser(sub)  # engine build|calibrate|info
+    add_eval_parsers(sub)  # eval classify|anomaly, learn-normal
+    add_shard_parser(sub)  # shard plan
+    s = sub.add_parser("train", help="train the fusion model's heads: the default recipe or your own classes "
+                       "(needs the train extra; streamer train --help)", add_help=False)
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_train)
+    return p
 
+
+def _add_pipeline_parsers(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("check", help="validate a config file (exit 0 ok, 1 invalid)")
     s.add_argument("file")
     s.set_defaults(fn=cmd_check)
@@ -357,54 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port of the status page, API and /metrics (0 = none)")
     s.set_defaults(fn=cmd_demo)
 
-    s = sub.add_parser("alerts", help="print alerts from Redis (the stream by default)")
-    s.add_argument("--redis", default=None, help="Redis URL (default: $STREAMER_REDIS_URL, a running demo, or localhost)")
-    how = s.add_mutually_exclusive_group()
-    how.add_argument("--follow", action="store_true", help="follow live alerts (pub/sub)")
-    how.add_argument("--since", default=None, metavar="ID", help="read the stream after this entry id (0 = from the start)")
-    how.add_argument("--group", default=None, help="read as a member of this consumer group, acknowledging each alert")
-    s.add_argument("--consumer", default="cli", help="consumer name within --group")
-    s.add_argument("--claim-idle", type=float, default=None, metavar="S",
-                   help="with --group: also take over alerts other consumers left unacknowledged for more than S seconds (XAUTOCLAIM)")
-    s.add_argument("--last", type=int, default=100, help="how many alerts to read from the stream")
-    s.add_argument("--camera", default=None, help="only this camera")
-    s.add_argument("--event", default=None, help="only this event")
-    s.add_argument("--format", choices=("json", "table"), default="json")
-    s.add_argument("--stream", default="streamer:alerts")
-    s.add_argument("--channel-prefix", default="streamer:alerts")
-    s.add_argument("--duration", type=float, default=None, help="with --follow or --group: stop after N seconds")
-    s.set_defaults(fn=cmd_alerts)
 
-    s = sub.add_parser("stats", help="per-camera figures from the stats stream")
-    s.add_argument("--redis", default=None, help="Redis URL (default as for alerts)")
-    s.add_argument("--stream", default="streamer:stats")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=cmd_stats)
-
+def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("probe", help="show a source's streams and measure its decode rate")
     s.add_argument("url")
     s.add_argument("--seconds", type=float, default=5.0, help="how long to decode (less for a short file)")
     s.add_argument("--timeout", type=float, default=10.0, help="open/read timeout in seconds")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_probe)
-
-    from streamer.engine.cli import add_parser as add_engine_parser
-
-    add_engine_parser(sub)  # engine build|calibrate|info
-
-    from streamer.eval_cli import add_parsers as add_eval_parsers
-
-    add_eval_parsers(sub)  # eval classify|anomaly, learn-normal
-
-    from streamer.shard_cli import add_parser as add_shard_parser
-
-    add_shard_parser(sub)  # shard plan
-
-    s = sub.add_parser("train", help="train the fusion model's heads: the default recipe or your own classes "
-                       "(needs the train extra; streamer train --help)", add_help=False)
-    s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(fn=cmd_train)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

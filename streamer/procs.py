@@ -3,6 +3,7 @@
 Linux: `die_with_parent()` sets PR_SET_PDEATHSIG (prctl via ctypes) so the kernel sends SIGKILL to the
 process when its parent ends, however it ends (SIGKILL included); `popen_preexec()` does the same for
 a subprocess (the embedded Redis). Elsewhere these do nothing and the parent's own stop path is all.
+Children and their state come from psutil.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import signal
 import sys
 import time
+
+import psutil
 
 PR_SET_PDEATHSIG = 1
 _libc = None
@@ -61,35 +64,27 @@ def popen_preexec() -> None:
 
 
 def children(pid: int | None = None) -> list[int]:
-    """Direct children of `pid` (default: this process), from /proc."""
-    pid = os.getpid() if pid is None else pid
-    out = []
+    """Direct children of `pid` (default: this process), zombies left out."""
     try:
-        names = os.listdir("/proc")
-    except OSError:
-        return out
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 1 and int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(name))
-    return out
+        kids = psutil.Process(pid).children()
+    except psutil.Error:
+        return []
+    return [k.pid for k in kids if _running(k)]
 
 
 def alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except OSError:
+        return pid > 0 and _running(psutil.Process(pid))
+    except psutil.Error:
         return False
-    return stat[stat.rfind(")") + 2:].split()[:1] != ["Z"]
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _resource_tracker_pid() -> int | None:

@@ -69,6 +69,10 @@ class MainStream:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._sws = VideoReformatter()
+        self._resampler: MonoResampler | None = None  # audio: made on the thread
+        self._t0: float | None = None  # stream time of the first frame: each time is rebased to it
+        self._last_key = -1e18  # stream time of the newest keyframe decoded
+        self._held: collections.deque[float] = collections.deque()  # keyframes sent the decoder has not given back: progress stops at the oldest
         self._thread = threading.Thread(target=self._run, name="streamer:ingest:main", daemon=True)
         self._thread.start()
 
@@ -106,63 +110,14 @@ class MainStream:
 
     # ---- the thread ---------------------------------------------------------------------------------
     def _run(self) -> None:
-        c = self.container
         try:
-            streams = []
+            streams = [st for st in (self.vs, self.aus) if st is not None]
             if self.vs is not None:
                 self.vs.codec_context.skip_frame = "NONKEY"
-                streams.append(self.vs)
-            resampler = None
             if self.aus is not None:
-                resampler = MonoResampler(self.sample_rate)
-                streams.append(self.aus)
-            if not streams:
-                return
-            t0: float | None = None
-            last_key = -1e18  # stream time of the newest keyframe decoded
-            held: collections.deque[float] = collections.deque()  # keyframes sent the decoder has not given back: progress stops at the oldest
-            for packet in c.demux(streams):
-                if self._stop.is_set():
-                    return
-                if packet.stream.type == "video":
-                    pt = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base is not None else None
-                    if not packet.is_keyframe or (pt is not None and pt - last_key < MIN_KEY_INTERVAL_S):
-                        # not decoded at all; its time still moves the stream on
-                        if pt is not None and t0 is not None:
-                            self._advance((min(pt, held[0]) if held else pt) - t0 + self.offset)
-                        continue
-                    if pt is not None:
-                        last_key = pt
-                        held.append(pt)
-                try:
-                    frames = packet.decode()
-                except av.error.InvalidDataError:
-                    continue
-                for frame in frames if packet.stream.type == "video" else ():  # a threaded decoder may hold a keyframe back
-                    while held and frame.time is not None and held[0] <= frame.time + 1e-6:
-                        held.popleft()
-                for frame in frames:
-                    t = frame.time
-                    if t is None:
-                        continue
-                    if t0 is None:
-                        t0 = t
-                    rt = t - t0 + self.offset
-                    if self.paced:
-                        delay = self.wall0 + rt - time.monotonic()
-                        if delay > 0 and self._stop.wait(delay):
-                            return
-                    if packet.stream.type == "video":
-                        w = min(frame.width, self.max_width) if self.max_width else frame.width
-                        h = max(2, int(round(w * frame.height / max(frame.width, 1) / 2)) * 2)
-                        rgb = self._sws.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
-                        self.keyframes.append((rt, rgb))
-                        self.keyframes_decoded += 1
-                    else:
-                        for pcm in resampler(frame):
-                            self.audio.append((rt, pcm))
-                            rt += len(pcm) / self.sample_rate
-                    self._advance(rt)
+                self._resampler = MonoResampler(self.sample_rate)
+            if streams:
+                self._read(streams)
         except av.error.EOFError:
             pass
         except Exception as e:  # told to the detect side, which decides (see SourceReader)
@@ -171,7 +126,71 @@ class MainStream:
             with self._cond:
                 self.ended = True
                 self._cond.notify_all()
-            c.close()
+            self.container.close()
+
+    def _read(self, streams: list) -> None:
+        """Demuxes until the end (or a stop): keyframes decoded and kept, audio resampled and kept."""
+        for packet in self.container.demux(streams):
+            if self._stop.is_set():
+                return
+            video = packet.stream.type == "video"
+            if video and not self._to_decode(packet):
+                continue
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                continue
+            if video:  # a threaded decoder may hold a keyframe back
+                self._given_back(frames)
+            for frame in frames:
+                if not self._keep(frame, video):
+                    return
+
+    def _to_decode(self, packet: Any) -> bool:
+        """True for a keyframe at least MIN_KEY_INTERVAL_S after the last one decoded; a packet not decoded
+        still moves progress on, but never past a keyframe the decoder holds."""
+        pt = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base is not None else None
+        if not packet.is_keyframe or (pt is not None and pt - self._last_key < MIN_KEY_INTERVAL_S):
+            if pt is not None and self._t0 is not None:
+                self._advance((min(pt, self._held[0]) if self._held else pt) - self._t0 + self.offset)
+            return False
+        if pt is not None:
+            self._last_key = pt
+            self._held.append(pt)
+        return True
+
+    def _given_back(self, frames: list) -> None:
+        """The decoder gave these frames back: the keyframes sent up to them are no longer held."""
+        held = self._held
+        for frame in frames:
+            while held and frame.time is not None and held[0] <= frame.time + 1e-6:
+                held.popleft()
+
+    def _keep(self, frame: Any, video: bool) -> bool:
+        """One decoded frame rebased (and paced, for a file played in real time), kept, progress moved on;
+        False when told to stop while pacing."""
+        t = frame.time
+        if t is None:
+            return True
+        if self._t0 is None:
+            self._t0 = t
+        rt = t - self._t0 + self.offset
+        if self.paced:
+            delay = self.wall0 + rt - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                return False
+        if video:
+            w = min(frame.width, self.max_width) if self.max_width else frame.width
+            h = max(2, int(round(w * frame.height / max(frame.width, 1) / 2)) * 2)
+            rgb = self._sws.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
+            self.keyframes.append((rt, rgb))
+            self.keyframes_decoded += 1
+        else:
+            for pcm in self._resampler(frame):
+                self.audio.append((rt, pcm))
+                rt += len(pcm) / self.sample_rate
+        self._advance(rt)
+        return True
 
     def _advance(self, rt: float) -> None:
         with self._cond:

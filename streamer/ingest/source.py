@@ -145,25 +145,8 @@ class SourceReader:
     def _decoded(self, container, vs, aus, timeline: Timeline, windower: Windower) -> Iterator[Decoded]:
         """The container's frames as timed events (video: the av.VideoFrame; audio: mono float32 at the
         model rate), placed on the timeline and paced; ends at the end of the file."""
-        streams = []
-        if vs is not None:
-            vs.thread_type = "AUTO"
-            if self.opts.decoder_threads:
-                vs.codec_context.thread_count = self.opts.decoder_threads
-            self.stats.codecs["video"] = vs.codec_context.name
-            streams.append(vs)
-        # Frames no window samples are not decoded when nothing depends on them (non-reference
-        # frames, e.g. most B-frames): a frame is wanted when a sample time lies within 0.6 frame
-        # periods of it (the nearest frame to every sample time is always decoded).
-        rate = float(vs.average_rate or vs.guessed_rate or 0) if vs is not None else 0.0
-        margin = 0.6 / rate if rate > 0 and self.opts.skip_unsampled and not self.opts.hwaccel else 0.0
-        video_tb = float(vs.time_base) if vs is not None and vs.time_base else 0.0
-        skipping = False
-        resampler = None
-        if aus is not None:
-            self.stats.codecs["audio"] = aus.codec_context.name
-            resampler = MonoResampler(self.geo.sample_rate)
-            streams.append(aus)
+        streams, resampler = self._decode_streams(vs, aus)
+        skipper = _Skipper(vs, self.opts, timeline, windower)
         jumps0 = self.stats.discontinuities  # counted over every reconnect
         frame_s = 1 / float(vs.average_rate or 25) if vs is not None else 0.0  # a video frame's duration
         try:
@@ -172,25 +155,9 @@ class SourceReader:
                 kind = packet.stream.type
                 if kind == "video" and packet.size:
                     self.stats.frames_read += 1
-                    if margin:
-                        pts = packet.pts
-                        at = timeline.peek(pts * video_tb) if pts is not None and video_tb > 0 else None
-                        skip = at is not None and not windower.wants(at, margin)
-                        if skip != skipping:
-                            vs.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
-                            skipping = skip
+                    skipper.see(packet)
                 t_dec = time.perf_counter()
-                try:
-                    frames = packet.decode()
-                except av.error.InvalidDataError:
-                    self.stats.errors += 1
-                    continue
-                except av.error.FFmpegError as e:
-                    if self.opts.hwaccel and kind == "video" and not self.stats.frames_decoded:
-                        raise HwaccelError(f"source {redact(self.url)}: hwaccel {self.opts.hwaccel!r} is not available "
-                                           f"on this machine ({e}); set the camera's hwaccel to none") from e
-                    raise
-                for frame in frames:
+                for frame in self._decode(packet, kind):
                     step = frame_s if kind == "video" else frame.samples / frame.sample_rate
                     rt = timeline.place(kind, frame.time, step)
                     self.stats.discontinuities = jumps0 + timeline.discontinuities
@@ -200,13 +167,47 @@ class SourceReader:
                         yield Decoded("video", rt, frame, time.perf_counter() - t_dec, windower.frame_dt)
                     else:
                         self.stats.audio_frames_decoded += 1
-                        for pcm in resampler(frame):
-                            dur = len(pcm) / self.geo.sample_rate
-                            yield Decoded("audio", rt, pcm, time.perf_counter() - t_dec, dur)
-                            rt += dur
+                        yield from self._audio(frame, rt, resampler, t_dec)
                     t_dec = time.perf_counter()
         except av.error.EOFError:
             return
+
+    def _decode_streams(self, vs, aus) -> tuple[list, MonoResampler | None]:
+        """The streams to demux, their decoders set up, and the audio's resampler (None: no audio)."""
+        streams = []
+        if vs is not None:
+            vs.thread_type = "AUTO"
+            if self.opts.decoder_threads:
+                vs.codec_context.thread_count = self.opts.decoder_threads
+            self.stats.codecs["video"] = vs.codec_context.name
+            streams.append(vs)
+        resampler = None
+        if aus is not None:
+            self.stats.codecs["audio"] = aus.codec_context.name
+            resampler = MonoResampler(self.geo.sample_rate)
+            streams.append(aus)
+        return streams, resampler
+
+    def _decode(self, packet, kind: str) -> list:
+        """The packet's frames; none for a corrupt packet (counted). A hardware decoder that fails before its
+        first frame is an HwaccelError (the camera's config must change)."""
+        try:
+            return packet.decode()
+        except av.error.InvalidDataError:
+            self.stats.errors += 1
+            return []
+        except av.error.FFmpegError as e:
+            if self.opts.hwaccel and kind == "video" and not self.stats.frames_decoded:
+                raise HwaccelError(f"source {redact(self.url)}: hwaccel {self.opts.hwaccel!r} is not available "
+                                   f"on this machine ({e}); set the camera's hwaccel to none") from e
+            raise
+
+    def _audio(self, frame, rt: float, resampler: MonoResampler, t_dec: float) -> Iterator[Decoded]:
+        """One audio frame as mono blocks at the model rate, each at its own time."""
+        for pcm in resampler(frame):
+            dur = len(pcm) / self.geo.sample_rate
+            yield Decoded("audio", rt, pcm, time.perf_counter() - t_dec, dur)
+            rt += dur
 
     def _with_mic(self, events: Iterator[Decoded], mic) -> Iterator[Decoded]:
         """A microphone as the source's audio: its blocks, drained after each video frame, are placed by
@@ -242,6 +243,30 @@ class SourceReader:
             main.error = None
             main.close()
             main.keyframes.clear()
+
+
+class _Skipper:
+    """Frames no window samples are not decoded when nothing depends on them (non-reference frames, e.g.
+    most B-frames): a frame is wanted when a sample time lies within 0.6 frame periods of it (the
+    nearest frame to every sample time is always decoded). Off with hwaccel or `skip_unsampled: false`."""
+
+    def __init__(self, vs, opts: SourceOptions, timeline: Timeline, windower: Windower) -> None:
+        rate = float(vs.average_rate or vs.guessed_rate or 0) if vs is not None else 0.0
+        self.margin = 0.6 / rate if rate > 0 and opts.skip_unsampled and not opts.hwaccel else 0.0
+        self.time_base = float(vs.time_base) if vs is not None and vs.time_base else 0.0
+        self.vs, self.timeline, self.windower = vs, timeline, windower
+        self.skipping = False
+
+    def see(self, packet) -> None:
+        """Before a video packet is decoded: the decoder skips non-reference frames while none is wanted."""
+        if not self.margin:
+            return
+        pts = packet.pts
+        at = self.timeline.peek(pts * self.time_base) if pts is not None and self.time_base > 0 else None
+        skip = at is not None and not self.windower.wants(at, self.margin)
+        if skip != self.skipping:
+            self.vs.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+            self.skipping = skip
 
 
 def probe_geometry(spec, hop: float) -> Geometry:

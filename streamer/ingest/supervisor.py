@@ -73,71 +73,12 @@ def ingest_main(cam: CameraConfig, geo: Geometry, rings: RingHandle, stop: Any, 
     `resume`: (source time, time.monotonic()) of the last window the previous ingest process of this
     camera delivered; a respawned process continues the timeline from there (plus the time since),
     so events open across the restart continue and close normally."""
-    from streamer.errors import install_log_redaction
-    from streamer.procs import die_with_parent, set_name
-
-    die_with_parent(parent_pid)  # SIGKILL when the main process ends, however it ends
-    set_name(f"ingest:{cam.id}")  # /proc/<pid>/comm, ps, top
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
-    install_log_redaction()
-    tail = DecoderLog.install()
-    url = cam.detect_url or cam.url  # a substream is what is decoded; the main stream is then only for evidence
-    stream = urls.is_stream(url)
-    mic_only = urls.is_mic(cam.url)
-    stream = stream or mic_only  # live: reconnect, never wait for the engine
-    opts = SourceOptions(cam.open_timeout, cam.stall_timeout, realtime=cam.realtime and not stream,
-                         loop=cam.loop and not stream, keyframe_width=keyframe_width,
-                         mic=cam.audio, audio_offset=cam.audio_offset_ms / 1000,
-                         hwaccel=None if cam.hwaccel == "none" else cam.hwaccel,
-                         main_url=cam.url if cam.detect_url else None)
+    tail = _become_ingest_process(cam, parent_pid)
     for metric in (m.WINDOWS, m.RECONNECTS, *m.SOURCE_COUNTERS.values()):
         metric.labels(cam.id)  # export every series from the start, at 0
     m.WINDOWS_DROPPED.labels(cam.id, "queue_full")
-    backoff = 0.5
-    resume_at, lost_at = resume or (0.0, 0.0)  # source time to continue from after a reconnect, and when it was lost
     try:
-        while not stop.is_set():
-            start = resume_at + (time.monotonic() - lost_at if lost_at else 0.0)
-            reader = (MicReader(cam.url, cam.id, geo, cam.stall_timeout, start=start) if mic_only
-                      else SourceReader(url, cam.id, geo, opts, start=start))
-            seen: dict[str, int] = {}  # what m.count_source exported of this reader's stats
-            try:
-                for w in reader.windows():
-                    m.SOURCE_UP.labels(cam.id).set(1)
-                    m.count_source(cam.id, reader.stats, seen)
-                    m.WINDOWS.labels(cam.id).inc()
-                    if opts.realtime or stream:  # live: never wait, drop the oldest
-                        written, dropped = rings.ring().put(w)
-                        if dropped:
-                            m.WINDOWS_DROPPED.labels(cam.id, "queue_full").inc()
-                        if not written:
-                            m.WINDOWS_DROPPED.labels(cam.id, "no_slot").inc()
-                    else:  # a file read as fast as it decodes: wait for the engine, drop nothing
-                        while not rings.ring().put(w, block=True)[0]:
-                            if stop.is_set():
-                                return
-                    backoff = 0.5
-                    if stop.is_set():
-                        return
-                if not stream:
-                    return  # a file that ended
-                raise SourceError(f"source {redact(url)}: stream ended")
-            except (HwaccelError, ConfigError) as e:  # not recoverable: a person must change the camera
-                log.error("camera %s: %s", cam.id, e)
-                return
-            except SourceError as e:
-                m.SOURCE_UP.labels(cam.id).set(0)
-                resume_at, lost_at = max(reader.stats.end, start), time.monotonic()
-                if not stream:
-                    log.error("camera %s: %s (file sources are not retried)", cam.id, e)
-                    return
-                jitter = backoff * 0.2 * random.random()
-                log.warning("camera %s: %s; reconnecting in %.1f s%s", cam.id, e, backoff + jitter, tail.dump())
-                if stop.wait(backoff + jitter):
-                    return
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-                m.RECONNECTS.labels(cam.id).inc()
+        _Ingest(cam, geo, rings, stop, keyframe_width, tail).run(resume)
     finally:
         m.SOURCE_UP.labels(cam.id).set(0)
         ring = rings.ring()
@@ -146,3 +87,102 @@ def ingest_main(cam: CameraConfig, geo: Geometry, rings: RingHandle, stop: Any, 
             ring.let_go()
         else:
             ring.close()
+
+
+def _become_ingest_process(cam: CameraConfig, parent_pid: int | None) -> DecoderLog:
+    """Dies with the main process, named for ps, leaves SIGINT to the main process, logs redacted;
+    returns the handler that keeps the decoder's last lines."""
+    from streamer.errors import install_log_redaction
+    from streamer.procs import die_with_parent, set_name
+
+    die_with_parent(parent_pid)  # SIGKILL when the main process ends, however it ends
+    set_name(f"ingest:{cam.id}")  # /proc/<pid>/comm, ps, top
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+    install_log_redaction()
+    return DecoderLog.install()
+
+
+class _Ingest:
+    """One camera's source read again and again: each connection's windows into the ring, a lost live
+    source reopened after a backoff, a file read once."""
+
+    def __init__(self, cam: CameraConfig, geo: Geometry, rings: RingHandle, stop: Any, keyframe_width: int,
+                 tail: DecoderLog) -> None:
+        self.cam, self.geo, self.rings, self.stop, self.tail = cam, geo, rings, stop, tail
+        self.url = cam.detect_url or cam.url  # a substream is what is decoded; the main stream is then only for evidence
+        self.mic_only = urls.is_mic(cam.url)
+        self.stream = urls.is_stream(self.url) or self.mic_only  # live: reconnect, never wait for the engine
+        self.opts = SourceOptions(cam.open_timeout, cam.stall_timeout, realtime=cam.realtime and not self.stream,
+                                  loop=cam.loop and not self.stream, keyframe_width=keyframe_width,
+                                  mic=cam.audio, audio_offset=cam.audio_offset_ms / 1000,
+                                  hwaccel=None if cam.hwaccel == "none" else cam.hwaccel,
+                                  main_url=cam.url if cam.detect_url else None)
+        self.live = self.opts.realtime or self.stream  # never wait for the engine: drop the oldest
+        self.backoff = 0.5
+
+    def run(self, resume: tuple[float, float] | None) -> None:
+        resume_at, lost_at = resume or (0.0, 0.0)  # source time to continue from after a reconnect, and when it was lost
+        while not self.stop.is_set():
+            start = resume_at + (time.monotonic() - lost_at if lost_at else 0.0)
+            reader = self._reader(start)
+            try:
+                if self._deliver_all(reader) or not self.stream:
+                    return  # stopping, or a file that ended
+                raise SourceError(f"source {redact(self.url)}: stream ended")
+            except (HwaccelError, ConfigError) as e:  # not recoverable: a person must change the camera
+                log.error("camera %s: %s", self.cam.id, e)
+                return
+            except SourceError as e:
+                m.SOURCE_UP.labels(self.cam.id).set(0)
+                resume_at, lost_at = max(reader.stats.end, start), time.monotonic()
+                if not self._wait_to_retry(e):
+                    return
+
+    def _reader(self, start: float) -> MicReader | SourceReader:
+        cam = self.cam
+        if self.mic_only:
+            return MicReader(cam.url, cam.id, self.geo, cam.stall_timeout, start=start)
+        return SourceReader(self.url, cam.id, self.geo, self.opts, start=start)
+
+    def _deliver_all(self, reader: MicReader | SourceReader) -> bool:
+        """The reader's windows into the ring, counted, until the source ends; True when told to stop."""
+        cam_id = self.cam.id
+        seen: dict[str, int] = {}  # what m.count_source exported of this reader's stats
+        for w in reader.windows():
+            m.SOURCE_UP.labels(cam_id).set(1)
+            m.count_source(cam_id, reader.stats, seen)
+            m.WINDOWS.labels(cam_id).inc()
+            if not self._put(w):
+                return True
+            self.backoff = 0.5
+            if self.stop.is_set():
+                return True
+        return False
+
+    def _put(self, w: Any) -> bool:
+        """One window into the ring; False when told to stop while waiting for room."""
+        if self.live:  # never wait, drop the oldest
+            written, dropped = self.rings.ring().put(w)
+            if dropped:
+                m.WINDOWS_DROPPED.labels(self.cam.id, "queue_full").inc()
+            if not written:
+                m.WINDOWS_DROPPED.labels(self.cam.id, "no_slot").inc()
+            return True
+        while not self.rings.ring().put(w, block=True)[0]:  # a file read as fast as it decodes: wait, drop nothing
+            if self.stop.is_set():
+                return False
+        return True
+
+    def _wait_to_retry(self, e: SourceError) -> bool:
+        """After a lost source: False for a file (not retried) or when told to stop during the backoff."""
+        if not self.stream:
+            log.error("camera %s: %s (file sources are not retried)", self.cam.id, e)
+            return False
+        jitter = self.backoff * 0.2 * random.random()
+        log.warning("camera %s: %s; reconnecting in %.1f s%s", self.cam.id, e, self.backoff + jitter, self.tail.dump())
+        if self.stop.wait(self.backoff + jitter):
+            return False
+        self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
+        m.RECONNECTS.labels(self.cam.id).inc()
+        return True

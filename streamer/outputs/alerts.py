@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal, cast
 
+import psutil
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -201,30 +202,13 @@ def redis_ping(port: int, timeout: float = 0.3) -> bool:
 
 
 def _listener_pid(port: int) -> int | None:
-    """The pid of this user's process listening on 127.0.0.1:port (from /proc/net/tcp), or None."""
-    inode = None
+    """The pid of this user's process listening on port (IPv4, any address), or None."""
     try:
-        with open("/proc/net/tcp") as f:
-            for line in f.readlines()[1:]:
-                cols = line.split()
-                local, state, uid, ino = cols[1], cols[3], int(cols[7]), cols[9]
-                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port and uid == os.getuid():
-                    inode = ino
-                    break
-    except (OSError, IndexError, ValueError):
+        for conn in psutil.net_connections(kind="tcp4"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid is not None:
+                return conn.pid if psutil.Process(conn.pid).uids().real == os.getuid() else None
+    except psutil.Error:
         return None
-    if inode is None:
-        return None
-    target = f"socket:[{inode}]"
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            for fd in os.listdir(f"/proc/{name}/fd"):
-                if os.readlink(f"/proc/{name}/fd/{fd}") == target:
-                    return int(name)
-        except OSError:
-            continue
     return None
 
 
@@ -235,10 +219,9 @@ def _stop_stale(port: int, dbfile: str) -> int | None:
     if pid is None:
         return None
     try:
-        exe = os.path.realpath(f"/proc/{pid}/exe")
-        with open(f"/proc/{pid}/stat") as f:
-            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
+        proc = psutil.Process(pid)
+        exe, ppid = os.path.realpath(proc.exe()), proc.ppid()
+    except psutil.Error:
         return None
     if exe != os.path.realpath(_redis_executable()):
         return None
@@ -271,8 +254,8 @@ def _is_python_like_us(pid: int) -> bool:
     import sys
 
     try:
-        return pid > 1 and os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(sys.executable)
-    except OSError:
+        return pid > 1 and os.path.realpath(psutil.Process(pid).exe()) == os.path.realpath(sys.executable)
+    except psutil.Error:
         return False
 
 

