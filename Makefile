@@ -1,4 +1,4 @@
-# make venv | demo [ARGS=...] | test [ARGS=pytest args] | bench | lint
+# make venv | demo [ARGS=...] | test [ARGS=pytest args] | bench | lint | wheelhouse
 # The venv is made once and reinstalled only when pyproject.toml changes (stamp: .venv/.installed).
 
 # Python >= 3.11: python3 when it is new enough, else python3.11
@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: venv demo test bench lint system-deps
+.PHONY: venv demo test bench lint system-deps wheelhouse
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "need Python >= 3.11 as python3 or python3.11 (Debian: apt-get install python3 python3-venv)" >&2; exit 1; }
@@ -46,3 +46,8 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/readme_tables.py --check
 	$(BIN)/python scripts/config_docs.py --check
+
+# streamer's wheel and its dependencies' wheels beyond torch, for an install with no index (a GPU host):
+# pip install --no-index --find-links wheelhouse streamer
+wheelhouse: $(STAMP)
+	$(BIN)/python scripts/wheelhouse.py --dir wheelhouse
