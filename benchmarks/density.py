@@ -261,8 +261,8 @@ def _step(spec: dict) -> dict:
     pipe = Pipeline(cfg, on_window=on_window)
     orig = pipe.stats.window
 
-    def window(cam: str, latency_s: float, level: tuple[float, float] | None = None) -> None:
-        orig(cam, latency_s, level)
+    def window(cam: str, latency_s: float, *args, **kwargs) -> None:
+        orig(cam, latency_s, *args, **kwargs)
         if state["measuring"]:
             lat.append(latency_s * 1000)
             if latency_s * 1000 > P99_LIMIT_MS:  # when the slow ones happen (periodic: something on a timer)
@@ -286,14 +286,14 @@ def _step(spec: dict) -> dict:
             time.sleep(spec["warm_s"])
             pids = {"ingest": list(pipe.pids.values()), "engine": [pipe.engine.proc.pid], "main": [os.getpid()],
                     "redis": [spec["redis_pid"]]}
-            dropped0 = sum(stats_mod._by_camera("streamer_windows_dropped_total").values())
+            dropped0 = sum(stats_mod.process_counts().dropped.values())
             snap0, t0 = _snapshot(pids), time.monotonic()
             state["t0"] = t0
             state["measuring"] = True
             time.sleep(spec["measure_s"])
             state["measuring"] = False
             snap1, t1 = _snapshot(pids), time.monotonic()
-            dropped1 = sum(stats_mod._by_camera("streamer_windows_dropped_total").values())
+            dropped1 = sum(stats_mod.process_counts().dropped.values())
             result["rss_mb"] = {role: round(sum(_rss_mb(p) for p in ps), 1) for role, ps in pids.items()}
             result.update(period_s=round(t1 - t0, 2), cpu=_delta(snap0, snap1, threading.get_native_id()),
                           dropped=int(dropped1 - dropped0), loadavg=round(os.getloadavg()[0], 2))

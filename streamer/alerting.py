@@ -36,11 +36,17 @@ class CameraStatus:
     pid: int | None  # its ingest process
     windows: int
     alerts: int
-    latencies: list[float]  # end-to-end, s, of its recent windows
+    latencies: list[float]  # end-to-end, s, of its recent windows (streamer.outputs.stats.RECENT)
     scores: dict[str, float]  # its last window's
     last_alert: dict[str, Any] | None  # id, event, state, time, score
     level: tuple[float, float] | None  # its last window's (RMS, peak) dBFS
     loudness: LoudnessConfig | None  # its `loud` event settings (None: off)
+    fps: float = 0.0  # video frames decoded per second (streamer.outputs.stats.RATE_SPAN_S)
+
+
+def sound_level(w: Window) -> tuple[float, float] | None:
+    """A window's (RMS, peak) dBFS; None when it had no audio."""
+    return None if w.rms_dbfs is None or w.peak_dbfs is None else (w.rms_dbfs, w.peak_dbfs)
 
 
 class Alerting:
@@ -60,7 +66,6 @@ class Alerting:
         # what the status page and /api/cameras show (read: status())
         self.latest_scores: dict[str, dict[str, float]] = {}  # camera -> its last window's scores
         self.last_alert: dict[str, dict[str, Any]] = {}  # camera -> its last alert (id, event, state, time, score)
-        self.latest_level: dict[str, tuple[float, float] | None] = {}  # camera -> its last window's (RMS, peak) dBFS
         self.loudness: dict[str, LoudnessConfig | None] = {}  # camera -> its `loud` event settings (None: off)
         for c in cfg.cameras:
             self.configure(c)
@@ -78,7 +83,8 @@ class Alerting:
             m.ALERTS.labels(cam.id, LOUD)
 
     def _export_series(self, cid: str) -> None:
-        """A camera's alert series, exported from the start at 0."""
+        """A camera's figures, from its start; its alert series, exported from the start at 0."""
+        self.stats.camera(cid)
         m.ALERTS_DROPPED.labels(cid, "spool_full")
         for event in self.spec.classes:
             m.ALERTS.labels(cid, event)
@@ -99,9 +105,9 @@ class Alerting:
         self.anomaly.remove(cid)
         self.tracker.forget(cid)
         if not replacing:
-            self.stats.cams.pop(cid, None)
+            self.stats.drop(cid)
             self.history.drop(cid)
-        for d in (self.latest_scores, self.latest_level, self.last_alert, self.loudness):
+        for d in (self.latest_scores, self.last_alert, self.loudness):
             d.pop(cid, None)
 
     def end_events(self, camera: str | None = None, reason: str | None = None) -> None:
@@ -115,7 +121,8 @@ class Alerting:
         return CameraStatus(
             process=process, pid=pid, windows=st.windows if st else 0, alerts=st.alerts if st else 0,
             latencies=list(st.latencies) if st else [], scores=dict(self.latest_scores.get(cid) or {}),
-            last_alert=self.last_alert.get(cid), level=self.latest_level.get(cid), loudness=self.loudness.get(cid))
+            last_alert=self.last_alert.get(cid), level=st.level if st else None, loudness=self.loudness.get(cid),
+            fps=st.series.rates()["frames"] if st else 0.0)
 
     # ---- windows and alerts ------------------------------------------------------------------------
     def window(self, r: Result) -> None:
@@ -138,8 +145,7 @@ class Alerting:
                 scores[ANOMALY], cell = scored
                 # the model's threshold, unless the camera's `thresholds` sets one for anomaly
                 self.tracker.default_threshold(w.camera, ANOMALY, self.anomaly.models[w.camera].threshold)
-        level = None if w.rms_dbfs is None or w.peak_dbfs is None else (w.rms_dbfs, w.peak_dbfs)
-        self._level(w.camera, level)
+        level = sound_level(w)
         self.delivered(w.camera, w.end, w.arrival)
         self.latest_scores[w.camera] = scores
         self.history.add(w.camera, time.time() - (time.monotonic() - w.arrival), r.scores, scores.get(ANOMALY), level)
@@ -154,16 +160,7 @@ class Alerting:
             for t in transitions:
                 self._publish(t, w, lat, cell, top)
         done = time.monotonic()
-        m.E2E_LATENCY.labels(w.camera).observe(done - w.arrival)
-        self.stats.window(w.camera, done - w.arrival, level)
-
-    def _level(self, camera: str, level: tuple[float, float] | None) -> None:
-        """A window's sound level to the metrics and the page (NaN in the gauges: that window had no audio)."""
-        self.latest_level[camera] = level
-        m.SOUND_LEVEL.labels(camera, "rms").set(level[0] if level else float("nan"))
-        m.SOUND_LEVEL.labels(camera, "peak").set(level[1] if level else float("nan"))
-        if level is not None:
-            m.SOUND_LEVEL_RMS.labels(camera).observe(level[0])
+        self.stats.window(w.camera, done - w.arrival, level, (w.ingest_pid, w.frames), r.infer_start)
 
     def _publish(self, t: Transition, w: Window | None, latency_ms: dict[str, float],
                  cell: dict[str, int] | None = None, top: list[tuple[str, float]] | None = None) -> None:
@@ -177,7 +174,7 @@ class Alerting:
             score = t.score / (t.score + max(self.tracker.threshold(t.camera, ANOMALY), 1e-9))
         elif t.event == LOUD:  # dBFS: `score` is the level as a linear amplitude
             score = loudness.amplitude(t.score)
-        level = self.latest_level.get(t.camera) if w is not None else None
+        level = sound_level(w) if w is not None else None
         alert = alerts_mod.make_alert(
             camera=t.camera, event=t.event, state=t.state, score=score, start=t.start, end=t.end, wall_end=wall_end,
             latency_ms=latency_ms, model=self.model, top=top or [], level=level, anomaly_score=anomaly_score,
@@ -201,8 +198,7 @@ class Alerting:
         self.history.alert(t.camera, {**alert, "_t": wall_end})  # before Redis has it: a page that hears of it finds it here
         self.sink.submit(alert, files)
         m.STAGE_LATENCY.labels("publish").observe(time.monotonic() - t_pub)
-        m.ALERTS.labels(t.camera, t.event).inc()
-        self.stats.alert(t.camera)
+        self.stats.alert(t.camera, t.event)
         self.last_alert[t.camera] = {k: alert[k] for k in ("id", "event", "state", "time", "score")}
         if self.on_alert:
             self.on_alert(alert)

@@ -1,64 +1,26 @@
 """The fleet's status as /api/cameras, /api/engine, /healthz/ready and the page show it: each camera's
 process and source state, its rates and last results, and the engine's.
 
-Rates (frames/s, windows/s, the mean batch) are taken over the interval since the last snapshot at
-least 0.5 s old (since the start for the first). A camera's own figures come from
-`Pipeline.camera_status`; the ingest and engine processes' counters from the metrics they write.
+Every figure comes from the pipeline's figures (streamer/outputs/stats.py: rates over its
+RATE_SPAN_S, latency over each camera's last RECENT windows), and the source states and dropped
+windows from `process_counts`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from streamer.alerting import CameraStatus
 from streamer.config import CameraConfig
 from streamer.errors import redact
-from streamer.outputs import metrics as m
+from streamer.outputs.stats import ProcessCounts, percentile_ms, process_counts
 
 TOP_SCORES = 3  # class scores per camera on the page
-RECENT = 200  # windows whose latency the p99 is taken over
-MIN_INTERVAL_S = 0.5  # a rate over a shorter interval than this is taken since the start instead
-
-_SUMMED = {"streamer_frames_decoded_total": "frames", "streamer_reconnects_total": "reconnects",
-           "streamer_windows_dropped_total": "dropped"}
 
 
-@dataclass
-class Counts:
-    """Counters summed over every process (per camera, or the engine's batches), and the windows judged."""
-
-    frames: dict[str, float] = field(default_factory=dict)
-    up: dict[str, float] = field(default_factory=dict)  # the highest streamer_source_up
-    reconnects: dict[str, float] = field(default_factory=dict)
-    dropped: dict[str, float] = field(default_factory=dict)
-    batch_sum: float = 0.0
-    batch_count: float = 0.0
-    windows: int = 0
-
-
-def read_counts(windows: int) -> Counts:
-    """Every process's counters now (the metrics), with `windows` judged."""
-    c = Counts(windows=windows)
-    for s in m.collect_samples():
-        cam = s.labels.get("camera")
-        if s.name in _SUMMED:
-            by_cam = getattr(c, _SUMMED[s.name])
-            by_cam[cam] = by_cam.get(cam, 0.0) + s.value
-        elif s.name == "streamer_source_up":
-            c.up[cam] = max(c.up.get(cam, 0.0), s.value)
-        elif s.name == "streamer_engine_batch_size_sum":
-            c.batch_sum += s.value
-        elif s.name == "streamer_engine_batch_size_count":
-            c.batch_count += s.value
-    return c
-
-
-def source_state(st: CameraStatus, now: Counts, cid: str) -> str:
+def source_state(st: CameraStatus, now: ProcessCounts, cid: str) -> str:
     """up | reconnecting | starting | down (its process ended or was given up on)."""
     if st.process in ("ended", "failed"):
         return "down"
@@ -69,10 +31,9 @@ def source_state(st: CameraStatus, now: Counts, cid: str) -> str:
     return "starting"
 
 
-def camera_row(cam: CameraConfig, st: CameraStatus, now: Counts, base: Counts, dt: float) -> dict[str, Any]:
-    """A camera as /api/cameras shows it; rates over `dt` s since `base`."""
+def camera_row(cam: CameraConfig, st: CameraStatus, now: ProcessCounts) -> dict[str, Any]:
+    """A camera as /api/cameras shows it."""
     cid = cam.id
-    lat = st.latencies[-RECENT:]
     top = sorted(st.scores.items(), key=lambda kv: -kv[1])[:TOP_SCORES]
     return {
         "id": cid,
@@ -83,8 +44,8 @@ def camera_row(cam: CameraConfig, st: CameraStatus, now: Counts, base: Counts, d
         "process": st.process,
         "pid": st.pid,
         "windows": st.windows,
-        "fps": round(max(now.frames.get(cid, 0.0) - base.frames.get(cid, 0.0), 0.0) / dt, 2),
-        "latency_p99_ms": round(float(np.percentile(np.asarray(lat) * 1000, 99)), 1) if lat else None,
+        "fps": round(st.fps, 2),
+        "latency_p99_ms": round(percentile_ms(st.latencies, 99), 1) if st.latencies else None,
         "dropped": int(now.dropped.get(cid, 0.0)),
         "alerts": st.alerts,
         "last_alert": st.last_alert,
@@ -102,8 +63,6 @@ class FleetStatus:
         self.pipe = pipe
         self._snap: dict[str, Any] | None = None
         self._lock = threading.Lock()
-        self._prev: tuple[float, Counts] | None = None  # the last snapshot at least MIN_INTERVAL_S apart: its time, counts
-        self.started = time.monotonic()
 
     def snapshot(self, max_age: float = 1.0) -> dict[str, Any]:
         """Cameras and engine, as /api/cameras, /api/engine and the page show them."""
@@ -120,36 +79,23 @@ class FleetStatus:
 
     def _compute(self, now: float) -> dict[str, Any]:
         pipe = self.pipe
-        counts = read_counts(pipe.stats.windows)
-        dt, base = self._base(now, counts)
-        cameras = [camera_row(cam, pipe.camera_status(cam.id), counts, base, dt) for cam in list(pipe.cfg.cameras)]
+        counts = process_counts()
+        cameras = [camera_row(cam, pipe.camera_status(cam.id), counts) for cam in list(pipe.cfg.cameras)]
         return {"_t": now, "time": time.time(), "replica": pipe.cfg.shard.index or 0, "replicas": pipe.cfg.shard.replicas,
-                "cameras": cameras, "engine": self._engine(counts, base, dt)}
+                "cameras": cameras, "engine": self._engine(now)}
 
-    def _base(self, now: float, counts: Counts) -> tuple[float, Counts]:
-        """The interval the rates are over, and the counts at its start."""
-        prev = self._prev
-        recent = prev is not None and now - prev[0] < MIN_INTERVAL_S
-        if prev is None or recent:
-            out = (max(now - self.started, 1e-9), Counts())
-        else:
-            out = (now - prev[0], prev[1])
-        if not recent:
-            self._prev = (now, counts)
-        return out
-
-    def _engine(self, now: Counts, base: Counts, dt: float) -> dict[str, Any]:
+    def _engine(self, now: float) -> dict[str, Any]:
         pipe, engine = self.pipe, self.pipe.engine
-        batches = now.batch_count - base.batch_count
+        rates = pipe.stats.engine.rates(now)
         return {
             "backend": getattr(engine, "backend", None),
             "device": getattr(engine, "device", None),
             "chosen_because": getattr(engine, "chosen_because", None),
             "precision": getattr(engine, "precision", None),
             "max_batch": getattr(engine, "max_batch", None),
-            "batch_mean": round((now.batch_sum - base.batch_sum) / batches, 2) if batches > 0 else None,
-            "windows_per_s": round((now.windows - base.windows) / dt, 2),
-            "windows": now.windows,
+            "batch_mean": round(rates["windows"] / rates["calls"], 2) if rates["calls"] > 0 else None,
+            "windows_per_s": round(rates["windows"], 2),
+            "windows": pipe.stats.windows,
             "alive": bool(engine is not None and engine.alive()),
             "model": {"name": pipe.spec.name, "version": pipe.spec.version, "classes": list(pipe.spec.classes)},
         }

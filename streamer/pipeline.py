@@ -100,7 +100,7 @@ class Pipeline:
         a = self.alerting = Alerting(cfg, self.spec, self.anomaly, self.stats, self.sink, self.model, self._evidence, self.sup.delivered,
                                      on_alert, on_window)
         # the same objects, under the names the tests and tools read
-        self.tracker, self.history, self.latest_level = a.tracker, a.history, a.latest_level
+        self.tracker, self.history = a.tracker, a.history
         m.SPOOLED.set(len(self.sink.spool))
 
     def _evidence(self, camera: str, start: float) -> tuple[Any, Any]:
@@ -116,6 +116,11 @@ class Pipeline:
     def cam_state(self) -> dict[str, str]:
         """camera -> running | ended | failed (absent: not started yet)."""
         return self.sup.state
+
+    @property
+    def latest_level(self) -> dict[str, tuple[float, float] | None]:
+        """camera -> its last window's (RMS, peak) dBFS (None: it had no audio, or none yet)."""
+        return {cid: c.level for cid, c in list(self.stats.cams.items())}
 
     def camera_status(self, cid: str) -> CameraStatus:
         """A camera's process, figures and last results, copied."""
@@ -198,8 +203,8 @@ class Pipeline:
         self.sup.start()
         deadline = time.monotonic() + duration if duration else None
         stats_done = threading.Event()
-        # reading every process's metrics (the summary line, the stats records) and writing to Redis take
-        # long enough to delay alerts: not on this thread
+        # reading the other processes' metrics (the summary line, the stats records) and writing to Redis
+        # take long enough to delay alerts: not on this thread
         stats_thread = threading.Thread(target=self._stats_loop, args=(stats_done, summary_every, summary),
                                         name="streamer:stats", daemon=True)
         stats_thread.start()

@@ -24,3 +24,5 @@ class Window:
     objects_s: float = 0.0  # CPU time spent finding them
     rms_dbfs: float | None = None  # the audio's level (streamer.detect.loudness); None when the window has no audio
     peak_dbfs: float | None = None
+    frames: int = 0  # video frames its ingest process had decoded when it was made (every connection's; the fps)
+    ingest_pid: int = 0  # that process

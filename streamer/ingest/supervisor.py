@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import random
 import signal
 import time
@@ -120,6 +121,7 @@ class _Ingest:
                                   main_url=cam.url if cam.detect_url else None)
         self.live = self.opts.realtime or self.stream  # never wait for the engine: drop the oldest
         self.backoff = 0.5
+        self.frames = 0  # frames decoded by this process's earlier connections (each window says the total)
 
     def run(self, resume: tuple[float, float] | None) -> None:
         resume_at, lost_at = resume or (0.0, 0.0)  # source time to continue from after a reconnect, and when it was lost
@@ -135,6 +137,7 @@ class _Ingest:
                 return
             except SourceError as e:
                 m.SOURCE_UP.labels(self.cam.id).set(0)
+                self.frames += reader.stats.frames_decoded
                 resume_at, lost_at = max(reader.stats.end, start), time.monotonic()
                 if not self._wait_to_retry(e):
                     return
@@ -153,6 +156,7 @@ class _Ingest:
             m.SOURCE_UP.labels(cam_id).set(1)
             m.count_source(cam_id, reader.stats, seen)
             m.WINDOWS.labels(cam_id).inc()
+            w.frames, w.ingest_pid = self.frames + reader.stats.frames_decoded, os.getpid()
             if not self._put(w):
                 return True
             self.backoff = 0.5
