@@ -106,7 +106,7 @@ def base_cfg(tmp: Path, media_dir: Path, redis_url: str | None, **extra) -> dict
     cfg = {
         "cameras": [{"id": "file", "url": str(media_dir / "h264_aac.mp4"), "realtime": True, "loop": True}],
         "redis": {"spool_dir": str(tmp / "spool"), "stats_interval": 1},
-        "metrics": {"port": 0},
+        "http": {"port": 0},
         "detect": {"thresholds": {"fight": 0.0}},  # every window over threshold: a start alert at once
         "anomaly": {"enabled": False},
     }
@@ -275,15 +275,15 @@ def run_cli(tmp: Path, cfg: dict, *args: str, timeout: float = 60) -> subprocess
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def test_metrics_port_in_use_is_one_line_naming_it(media_dir, tmp_path, redis_server):
+def test_http_port_in_use_is_one_line_naming_it(media_dir, tmp_path, redis_server):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        cfg = base_cfg(tmp_path, media_dir, redis_server.url, metrics={"port": taken.getsockname()[1]})
+        cfg = base_cfg(tmp_path, media_dir, redis_server.url, http={"port": taken.getsockname()[1]})
         r = run_cli(tmp_path, cfg)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "metrics.port" in lines[0], r.stderr
+    assert len(lines) == 1 and "http.port" in lines[0], r.stderr
     assert "Traceback" not in r.stderr and "leaked" not in r.stderr
 
 
