@@ -296,3 +296,36 @@ def test_bad_spool_dir_is_one_line_naming_it(media_dir, tmp_path, redis_server):
     last = r.stderr.strip().splitlines()[-1]
     assert "redis.spool_dir" in last and "a-file" in last, r.stderr
     assert "Traceback" not in r.stderr and "leaked" not in r.stderr
+
+
+def _sleep_forever(ignore_term: bool) -> None:
+    if ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
+
+
+def test_the_one_kill_sequence_ends_every_kind_of_process():
+    """procs.end: SIGTERM first, SIGKILL for what ignores it after the grace, every one reaped; the
+    grace is shared, not per process; grace 0 kills at once."""
+    import multiprocessing as mp
+
+    import psutil
+
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"
+    stubborn = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ctx = mp.get_context("spawn")
+    children = [ctx.Process(target=_sleep_forever, args=(ignore,)) for ignore in (True, False)]
+    for c in children:
+        c.start()
+    stubborn.stdout.readline()  # its SIGTERM handler is set
+    time.sleep(1.0)  # the spawned children's too
+    t0 = time.monotonic()
+    procs.end([stubborn, polite, *children], grace=0.3, reap=2)
+    took = time.monotonic() - t0
+    assert took < 1.5, took
+    assert (stubborn.returncode, polite.returncode) == (-signal.SIGKILL, -signal.SIGTERM)
+    assert [c.exitcode for c in children] == [-signal.SIGKILL, -signal.SIGTERM]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    procs.end([psutil.Process(other.pid)], grace=0, reap=2)  # by pid, as the hard stop does: reaped there
+    assert not procs.alive(other.pid)
