@@ -54,7 +54,7 @@ class CameraConfig(Strict):
     @field_validator("audio")
     @classmethod
     def _check_audio(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("mic:"):
+        if v is not None and not urls.is_mic(v):
             raise ValueError(f"audio must be mic:<device> (got {redact(v)!r}); a camera's own audio track needs no setting")
         return v
 
@@ -67,7 +67,7 @@ class CameraConfig(Strict):
 
     @model_validator(mode="after")
     def _check_detect_url(self) -> "CameraConfig":
-        if self.detect_url is not None and self.url.startswith("mic:"):
+        if self.detect_url is not None and urls.is_mic(self.url):
             raise ValueError(f"detect_url needs a camera's main stream in url, not a microphone ({self.url})")
         return self
 
