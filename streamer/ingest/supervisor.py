@@ -20,9 +20,8 @@ import av.logging
 from streamer import urls
 from streamer.config import CameraConfig
 from streamer.errors import ConfigError, HwaccelError, SourceError, redact, redact_text
-from streamer.ingest.mic import MicReader
 from streamer.ingest.opening import SourceOptions
-from streamer.ingest.source import SourceReader
+from streamer.ingest.source import MicReader, SourceReader
 from streamer.ingest.windower import Geometry
 from streamer.outputs import metrics as m
 from streamer.ring import RingHandle
