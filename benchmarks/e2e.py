@@ -88,7 +88,7 @@ def run(cameras: int, seconds: float, workdir: Path, thresholds: dict[str, float
     cfg.write_text(json.dumps({
         "cameras": [{"id": f"cam{i:02d}", "url": str(camera_clip(i)), "loop": True} for i in range(cameras)],
         "redis": {"url": url, "spool_dir": str(workdir / f"spool{cameras}"), "stats_interval": 5},
-        "metrics": {"port": 0},
+        "http": {"port": 0},
         "detect": {"thresholds": thresholds or {}},
     }))
     sub = client.pubsub(ignore_subscribe_messages=True)

@@ -371,7 +371,7 @@ class Soak:
             "cameras": [{"id": c, "url": self.rtsp.url(c), "stall_timeout": self.args.stall_timeout} for c in self.cameras],
             "redis": {"url": self.redis.url, "spool_dir": str(self.workdir / "spool"), "journal": str(self.journal),
                       "stats_interval": 5},
-            "metrics": {"host": HOST, "port": self.metrics_port},
+            "http": {"host": HOST, "port": self.metrics_port},
             "anomaly": {"enabled": False},  # a learning period would write normality models under ~/.local
             "detect": {"thresholds": {k: float(v) for k, v in thresholds.items()}},
         }

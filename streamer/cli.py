@@ -134,9 +134,9 @@ def _start(cfg, print_alerts: bool):
 
     server = None
     try:
-        http, section = http_settings(cfg)
+        http = http_settings(cfg)
         if http.port:
-            server = HttpServer(http.host, http.port, http.token, section).start()
+            server = HttpServer(http.host, http.port, http.token).start()
             print(f"[streamer] status page {server.url} (API {server.url}api/, metrics {server.url}metrics"
                   f"{', Bearer token required on /api' if http.token else ''})", file=sys.stderr, flush=True)
         return server, Pipeline(cfg, on_alert=on_alert)

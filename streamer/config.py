@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -17,6 +18,8 @@ from streamer.net import REDIS_URL_ENV
 
 NORMALITY_DIR = "~/.local/state/streamer/normality"  # per-camera normality models: <dir>/<camera>.npz
 LEARN_MIN_WINDOWS = 10  # a learning period's least windows: two per fold of the threshold's calibration (streamer.detect.normality)
+
+log = logging.getLogger(__name__)
 
 SHARD_INDEX_ENV = "STREAMER_SHARD_INDEX"
 HTTP_TOKEN_ENV = "STREAMER_HTTP_TOKEN"
@@ -51,7 +54,7 @@ class CameraConfig(Strict):
     @field_validator("audio")
     @classmethod
     def _check_audio(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("mic:"):
+        if v is not None and not urls.is_mic(v):
             raise ValueError(f"audio must be mic:<device> (got {redact(v)!r}); a camera's own audio track needs no setting")
         return v
 
@@ -64,7 +67,7 @@ class CameraConfig(Strict):
 
     @model_validator(mode="after")
     def _check_detect_url(self) -> "CameraConfig":
-        if self.detect_url is not None and self.url.startswith("mic:"):
+        if self.detect_url is not None and urls.is_mic(self.url):
             raise ValueError(f"detect_url needs a camera's main stream in url, not a microphone ({self.url})")
         return self
 
@@ -103,11 +106,6 @@ class EvidenceConfig(Strict):
     ttl: int = Field(86400, ge=1, description="Seconds evidence keys live in Redis.")
     jpeg_width: int = Field(320, ge=32, le=1920, description="Keyframe width in pixels (height keeps the aspect ratio).")
     jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of the keyframe.")
-
-
-class MetricsConfig(Strict):
-    host: str = Field("127.0.0.1", description="Address the Prometheus endpoint binds to.")
-    port: int = Field(9108, ge=0, le=65535, description="Port of the Prometheus endpoint (0 = disabled).")
 
 
 class HttpConfig(Strict):
@@ -200,8 +198,8 @@ class ShardConfig(Strict):
 class Config(Strict):
     cameras: list[CameraConfig] = Field(min_length=1, description="The sources to watch.")
     redis: RedisConfig = Field(default_factory=RedisConfig, description="Where alerts go.")
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus endpoint (older name of http.host/port; used when http is absent).")
-    http: HttpConfig = Field(default_factory=HttpConfig, description="The HTTP server: metrics, probes, the API and the status page.")
+    http: HttpConfig = Field(default_factory=HttpConfig, description="The HTTP server: metrics, probes, the API and the status page "
+                             "(an older `metrics:` section is read as this one, with a warning).")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="The fusion model and its runtime.")
     window: WindowConfig = Field(default_factory=WindowConfig, description="Window geometry.")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Turning scores into events.")
@@ -227,15 +225,27 @@ def learn_windows(cfg: Config) -> int:
     return int(round(cfg.anomaly.learn_minutes * 60 / cfg.window.hop)) if cfg.anomaly.enabled else 0
 
 
-def http_settings(cfg: Config) -> tuple[HttpConfig, str]:
-    """The HTTP server's settings and the config section that set them: `http`, or `metrics` (its older
-    name) when only that is in the file. The token: http.token, else $STREAMER_HTTP_TOKEN."""
-    h, section = cfg.http, "http"
-    if "http" not in cfg.model_fields_set and "metrics" in cfg.model_fields_set:
-        h, section = HttpConfig(host=cfg.metrics.host, port=cfg.metrics.port), "metrics"
+def http_settings(cfg: Config) -> HttpConfig:
+    """The HTTP server's settings; the token: http.token, else $STREAMER_HTTP_TOKEN."""
+    h = cfg.http
     if not h.token and os.environ.get(HTTP_TOKEN_ENV):
         h = h.model_copy(update={"token": os.environ[HTTP_TOKEN_ENV]})
-    return h, section
+    return h
+
+
+def _renamed(data: dict, source: str) -> dict:
+    """The older `metrics:` section (host, port) read as `http:`, with a one-line warning; when both are
+    there, `http:` wins as it always did."""
+    if "metrics" not in data:
+        return data
+    data = dict(data)
+    old = data.pop("metrics")
+    if "http" in data:
+        log.warning("%s: `metrics:` is deprecated and ignored (`http:` is set); remove it", source)
+    else:
+        log.warning("%s: `metrics:` is deprecated; rename it to `http:` (read as http this time)", source)
+        data["http"] = old
+    return data
 
 
 def one_line(text: str) -> str:
@@ -296,6 +306,7 @@ def format_errors(err: ValidationError, source: str, text: str | None = None) ->
 def parse_config(data: Any, source: str = "config", text: str | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
+    data = _renamed(data, source)
     for section, key, env in (("redis", "url", REDIS_URL_ENV), ("shard", "index", SHARD_INDEX_ENV)):
         value = os.environ.get(env)
         if value and isinstance(data.get(section) or {}, dict):  # not a mapping: its own error below

@@ -94,7 +94,7 @@ def cmd_learn_normal(args: argparse.Namespace) -> int:
     from streamer.ingest.opening import SourceOptions
     from streamer.ingest.source import SourceReader, probe_geometry
 
-    minutes = args.minutes if args.minutes else (LIVE_DEFAULT_MINUTES if urls.is_stream(args.source) else None)
+    minutes = args.minutes if args.minutes else (LIVE_DEFAULT_MINUTES if urls.is_live(args.source) else None)
     limit = minutes * 60.0 if minutes else None
     try:
         from engines.spec import load_spec

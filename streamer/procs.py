@@ -12,8 +12,10 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import subprocess
 import sys
 import time
+from typing import Any
 
 import psutil
 
@@ -96,23 +98,60 @@ def _resource_tracker_pid() -> int | None:
         return None
 
 
-def kill_children(sig: int = signal.SIGKILL, wait: float = 0.5) -> list[int]:
-    """Send `sig` to every direct child of this process but multiprocessing's resource tracker (it
-    ends by itself after us and unlinks what shared memory is left); wait up to `wait` s for them to
-    go. Returns the pids signalled."""
-    tracker = _resource_tracker_pid()
-    pids = [p for p in children() if p != tracker]
-    for p in pids:
+def end(procs: list[Any], grace: float = 0.3, reap: float = 1.0) -> None:
+    """The one kill sequence, for processes of any kind (multiprocessing.Process, subprocess.Popen,
+    psutil.Process): terminate those still running, wait up to `grace` s for them all, kill what is
+    left and wait (reaping it) up to `reap` s. grace 0: killed at once, no terminate."""
+    live = [p for p in procs if _is_running(p)]
+    if grace > 0:
+        _send(live, "terminate")
+        _wait_all(live, grace)
+        live = [p for p in live if _is_running(p)]
+    _send(live, "kill")
+    _wait_all(live, reap)
+
+
+def _is_running(p: Any) -> bool:
+    if isinstance(p, psutil.Process):
+        return _running(p)
+    if hasattr(p, "is_alive"):  # multiprocessing.Process
+        return p.is_alive()
+    return p.poll() is None  # subprocess.Popen
+
+
+def _send(procs: list[Any], how: str) -> None:
+    for p in procs:
         try:
-            os.kill(p, sig)
-        except OSError:
+            getattr(p, how)()
+        except (OSError, psutil.Error):
+            pass  # ended meanwhile
+
+
+def _wait_all(procs: list[Any], timeout: float) -> None:
+    """Wait for (and reap) each of `procs` until one shared deadline."""
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        left = max(deadline - time.monotonic(), 0)
+        if hasattr(p, "join"):  # multiprocessing.Process: join reaps it and sets its exitcode
+            p.join(left)
+            continue
+        try:
+            p.wait(left)
+        except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
             pass
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        for p in pids:
-            try:
-                os.waitpid(p, os.WNOHANG)
-            except OSError:
-                pass
-        time.sleep(0.02)
-    return pids
+
+
+def kill_children(wait: float = 0.5) -> list[int]:
+    """SIGKILL every direct child of this process but multiprocessing's resource tracker (it ends by
+    itself after us and unlinks what shared memory is left), reaping them for up to `wait` s. Returns
+    the pids killed."""
+    tracker = _resource_tracker_pid()
+    kids = []
+    for pid in children():
+        try:
+            if pid != tracker:
+                kids.append(psutil.Process(pid))
+        except psutil.Error:
+            pass
+    end(kids, grace=0, reap=wait)
+    return [k.pid for k in kids]

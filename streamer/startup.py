@@ -41,14 +41,14 @@ def model_spec(cfg: Config) -> espec.ModelSpec:
 def _http(cfg: Config) -> list[str]:
     from streamer.web.server import bind, token_problem
 
-    http, section = http_settings(cfg)
+    http = http_settings(cfg)
     if not http.port:
         return []
-    problem = token_problem(http.host, http.token, section)
+    problem = token_problem(http.host, http.token)
     if problem:
         return [problem]
     try:
-        bind(http.host, http.port, section).close()
+        bind(http.host, http.port).close()
     except ConfigError as e:
         return [str(e)]
     return []

@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from streamer import procs
 from streamer.config import CameraConfig
 from streamer.ingest.supervisor import ingest_main, keyframe_width
 from streamer.outputs import metrics as m
@@ -47,14 +48,6 @@ class RestartBudget:
         """Count a restart at `now`; False when it is over the budget."""
         self.times = [t for t in self.times if now - t < 60] + [now]
         return len(self.times) <= MAX_RESTARTS_PER_MIN
-
-
-def _finish(p: Any) -> None:
-    """A process that was terminated: wait 0.3 s for it, then kill it."""
-    p.join(timeout=0.3)
-    if p.is_alive():
-        p.kill()
-        p.join(timeout=1)
 
 
 @dataclass
@@ -195,9 +188,7 @@ class Supervisor:
             p = r.proc
             if p.exitcode is None and not force and now < r.deadline:
                 continue
-            if p.exitcode is None:
-                p.terminate()
-                _finish(p)
+            procs.end([p])
             p.join(timeout=0)
             m.process_exited(p.pid)
             r.ring.close(unlink=True)
@@ -243,14 +234,11 @@ class Supervisor:
         """Ask every ingest process to stop; terminate, then kill, those still running after STOP_GRACE_S;
         then free the removed cameras' rings."""
         self.ask_stop()
-        procs = list(self.procs.values())
+        ended = list(self.procs.values())
         deadline = time.monotonic() + STOP_GRACE_S
-        for p in procs:
+        for p in ended:
             p.join(timeout=max(deadline - time.monotonic(), 0))
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            _finish(p)
+        procs.end(ended)
+        for p in ended:
             m.process_exited(p.pid)
         self.reap(force=True)

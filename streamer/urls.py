@@ -35,11 +35,17 @@ class NotFound(ValueError):
 
 
 def is_stream(url: str) -> bool:
+    """A network stream (scheme://...), not a file (a path or file://) or a microphone."""
     return "://" in url and not url.startswith("file://")
 
 
 def is_mic(url: str) -> bool:
     return url.startswith("mic:")
+
+
+def is_live(url: str) -> bool:
+    """A live source (a stream or a microphone: reconnected when lost, never paced), not a file."""
+    return is_stream(url) or is_mic(url)
 
 
 def _under(path: Path, root: str | Path) -> bool:
@@ -90,7 +96,11 @@ def _check_stream(url: str) -> None:
 
 def open_args(url: str) -> tuple[str, dict[str, str]]:
     """What av.open gets for a URL that passed `check`: the target (a file as file:<absolute path>, so
-    no prefix of its name is read as a protocol) and the options that fix its protocols."""
+    no prefix of its name is read as a protocol) and the options that fix its protocols (RTSP over TCP)."""
     if is_stream(url):
-        return url, {"protocol_whitelist": PROTOCOLS[urlsplit(url).scheme.lower()]}
+        scheme = urlsplit(url).scheme.lower()
+        options = {"protocol_whitelist": PROTOCOLS[scheme]}
+        if scheme in ("rtsp", "rtsps"):
+            options["rtsp_transport"] = "tcp"
+        return url, options
     return "file:" + os.path.abspath(Path(url.removeprefix("file://")).expanduser()), {"protocol_whitelist": PROTOCOLS["file"]}

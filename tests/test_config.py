@@ -28,6 +28,19 @@ def test_unknown_key_names_path_and_line(tmp_path):
     assert "cameras.0.colour (line 4)" in str(e.value) and "'red'" in str(e.value)
 
 
+def test_older_metrics_section_is_read_as_http_with_one_warning(tmp_path, caplog):
+    cam = "cameras:\n  - id: lobby\n    url: rtsp://h/s\n"
+    cfg = load_config(write(tmp_path, cam + "metrics: {host: 0.0.0.0, port: 9200}\n"))
+    assert (cfg.http.host, cfg.http.port) == ("0.0.0.0", 9200)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "`metrics:` is deprecated" in warned[0] and "`http:`" in warned[0], warned
+    assert "\n" not in warned[0]
+    caplog.clear()
+    cfg = load_config(write(tmp_path, cam + "metrics: {port: 9200}\nhttp: {port: 9300}\n"))  # both: http wins
+    assert cfg.http.port == 9300
+    assert [r.getMessage() for r in caplog.records if "`metrics:`" in r.getMessage()], caplog.records
+
+
 def test_bad_url_is_redacted(tmp_path):
     p = write(tmp_path, "cameras:\n  - id: lobby\n    url: ftp://admin:hunter2@cam/x\n")
     with pytest.raises(ConfigError) as e:

@@ -69,9 +69,9 @@ def test_compose_files_parse_and_everything_they_use_exists():
 
 def test_streamer_service_matches_its_config(cfg):
     s = compose()["services"]["streamer"]
-    assert cfg.metrics.host == "0.0.0.0" and cfg.metrics.port in port_map(s)
-    assert f"EXPOSE {cfg.metrics.port}" in (DOCKER / "Dockerfile.cpu").read_text()
-    assert f"EXPOSE {cfg.metrics.port}" in (DOCKER / "Dockerfile.gpu").read_text()
+    assert cfg.http.host == "0.0.0.0" and cfg.http.port in port_map(s)
+    assert f"EXPOSE {cfg.http.port}" in (DOCKER / "Dockerfile.cpu").read_text()
+    assert f"EXPOSE {cfg.http.port}" in (DOCKER / "Dockerfile.gpu").read_text()
     config_path = s["command"][1]
     assert s["command"][0] == "run" and mounts(s)[config_path] == DOCKER / "config.yaml"
     for dockerfile in ("Dockerfile.cpu", "Dockerfile.gpu"):
@@ -81,7 +81,7 @@ def test_streamer_service_matches_its_config(cfg):
     assert cfg.redis.url is None  # from the environment, as below
     redis_url = urlsplit(s["environment"]["STREAMER_REDIS_URL"])
     assert redis_url.hostname == "redis" and redis_url.port in port_map(compose()["services"]["redis"])
-    assert "/readyz" in s["healthcheck"]["test"][-1] and f":{cfg.metrics.port}/" in s["healthcheck"]["test"][-1]
+    assert "/readyz" in s["healthcheck"]["test"][-1] and f":{cfg.http.port}/" in s["healthcheck"]["test"][-1]
 
 
 def test_the_camera_is_the_demo_clip_served_by_mediamtx(cfg):
@@ -103,7 +103,7 @@ def test_prometheus_scrapes_streamer_and_grafana_has_the_dashboard(cfg):
     prom = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
     assert mounts(c["prometheus"])["/etc/prometheus/prometheus.yml"] == DOCKER / "prometheus.yml"
     targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
-    assert targets == [f"streamer:{cfg.metrics.port}"]
+    assert targets == [f"streamer:{cfg.http.port}"]
     g = mounts(c["grafana"])
     ds = yaml.safe_load(g["/etc/grafana/provisioning/datasources/streamer.yaml"].read_text())["datasources"][0]
     url = urlsplit(ds["url"])

@@ -127,8 +127,8 @@ def test_manifests_agree_with_each_other_and_the_config(monkeypatch):
     config_map = r[("ConfigMap", "streamer-config")]
     cfg = parse_config(yaml.safe_load(config_map["data"]["config.yaml"]), "configmap")  # a valid streamer config
     assert cfg.shard.replicas == sts["spec"]["replicas"]
-    assert cfg.metrics.host == "0.0.0.0"
-    port = cfg.metrics.port
+    assert cfg.http.host == "0.0.0.0"
+    port = cfg.http.port
     assert [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"] == [port]
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
     svc = r[("Service", sts["spec"]["serviceName"])]

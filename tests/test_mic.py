@@ -5,9 +5,8 @@ import pytest
 
 from engines.spec import ModelSpec
 from streamer.errors import SourceError
-from streamer.ingest.mic import MicReader
 from streamer.ingest.opening import SourceOptions
-from streamer.ingest.source import SourceReader, probe_geometry
+from streamer.ingest.source import MicReader, SourceReader, probe_geometry
 
 GEO = probe_geometry(ModelSpec(frames=4, height=16, width=16), 0.5)
 

@@ -30,7 +30,7 @@ def test_file_and_rtsp_cameras_alert_into_redis(redis_server, rtsp_server, media
             {"id": "rtsp-opus", "url": opus.url},
         ],
         "redis": {"url": redis_server.url, "spool_dir": str(tmp_path / "spool")},
-        "metrics": {"port": 0},
+        "http": {"port": 0},
         "detect": {"thresholds": {"fight": 0.0}},  # every window is over threshold: one start alert per camera
         "engine": {"backend": "onnxruntime-cpu"},  # the same on a GPU host
     })

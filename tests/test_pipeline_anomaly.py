@@ -30,7 +30,7 @@ def config(redis_url: str, tmp_path, cameras: list[dict], **anomaly) -> dict:
     return {
         "cameras": [{"realtime": False, **c} for c in cameras],
         "redis": {"url": redis_url, "spool_dir": str(tmp_path / "spool")},
-        "metrics": {"port": 0},
+        "http": {"port": 0},
         "anomaly": {"dir": str(tmp_path / "normality"), **anomaly},
     }
 

@@ -36,7 +36,7 @@ def test_three_replicas_split_six_cameras(redis_server, tmp_path):
         "cameras": [{"id": c, "url": str(clip), "realtime": False} for c in ids],
         "shard": {"replicas": REPLICAS},
         "redis": {"url": redis_server.url, "spool_dir": str(tmp_path / "spool"), "stats_interval": 1},
-        "metrics": {"port": 0},
+        "http": {"port": 0},
         "engine": {"threads": 1},
         "anomaly": {"enabled": False},
         "detect": {"thresholds": {"fight": 0.0}},  # every window over threshold: each camera opens and closes an event
@@ -89,7 +89,7 @@ def test_a_replica_without_cameras_stays_up_and_ready(redis_server, tmp_path, fr
     path = tmp_path / "fleet.yaml"
     path.write_text(yaml.safe_dump({"cameras": [{"id": cam, "url": str(clip)}], "shard": {"replicas": 5, "index": idle},
                                     "redis": {"url": redis_server.url, "spool_dir": str(tmp_path / "spool")},
-                                    "metrics": {"port": port}, "anomaly": {"enabled": False}}))
+                                    "http": {"port": port}, "anomaly": {"enabled": False}}))
     env = {**os.environ, "HOME": str(tmp_path)}
     for k in ("PROMETHEUS_MULTIPROC_DIR", "STREAMER_REDIS_URL", "STREAMER_SHARD_INDEX"):
         env.pop(k, None)

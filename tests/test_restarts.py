@@ -26,7 +26,7 @@ def cfg_for(redis_url: str, tmp_path: Path, url: str, **detect):
     return parse_config({
         "cameras": [{"id": "cam", "url": url, "realtime": True, "loop": True}],
         "redis": {"url": redis_url, "spool_dir": str(tmp_path / "spool")},
-        "metrics": {"port": 0},
+        "http": {"port": 0},
         "anomaly": {"enabled": False},
         "detect": detect,
     })

@@ -41,7 +41,7 @@ def test_check_and_run_give_the_same_verdict(tmp_path, media_dir):
     taken.listen(1)
     configs = {
         "good": f"anomaly: {{enabled: false}}\nhttp: {{port: {free_port()}}}\n",
-        "public": "metrics: {host: 0.0.0.0, port: 9}\n",  # the older section (no http): metrics.host
+        "public": "http: {host: 0.0.0.0, port: 9}\n",
         "port": f"http: {{port: {taken.getsockname()[1]}}}\n",
         "classes": "http: {port: 0}\ndetect: {thresholds: {fihgt: 0.7}}\n",
         "window": "http: {port: 0}\nwindow: {seconds: 2.0}\n",
@@ -61,7 +61,7 @@ def test_check_and_run_give_the_same_verdict(tmp_path, media_dir):
         taken.close()
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.splitlines()[-1])
-    expect = {"good": None, "public": ": http.token: metrics.host 0.0.0.0 is not a loopback address",
+    expect = {"good": None, "public": ": http.token: http.host 0.0.0.0 is not a loopback address",
               "port": ": http.port: cannot serve HTTP", "classes": ": detect.thresholds.fihgt: unknown class",
               "window": ": window.seconds: 2 does not match", "spool": ": redis.spool_dir: cannot use",
               "normality": ": camera a: cannot use normality model"}

@@ -106,7 +106,7 @@ def base_cfg(tmp: Path, media_dir: Path, redis_url: str | None, **extra) -> dict
     cfg = {
         "cameras": [{"id": "file", "url": str(media_dir / "h264_aac.mp4"), "realtime": True, "loop": True}],
         "redis": {"spool_dir": str(tmp / "spool"), "stats_interval": 1},
-        "metrics": {"port": 0},
+        "http": {"port": 0},
         "detect": {"thresholds": {"fight": 0.0}},  # every window over threshold: a start alert at once
         "anomaly": {"enabled": False},
     }
@@ -275,15 +275,15 @@ def run_cli(tmp: Path, cfg: dict, *args: str, timeout: float = 60) -> subprocess
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def test_metrics_port_in_use_is_one_line_naming_it(media_dir, tmp_path, redis_server):
+def test_http_port_in_use_is_one_line_naming_it(media_dir, tmp_path, redis_server):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        cfg = base_cfg(tmp_path, media_dir, redis_server.url, metrics={"port": taken.getsockname()[1]})
+        cfg = base_cfg(tmp_path, media_dir, redis_server.url, http={"port": taken.getsockname()[1]})
         r = run_cli(tmp_path, cfg)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "metrics.port" in lines[0], r.stderr
+    assert len(lines) == 1 and "http.port" in lines[0], r.stderr
     assert "Traceback" not in r.stderr and "leaked" not in r.stderr
 
 
@@ -296,3 +296,36 @@ def test_bad_spool_dir_is_one_line_naming_it(media_dir, tmp_path, redis_server):
     last = r.stderr.strip().splitlines()[-1]
     assert "redis.spool_dir" in last and "a-file" in last, r.stderr
     assert "Traceback" not in r.stderr and "leaked" not in r.stderr
+
+
+def _sleep_forever(ignore_term: bool) -> None:
+    if ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
+
+
+def test_the_one_kill_sequence_ends_every_kind_of_process():
+    """procs.end: SIGTERM first, SIGKILL for what ignores it after the grace, every one reaped; the
+    grace is shared, not per process; grace 0 kills at once."""
+    import multiprocessing as mp
+
+    import psutil
+
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"
+    stubborn = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ctx = mp.get_context("spawn")
+    children = [ctx.Process(target=_sleep_forever, args=(ignore,)) for ignore in (True, False)]
+    for c in children:
+        c.start()
+    stubborn.stdout.readline()  # its SIGTERM handler is set
+    time.sleep(1.0)  # the spawned children's too
+    t0 = time.monotonic()
+    procs.end([stubborn, polite, *children], grace=0.3, reap=2)
+    took = time.monotonic() - t0
+    assert took < 1.5, took
+    assert (stubborn.returncode, polite.returncode) == (-signal.SIGKILL, -signal.SIGTERM)
+    assert [c.exitcode for c in children] == [-signal.SIGKILL, -signal.SIGTERM]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    procs.end([psutil.Process(other.pid)], grace=0, reap=2)  # by pid, as the hard stop does: reaped there
+    assert not procs.alive(other.pid)

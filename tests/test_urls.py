@@ -68,6 +68,22 @@ def test_the_api_rule_takes_files_only_under_media_roots(tmp_path):
     assert urls.check("rtsp://h/x", []) == "rtsp://h/x" and urls.check("mic:1", []) == "mic:1"
 
 
+@pytest.mark.parametrize("url,live", [
+    ("rtsp://h/x", True), ("rtsps://h/x", True), ("https://h/x.m3u8", True), ("mic:default", True),
+    ("/media/a.mp4", False), ("file:///media/a.mp4", False), ("a.mp4", False),
+])
+def test_one_test_tells_a_live_source_from_a_file(url, live):
+    assert urls.is_live(url) is live
+    assert urls.is_stream(url) is (live and not url.startswith("mic:"))
+
+
+def test_rtsp_is_opened_over_tcp_and_other_schemes_are_not_told_to(tmp_path):
+    assert urls.open_args("rtsp://h/x")[1] == {"protocol_whitelist": urls.PROTOCOLS["rtsp"], "rtsp_transport": "tcp"}
+    assert urls.open_args("RTSPS://h/x")[1]["rtsp_transport"] == "tcp"
+    assert "rtsp_transport" not in urls.open_args("http://h/x.m3u8")[1]
+    assert "rtsp_transport" not in urls.open_args(str(tmp_path / "a.mp4"))[1]
+
+
 class _Server:
     """A real HTTP server over a directory, counting the requests it answers."""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from streamer import procs
 from streamer.engine.process import (
     READY_SETTING,
     Attach,
@@ -163,11 +164,7 @@ class EngineClient:
     def _kill(self) -> None:
         if self.proc is None or self.proc.pid is None:
             return
-        self.proc.terminate()
-        self.proc.join(timeout=0.3)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(timeout=2)
+        procs.end([self.proc], grace=0.3, reap=2)
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the engine to stop; after `timeout` s it is terminated, then killed."""

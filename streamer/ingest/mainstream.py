@@ -29,6 +29,7 @@ import av.error
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from streamer import urls
 from streamer.errors import SourceError, redact
 from streamer.ingest.opening import MonoResampler
 
@@ -51,7 +52,7 @@ class MainStream:
         self.offset = offset
         self.wall0 = wall0
         self.paced = paced
-        self.live = "://" in url and not url.startswith("file://")
+        self.live = urls.is_live(url)
         self.max_width = max_width
         self.sample_rate = sample_rate
         self.container = open_container(url, replace(opts, hwaccel=None, mic=None))  # keyframes: the CPU will do

@@ -1,4 +1,5 @@
-"""Microphones through PortAudio (sounddevice): `mic:<device>` sources, alone or paired with a camera.
+"""Microphones through PortAudio (sounddevice): `mic:<device>` sources, alone or paired with a camera
+(both read by streamer.ingest.source.SourceReader, the one path from a source to windows).
 
 A microphone has no presentation timestamps: once the burst of audio buffered before the stream
 started has passed (dropped), samples are counted from the arrival time of the first live block
@@ -13,14 +14,12 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from streamer.errors import SourceError, SourceTimeout
 from streamer.ingest.opening import SourceStats
-from streamer.ingest.windower import Geometry, Windower
-from streamer.window import Window
 
 log = logging.getLogger(__name__)
 BLOCK_S = 0.05
@@ -97,31 +96,3 @@ class Microphone:
     def close(self) -> None:
         self._stream.stop()
         self._stream.close()
-
-
-class MicReader:
-    """A microphone on its own: audio-only windows (video_mask = 0)."""
-
-    def __init__(self, url: str, camera: str, geo: Geometry, stall_timeout: float = 5.0, start: float = 0.0) -> None:
-        self.url, self.camera, self.geo, self.stall_timeout, self.start = url, camera, geo, stall_timeout, start
-        self.stats = SourceStats()
-
-    def windows(self) -> Iterator[Window]:
-        mic = Microphone(self.url, self.geo.sample_rate, self.stall_timeout, self.stats)
-        self.stats.codecs["audio"] = "pcm (PortAudio)"
-        windower = Windower(self.camera, self.geo, lambda f: f, has_video=False, has_audio=True,
-                            first_window=int(np.ceil(self.start / self.geo.hop - 1e-9)))
-        wall0: float | None = None
-        try:
-            while True:
-                t_wall, pcm = mic.get(self.stall_timeout)
-                self.stats.last_packet = time.monotonic()
-                if wall0 is None:
-                    wall0 = t_wall - self.start
-                windower.add_audio(t_wall - wall0, pcm)
-                for w in windower.ready():
-                    self.stats.windows += 1
-                    self.stats.end = w.end
-                    yield w
-        finally:
-            mic.close()

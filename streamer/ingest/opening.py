@@ -51,8 +51,6 @@ def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer
         raise SourceError(f"source {redact(url)}: no such file") from None
     except ValueError as e:
         raise ConfigError(f"source {redact(url)}: {e}") from None
-    if url.startswith(("rtsp://", "rtsps://")):
-        options["rtsp_transport"] = "tcp"
     kwargs = {}
     if opts.hwaccel:
         from av.codec.hwaccel import HWAccel  # lazily: only hosts that ask for it

@@ -1,4 +1,5 @@
-"""Opening and decoding one source (RTSP URL or file) with PyAV into windows."""
+"""One source into windows: a stream or file decoded with PyAV (its audio, or a paired microphone's, or
+its main stream's), or a microphone alone (`mic:<device>`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import av.error
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from streamer import urls
 from streamer.errors import HwaccelError, SourceError, SourceTimeout, redact
 from streamer.ingest.opening import MonoResampler, SourceOptions, SourceStats, open_container
 from streamer.ingest.timeline import Timeline
@@ -89,58 +91,77 @@ class SourceReader:
     def _play(self, offset: float, wall0: float, windower: Windower | None):
         """One pass over the source (one connection, or one loop of a file): its inputs' timed events into
         the windower. Returns (timeline end, windower) for the next loop."""
-        container = open_container(self.url, self.opts)
+        container = None if urls.is_mic(self.url) else open_container(self.url, self.opts)
         mic = None
         try:
-            vs = container.streams.video[0] if container.streams.video else None
-            aus = container.streams.audio[0] if container.streams.audio else None
-            if self.opts.mic:
-                from streamer.ingest.mic import Microphone
-
-                mic, aus = Microphone(self.opts.mic, self.geo.sample_rate, self.opts.stall_timeout, self.stats), None
-                self.stats.codecs["audio"] = "pcm (PortAudio)"
-            if self.opts.main_url:
-                from streamer.ingest.mainstream import MainStream
-
-                self._main = MainStream(self.opts.main_url, self.opts, self.geo.sample_rate, want_audio=aus is None and mic is None,
-                                        offset=offset, wall0=wall0, max_width=self.opts.keyframe_width, paced=self.opts.realtime)
-                if self._main.has_audio:
-                    self.stats.codecs["audio"] = f"{self._main.aus.codec_context.name} (main stream)"
+            vs = container.streams.video[0] if container and container.streams.video else None
+            aus = container.streams.audio[0] if container and container.streams.audio else None
+            mic, aus = self._open_audio(aus, offset, wall0)
             if vs is None and aus is None and mic is None:
                 raise SourceError(f"source {redact(self.url)}: no video or audio stream")
             if windower is None:
-                windower = Windower(self.camera, self.geo, self._convert, has_video=vs is not None, has_audio=aus is not None or mic is not None or bool(self._main and self._main.has_audio),
+                has_audio = aus is not None or mic is not None or bool(self._main and self._main.has_audio)
+                windower = Windower(self.camera, self.geo, self._convert, has_video=vs is not None, has_audio=has_audio,
                                     keyframe=self._keyframe if self.opts.keyframe_width else None,
                                     first_window=math.ceil(self.start / self.geo.hop - 1e-9))
-            events = self._decoded(container, vs, aus, Timeline(self.camera, offset, wall0, self.opts.realtime), windower)
-            if mic is not None:
-                events = self._with_mic(events, mic)
+            if container is None:  # a microphone alone
+                events = self._mic_alone(mic, offset)
+            else:
+                events = self._decoded(container, vs, aus, Timeline(self.camera, offset, wall0, self.opts.realtime), windower)
+                if mic is not None:
+                    events = self._with_mic(events, mic)
             if self._main is not None:
                 events = self._with_main(events)
-            end_t = offset
-            try:
-                for ev in events:
-                    if ev.kind == "video":
-                        windower.add_video(ev.t, ev.data, ev.decode_s)
-                    else:
-                        windower.add_audio(ev.t, ev.data, ev.decode_s)
-                    if not ev.paired:
-                        end_t = max(end_t, ev.t + ev.duration)
-                    for w in windower.ready():
-                        self.stats.windows += 1
-                        self.stats.end = w.end
-                        yield w
-            except (TimeoutError, av.error.ExitError) as e:  # ExitError: the interrupt callback's timeout fired
-                raise SourceTimeout(f"source {redact(self.url)}: no data within {self.opts.stall_timeout:g} s (stall_timeout)") from e
-            except av.error.FFmpegError as e:
-                raise SourceError(f"source {redact(self.url)}: read failed: {e}") from e
-            return end_t, windower
+            return (yield from self._window(events, windower, offset)), windower
         finally:
             if mic is not None:
                 mic.close()
             if self._main is not None:
                 self._main.close()  # its keyframes stay readable for the windows flushed at the end
-            container.close()
+            if container is not None:
+                container.close()
+
+    def _open_audio(self, aus, offset: float, wall0: float):
+        """(microphone, container audio stream): the microphone (`mic:` as the url, or opts.mic) in place of
+        the container's audio; the main stream opened beside a substream."""
+        mic_url = self.url if urls.is_mic(self.url) else self.opts.mic
+        mic = None
+        if mic_url:
+            from streamer.ingest.mic import Microphone
+
+            mic, aus = Microphone(mic_url, self.geo.sample_rate, self.opts.stall_timeout, self.stats), None
+            self.stats.codecs["audio"] = "pcm (PortAudio)"
+        if self.opts.main_url:
+            from streamer.ingest.mainstream import MainStream
+
+            self._main = MainStream(self.opts.main_url, self.opts, self.geo.sample_rate, want_audio=aus is None and mic is None,
+                                    offset=offset, wall0=wall0, max_width=self.opts.keyframe_width, paced=self.opts.realtime)
+            if self._main.has_audio:
+                self.stats.codecs["audio"] = f"{self._main.aus.codec_context.name} (main stream)"
+        return mic, aus
+
+    def _window(self, events: Iterator[Decoded], windower: Windower, offset: float):
+        """The events into the windower, each window yielded as it is ready; returns the timeline's end."""
+        end_t = offset
+        try:
+            for ev in events:
+                if ev.kind == "video":
+                    windower.add_video(ev.t, ev.data, ev.decode_s)
+                else:
+                    windower.add_audio(ev.t, ev.data, ev.decode_s)
+                if not ev.paired:
+                    end_t = max(end_t, ev.t + ev.duration)
+                for w in windower.ready():
+                    self.stats.windows += 1
+                    self.stats.end = w.end
+                    yield w
+        except SourceError:  # already names its input (a microphone's stall)
+            raise
+        except (TimeoutError, av.error.ExitError) as e:  # ExitError: the interrupt callback's timeout fired
+            raise SourceTimeout(f"source {redact(self.url)}: no data within {self.opts.stall_timeout:g} s (stall_timeout)") from e
+        except av.error.FFmpegError as e:
+            raise SourceError(f"source {redact(self.url)}: read failed: {e}") from e
+        return end_t
 
     def _decoded(self, container, vs, aus, timeline: Timeline, windower: Windower) -> Iterator[Decoded]:
         """The container's frames as timed events (video: the av.VideoFrame; audio: mono float32 at the
@@ -210,16 +231,30 @@ class SourceReader:
             rt += dur
 
     def _with_mic(self, events: Iterator[Decoded], mic) -> Iterator[Decoded]:
-        """A microphone as the source's audio: its blocks, drained after each video frame, are placed by
-        arrival time (time.monotonic() of the first video frame is its timeline time)."""
+        """A microphone as a camera's audio: its blocks, drained after each video frame, placed by arrival
+        time (time.monotonic() of the first video frame is that frame's timeline time)."""
         anchor: float | None = None
         for ev in events:
             yield ev
             if ev.kind == "video":
                 if anchor is None:
                     anchor = time.monotonic() - ev.t
-                for t_wall, pcm in mic.drain():
-                    yield Decoded("audio", t_wall - anchor + self.opts.audio_offset, pcm, paired=True)
+                yield from self._mic_audio(mic.drain(), anchor, paired=True)
+
+    def _mic_alone(self, mic, start: float) -> Iterator[Decoded]:
+        """A microphone on its own (`mic:` as the url): its blocks as they come, the first one's arrival
+        at timeline time `start`; no block within stall_timeout is a SourceTimeout."""
+        block = mic.get(self.opts.stall_timeout)
+        anchor = block[0] - start
+        while True:
+            self.stats.last_packet = time.monotonic()
+            yield from self._mic_audio([block], anchor, paired=False)
+            block = mic.get(self.opts.stall_timeout)
+
+    def _mic_audio(self, blocks, anchor: float, paired: bool) -> Iterator[Decoded]:
+        """Microphone blocks (arrival time, pcm) on the timeline: arrival less `anchor`, plus audio_offset."""
+        for t_wall, pcm in blocks:
+            yield Decoded("audio", t_wall - anchor + self.opts.audio_offset, pcm, paired=paired)
 
     def _with_main(self, events: Iterator[Decoded]) -> Iterator[Decoded]:
         """The main stream beside a substream: before each video frame, its audio up to that frame's time
@@ -243,6 +278,14 @@ class SourceReader:
             main.error = None
             main.close()
             main.keyframes.clear()
+
+
+class MicReader(SourceReader):
+    """A microphone on its own (`mic:<device>`): audio-only windows (video_mask = 0), by the same path
+    as a camera's paired microphone."""
+
+    def __init__(self, url: str, camera: str, geo: Geometry, stall_timeout: float = 5.0, start: float = 0.0) -> None:
+        super().__init__(url, camera, geo, SourceOptions(stall_timeout=stall_timeout), start)
 
 
 class _Skipper:

@@ -21,9 +21,8 @@ import av.logging
 from streamer import urls
 from streamer.config import CameraConfig
 from streamer.errors import ConfigError, HwaccelError, SourceError, redact, redact_text
-from streamer.ingest.mic import MicReader
 from streamer.ingest.opening import SourceOptions
-from streamer.ingest.source import SourceReader
+from streamer.ingest.source import MicReader, SourceReader
 from streamer.ingest.windower import Geometry
 from streamer.outputs import metrics as m
 from streamer.ring import RingHandle
@@ -113,7 +112,7 @@ class _Ingest:
         self.cam, self.geo, self.rings, self.stop, self.tail = cam, geo, rings, stop, tail
         self.url = cam.detect_url or cam.url  # a substream is what is decoded; the main stream is then only for evidence
         self.mic_only = urls.is_mic(cam.url)
-        self.stream = urls.is_stream(self.url) or self.mic_only  # live: reconnect, never wait for the engine
+        self.stream = urls.is_live(self.url)  # live: reconnect, never wait for the engine
         self.opts = SourceOptions(cam.open_timeout, cam.stall_timeout, realtime=cam.realtime and not self.stream,
                                   loop=cam.loop and not self.stream, keyframe_width=keyframe_width,
                                   mic=cam.audio, audio_offset=cam.audio_offset_ms / 1000,

@@ -17,6 +17,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from streamer import procs
 from streamer.net import REDIS_URL_ENV, free_port
 from streamer.outputs.alert_doc import Alert, AnomalyCell, Evidence, Latency, Level, Reason, State, TopScore
 
@@ -130,8 +131,6 @@ class EmbeddedRedis:
         import subprocess
         import tempfile
 
-        from streamer import procs
-
         self.proc: subprocess.Popen | None = None
         self._dir: str | None = None
         if dbfile is None:
@@ -172,13 +171,8 @@ class EmbeddedRedis:
                 os.remove(EMBEDDED_URL_FILE)
         except FileNotFoundError:
             pass
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # redis-server exits on SIGTERM (nothing to save: --save "")
-            try:
-                self.proc.wait(timeout)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait(1)
+        if self.proc is not None:
+            procs.end([self.proc], grace=timeout)  # redis-server exits on SIGTERM (nothing to save: --save "")
         if self._dir:
             import shutil
 

@@ -55,16 +55,16 @@ def is_loopback(host: str) -> bool:
         return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
-def token_problem(host: str, token: str | None, section: str = "http") -> str | None:
+def token_problem(host: str, token: str | None) -> str | None:
     """The one rule on exposure: a host that is not loopback needs a token."""
     if token or is_loopback(host):
         return None
-    return (f"http.token: {section}.host {host} is not a loopback address; set http.token (or "
+    return (f"http.token: http.host {host} is not a loopback address; set http.token (or "
             f"$STREAMER_HTTP_TOKEN) so that the API needs a Bearer token, or bind 127.0.0.1")
 
 
-def bind(host: str, port: int, section: str = "http") -> socket.socket:
-    """A listening socket on host:port, or a ConfigError naming the key (a taken port: `<section>.port`)."""
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or a ConfigError naming the key (a taken port: `http.port`)."""
     sock = None
     try:
         family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
@@ -75,9 +75,9 @@ def bind(host: str, port: int, section: str = "http") -> socket.socket:
     except OSError as e:
         if sock is not None:
             sock.close()
-        key = f"{section}.port" if getattr(e, "errno", None) in (errno.EADDRINUSE, errno.EACCES) else f"{section}.host"
+        key = "http.port" if getattr(e, "errno", None) in (errno.EADDRINUSE, errno.EACCES) else "http.host"
         raise ConfigError(f"{key}: cannot serve HTTP (metrics, API, status page) on {host}:{port}: "
-                          f"{e.strerror or e} (set another {section}.port, or 0 to turn the server off)") from None
+                          f"{e.strerror or e} (set another http.port, or 0 to turn the server off)") from None
     return sock
 
 
@@ -85,15 +85,15 @@ class HttpServer:
     """Bound at construction (errors name the config key), serving after `start()`; `attach(fleet)`
     gives it the running pipeline (before that: /metrics and the probes; /readyz 503, /api 503)."""
 
-    def __init__(self, host: str, port: int, token: str | None = None, section: str = "http") -> None:
-        problem = token_problem(host, token, section)
+    def __init__(self, host: str, port: int, token: str | None = None) -> None:
+        problem = token_problem(host, token)
         if problem:
             raise ConfigError(problem)
-        self.host, self.token, self.section = host, token or None, section
+        self.host, self.token = host, token or None
         self.fleet: Any = None  # the running pipeline's Fleet, once attached
         self.hub: Any = None  # events.AlertHub, once attached
         self.redis: Any = None  # a client for /api/alerts and the evidence, once attached
-        sock = bind(host, port, section)
+        sock = bind(host, port)
         sock.setblocking(False)
         self.sock = sock
         self.port = sock.getsockname()[1]

@@ -162,7 +162,7 @@ def test_pipeline_restarts_a_dead_engine_and_keeps_going(redis_server, media_dir
     from streamer.pipeline import Pipeline
 
     cfg = parse_config({"cameras": [{"id": "cam", "url": str(media_dir / "h264_aac.mp4"), "loop": True}],
-                        "redis": {"url": redis_server.url, "spool_dir": str(tmp_path / "spool")}, "metrics": {"port": 0}})
+                        "redis": {"url": redis_server.url, "spool_dir": str(tmp_path / "spool")}, "http": {"port": 0}})
     pipe = Pipeline(cfg)
     before = m.ENGINE_RESTARTS._value.get()
     counts = {}

@@ -41,7 +41,7 @@ def test_every_dashboard_query_returns_data(tmp_path, redis_server, media_dir):
     cfg.write_text(json.dumps({
         "cameras": [{"id": "cam1", "url": str(media_dir / "h264_aac.mp4"), "loop": True}],
         "redis": {"url": redis_server.url, "spool_dir": str(tmp_path / "spool"), "stats_interval": 2},
-        "metrics": {"host": "127.0.0.1", "port": metrics_port},
+        "http": {"host": "127.0.0.1", "port": metrics_port},
         "detect": {"thresholds": {"fight": 0.0}},
     }))
     (tmp_path / "prometheus.yml").write_text(
