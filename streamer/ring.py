@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.ingest.windower import Geometry
-from streamer.window import Window
+from streamer.window import Geometry, Window
 
 END = "end"  # sentinel: the source is finished for good
 

@@ -5,9 +5,8 @@ import time
 
 import numpy as np
 
-from streamer.ingest.windower import Geometry
 from streamer.ring import END, WindowRing
-from streamer.window import Window
+from streamer.window import Geometry, Window
 
 GEO = Geometry(frames=4, height=8, width=8, seconds=1.0, hop=0.5, sample_rate=1000)
 

@@ -23,9 +23,9 @@ from streamer.errors import ConfigError, HwaccelError, SourceError, redact, reda
 from streamer.ingest.mic import MicReader
 from streamer.ingest.opening import SourceOptions
 from streamer.ingest.source import SourceReader
-from streamer.ingest.windower import Geometry
 from streamer.outputs import metrics as m
 from streamer.ring import RingHandle
+from streamer.window import Geometry
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 30.0
