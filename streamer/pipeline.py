@@ -8,6 +8,9 @@ instead (nothing dropped).
 Three parts, driven from the pipeline's thread: the Supervisor (streamer/supervision.py) runs the
 ingest processes, restarts them and applies camera changes (`call`); the engine process reads the rings
 (streamer/engine/); Alerting (streamer/alerting.py) turns each window's result into events and alerts.
+Evidence goes around the engine: each ingest process writes its windows' keyframes and audio to the
+camera's evidence ring (streamer/evidence_ring.py, made here, kept across engine restarts), which
+Alerting reads for a start alert.
 
 Stopping (`stop()`, from the CLI's SIGINT/SIGTERM handler): the loop ends within 0.1 s; open events are
 closed with `end` alerts (reason "stop"); the ingest processes and the engine are asked to stop and
