@@ -1,6 +1,7 @@
 """Detection in the main process, after the engine: each window's scores (with the anomaly distance and
-the sound level) go to the event tracker, its transitions become alerts (a start with its evidence)
-handed to the alert sink, and each camera's last results are kept for the page and the API.
+the sound level) go to the event tracker, its transitions become alerts (a start with its evidence, read
+from the camera's evidence ring and encoded on the delivery thread) handed to the alert sink, and each
+camera's last results are kept for the page and the API.
 
 Everything here runs on the pipeline's thread (streamer/pipeline.py); `status()` may be read from any.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 from engines.spec import ModelSpec
@@ -51,7 +53,7 @@ def sound_level(w: Window) -> tuple[float, float] | None:
 
 class Alerting:
     """Windows to events to alerts. `evidence(camera, window start)` gives a start alert's (keyframe,
-    audio); `delivered(camera, end, arrival)` hears of each window judged (the timeline a respawned
+    audio) without waiting (streamer/evidence_ring.py Evidence.read); `delivered(camera, end, arrival)` hears of each window judged (the timeline a respawned
     ingest process continues)."""
 
     def __init__(self, cfg: Config, spec: ModelSpec, anomaly: AnomalyScorer, stats: Stats, sink: AlertSink, model: alerts_mod.ModelInfo,
@@ -88,6 +90,8 @@ class Alerting:
         m.ALERTS_DROPPED.labels(cid, "spool_full")
         for event in self.spec.classes:
             m.ALERTS.labels(cid, event)
+        if self.cfg.evidence.enabled:
+            m.EVIDENCE_MISSED.labels(cid)
         if self.cfg.anomaly.enabled:
             m.ALERTS.labels(cid, ANOMALY)
             m.NORMALITY_LEARNING.labels(cid).set(self.anomaly.progress(cid))
@@ -182,15 +186,7 @@ class Alerting:
             duration_s=t.duration if t.state == "end" else None,
             reason=t.reason if t.state == "end" else None,
         )
-        files: dict[str, bytes] = {}
-        if t.state == "start" and w is not None and self.cfg.evidence.enabled:
-            keys = evidence.keys("streamer:evidence", alert["id"])
-            keyframe, audio = self.evidence(w.camera, w.start)  # only start alerts fetch it
-            if keyframe is not None:
-                files[keys["keyframe"]] = evidence.jpeg(keyframe, self.cfg.evidence.jpeg_quality)
-            if audio is not None and w.audio_mask:
-                files[keys["audio"]] = evidence.wav(audio, self.spec.sample_rate)
-            alert["evidence"] = {name: key for name, key in keys.items() if key in files}
+        files = self._evidence(alert, w) if t.state == "start" and w is not None and self.cfg.evidence.enabled else {}
         if w is not None:
             done = time.monotonic()
             alert["latency_ms"]["publish"] = round((done - t_pub) * 1000, 2)
@@ -202,3 +198,16 @@ class Alerting:
         self.last_alert[t.camera] = {k: alert[k] for k in ("id", "event", "state", "time", "score")}
         if self.on_alert:
             self.on_alert(alert)
+
+    def _evidence(self, alert: dict[str, Any], w: Window) -> dict[str, Callable[[], bytes]]:
+        """A start alert's evidence files, read now from the camera's evidence ring and encoded later, on the
+        delivery thread (AlertSink); `alert["evidence"]` names the keys of those it has."""
+        keys = evidence.keys("streamer:evidence", alert["id"])
+        keyframe, audio = self.evidence(w.camera, w.start)
+        files: dict[str, Callable[[], bytes]] = {}
+        if keyframe is not None:
+            files[keys["keyframe"]] = partial(evidence.jpeg, keyframe, self.cfg.evidence.jpeg_quality)
+        if audio is not None and w.audio_mask:
+            files[keys["audio"]] = partial(evidence.wav, audio, self.spec.sample_rate)
+        alert["evidence"] = {name: key for name, key in keys.items() if key in files}
+        return files

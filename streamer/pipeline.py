@@ -8,6 +8,9 @@ instead (nothing dropped).
 Three parts, driven from the pipeline's thread: the Supervisor (streamer/supervision.py) runs the
 ingest processes, restarts them and applies camera changes (`call`); the engine process reads the rings
 (streamer/engine/); Alerting (streamer/alerting.py) turns each window's result into events and alerts.
+Evidence goes around the engine: each ingest process writes its windows' keyframes and audio to the
+camera's evidence ring (streamer/evidence_ring.py, made here, kept across engine restarts), which
+Alerting reads for a start alert.
 
 Stopping (`stop()`, from the CLI's SIGINT/SIGTERM handler): the loop ends within 0.1 s; open events are
 closed with `end` alerts (reason "stop"); the ingest processes and the engine are asked to stop and
@@ -41,6 +44,7 @@ from streamer.detect.anomaly import AnomalyScorer
 from streamer.engine.client import EngineClient
 from streamer.engine.process import Ended, EngineDied, EngineOptions, Result
 from streamer.errors import Stopped
+from streamer.evidence_ring import Evidence
 from streamer.ingest.source import probe_geometry
 from streamer.ingest.supervisor import keyframe_width
 from streamer.outputs import alerts as alerts_mod
@@ -70,6 +74,7 @@ class Pipeline:
         self._embedded: alerts_mod.EmbeddedRedis | None = None
         self.sink: AlertSink | None = None  # type: ignore[assignment]
         self.rings: dict[str, WindowRing] = {}
+        self.evidence: Evidence | None = None  # each camera's evidence ring (made in _setup)
         try:
             self._setup(cfg, on_alert, on_window)
         except BaseException:  # a bad setting, or Stopped by a signal: nothing is left behind
@@ -81,6 +86,9 @@ class Pipeline:
         self.spec = startup.model_spec(cfg)  # the model rules `streamer check` applies too
         self.geo = replace(probe_geometry(self.spec, cfg.window.hop), objects=cfg.anomaly.enabled)  # objects: for anomaly
         self.anomaly = AnomalyScorer(cfg, self.spec.frames)  # a bad normality file fails here
+        self.evidence = Evidence(self.geo.samples, cfg.window.queue)
+        for c in cfg.cameras:
+            self._add_evidence(c)
         self.stats = Stats(replica=cfg.shard.index or 0)  # its clock starts before the engine loads
         self._ctx = mp.get_context("spawn")
         self.sup = Supervisor(self, self._ctx, self.geo, self._stop.is_set)
@@ -97,14 +105,11 @@ class Pipeline:
                                     ssl_certfile=r.ssl_certfile, ssl_keyfile=r.ssl_keyfile)
         self.sink = AlertSink(client, self.redis_url, stream=r.stream, maxlen=r.maxlen, channel_prefix=r.channel_prefix,
                               spool=spool, evidence_ttl=cfg.evidence.ttl, journal=r.journal)
-        a = self.alerting = Alerting(cfg, self.spec, self.anomaly, self.stats, self.sink, self.model, self._evidence, self.sup.delivered,
-                                     on_alert, on_window)
+        a = self.alerting = Alerting(cfg, self.spec, self.anomaly, self.stats, self.sink, self.model, self.evidence.read,
+                                     self.sup.delivered, on_alert, on_window)
         # the same objects, under the names the tests and tools read
         self.tracker, self.history = a.tracker, a.history
         m.SPOOLED.set(len(self.sink.spool))
-
-    def _evidence(self, camera: str, start: float) -> tuple[Any, Any]:
-        return self.engine.evidence(camera, start)  # the engine of now (it may have been restarted)
 
     # ---- what the page and the API read (any thread) ------------------------------------------------
     @property
@@ -130,8 +135,9 @@ class Pipeline:
     def attach_camera(self, cam: CameraConfig) -> WindowRing:
         """A new camera's detection state, and a fresh ring that the engine reads; returns the ring."""
         self.alerting.add(cam)  # a normality file that cannot be used fails here (ConfigError)
-        ring = WindowRing(self._ctx, self.geo, self.cfg.window.queue, keyframe_width(cam, self._keyframe_width()))
+        ring = WindowRing(self._ctx, self.geo, self.cfg.window.queue)
         self.rings[cam.id] = ring
+        self._add_evidence(cam)
         self.engine.attach(cam.id, ring)
         return ring
 
@@ -139,8 +145,14 @@ class Pipeline:
         """A removed camera: its open events end, its detection state goes (Alerting.drop), the engine lets
         go of its ring. Returns the ring, to unlink once its process has ended."""
         self.alerting.drop(cid, replacing)
+        self.evidence.drop(cid)
         self.engine.detach(cid)
         return self.rings.pop(cid)
+
+    def _add_evidence(self, cam: CameraConfig) -> None:
+        """The camera's evidence ring, which its ingest process writes (none while evidence is off)."""
+        if self.cfg.evidence.enabled:
+            self.evidence.add(cam.id, keyframe_width(cam, self._keyframe_width()))
 
     def detect_settings(self, cam: CameraConfig) -> None:
         """A camera's thresholds and loudness, live."""
@@ -157,6 +169,8 @@ class Pipeline:
             if self.engine is not None:
                 self.engine.close(timeout=0.2)
             self._close_rings()
+            if self.evidence is not None:
+                self.evidence.close()
             if self.sink is not None:
                 self.sink.close(timeout=0.2)
             if self._embedded is not None:
@@ -170,8 +184,7 @@ class Pipeline:
     def _start_engine(self, wait: bool = True) -> None:
         """Fresh rings and a fresh engine process reading them (`wait=False`: started, not yet ready;
         call `self.engine.wait_ready()`)."""
-        kf = self._keyframe_width()
-        self.rings = {c.id: WindowRing(self._ctx, self.geo, self.cfg.window.queue, keyframe_width(c, kf)) for c in self.cfg.cameras}
+        self.rings = {c.id: WindowRing(self._ctx, self.geo, self.cfg.window.queue) for c in self.cfg.cameras}
         e = self.cfg.engine
         try:
             opts = EngineOptions(self.model_path, e.backend, e.threads, e.max_batch, e.max_wait_ms, e.precision, e.cache_dir,
@@ -283,6 +296,7 @@ class Pipeline:
         if self.engine is not None:
             self.engine.close(timeout=STOP_GRACE_S)
         self._close_rings()
+        self.evidence.close()
         if self.sink is not None:
             self.sink.close(timeout=SINK_GRACE_S)  # what Redis did not take in time is in the spool
             self.sink.client.close()

@@ -1,5 +1,9 @@
 """A preallocated shared-memory ring of window slots, one per camera, between two processes.
 
+It carries what the engine reads (video, audio, the small fields); a window's keyframe does not travel
+here: the ingest process writes it, with the audio, to the camera's evidence ring
+(streamer/evidence_ring.py), which the main process reads.
+
 The ingest process writes a window's arrays straight into a free slot; the queue between the
 processes carries only the slot index and the window's small fields. When no slot is free (the
 engine is behind), the producer takes back the oldest ready slot, so the oldest window is dropped
@@ -18,21 +22,20 @@ from typing import Any
 
 import numpy as np
 
-from streamer.ingest.windower import Geometry
-from streamer.window import Window
+from streamer.evidence_ring import EvidenceRing
+from streamer.window import Geometry, Window
 
 END = "end"  # sentinel: the source is finished for good
 
 
 class WindowRing:
-    def __init__(self, ctx: Any, geo: Geometry, slots: int, keyframe_width: int = 0) -> None:
+    def __init__(self, ctx: Any, geo: Geometry, slots: int) -> None:
         self.geo = geo
         self.slots = slots
         self.v_shape = (geo.frames, geo.height, geo.width, 3)
         self.v_bytes = int(np.prod(self.v_shape))
         self.a_bytes = geo.samples * 4
-        self.k_bytes = keyframe_width * keyframe_width * 3  # room for a keyframe up to square
-        self.slot_bytes = self.v_bytes + self.a_bytes + self.k_bytes
+        self.slot_bytes = self.v_bytes + self.a_bytes
         self.shm = shared_memory.SharedMemory(create=True, size=max(slots * self.slot_bytes, 1))
         self.free: Any = ctx.Queue()
         self.ready: Any = ctx.Queue()
@@ -48,17 +51,16 @@ class WindowRing:
         self.__dict__.update(state)
         self.shm = shared_memory.SharedMemory(name=state["shm"])
 
-    def _views(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _views(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         base = i * self.slot_bytes
         buf = self.shm.buf
         video = np.ndarray(self.v_shape, np.uint8, buf, base)
         audio = np.ndarray((self.geo.samples,), np.float32, buf, base + self.v_bytes)
-        key = np.ndarray((self.k_bytes,), np.uint8, buf, base + self.v_bytes + self.a_bytes)
-        return video, audio, key
+        return video, audio
 
     # ---- producer -----------------------------------------------------------------------------
     def put(self, w: Window, *, block: bool = False, timeout: float = 0.2) -> tuple[bool, bool]:
-        """Write a window. Returns (written, dropped_oldest). With block=True waits up to timeout for a
+        """Write a window (not its keyframe). Returns (written, dropped_oldest). With block=True waits up to timeout for a
         free slot instead of dropping (files read as fast as they decode)."""
         dropped = False
         try:
@@ -78,14 +80,10 @@ class WindowRing:
                         i = self.free.get(timeout=timeout)  # the consumer is copying: it will return one
                     except queue.Empty:
                         return False, False
-        video, audio, key = self._views(i)
+        video, audio = self._views(i)
         video[...] = w.video
         audio[...] = w.audio
-        meta = {k: v for k, v in asdict(w).items() if k not in ("video", "audio", "keyframe")}
-        if w.keyframe is not None and w.keyframe.size <= self.k_bytes:
-            key[: w.keyframe.size] = w.keyframe.reshape(-1)
-            meta["keyframe_shape"] = w.keyframe.shape
-        self.ready.put((i, meta))
+        self.ready.put((i, {k: v for k, v in asdict(w).items() if k not in ("video", "audio", "keyframe")}))
         return True, dropped
 
     def put_end(self) -> None:
@@ -97,11 +95,8 @@ class WindowRing:
         i, meta = self.ready.get(timeout=timeout)
         if meta == END:
             return END
-        video, audio, key = self._views(i)
-        shape = meta.pop("keyframe_shape", None)
+        video, audio = self._views(i)
         w = Window(video=video.copy(), audio=audio.copy(), **meta)
-        if shape is not None:
-            w.keyframe = key[: int(np.prod(shape))].reshape(shape).copy()
         self.free.put(i)
         return w
 
@@ -122,12 +117,13 @@ class WindowRing:
 
 
 class RingHandle:
-    """The ring an ingest process writes to. After an engine restart the main process sends a fresh ring
-    (`share`d) on `updates`: the process keeps decoding and switches to it before its next window (the old
-    ring's queues may have a lock the dead engine held)."""
+    """The rings an ingest process writes to. After an engine restart the main process sends a fresh window
+    ring (`share`d) on `updates`: the process keeps decoding and switches to it before its next window (the
+    old ring's queues may have a lock the dead engine held). `evidence`: the camera's evidence ring (None:
+    evidence is off); it is the main process's, not the engine's, and outlives engine restarts."""
 
-    def __init__(self, ring: WindowRing, updates: Any) -> None:
-        self._ring, self.updates = ring, updates
+    def __init__(self, ring: WindowRing, updates: Any, evidence: EvidenceRing | None = None) -> None:
+        self._ring, self.updates, self.evidence = ring, updates, evidence
 
     def ring(self) -> WindowRing:
         try:

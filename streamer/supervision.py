@@ -106,7 +106,7 @@ class Supervisor:
     def _spawn(self, cid: str) -> None:
         cam, ctx, ev = self.cams[cid], self.ctx, self.pipe.cfg.evidence
         self.stops[cid], self.updates[cid] = ctx.Event(), ctx.Queue()
-        rings = RingHandle(self.pipe.rings[cid], self.updates[cid])
+        rings = RingHandle(self.pipe.rings[cid], self.updates[cid], self.pipe.evidence.rings.get(cid))
         kf = keyframe_width(cam, ev.jpeg_width if ev.enabled else 0)
         p = ctx.Process(target=ingest_main, args=(cam, self.geo, rings, self.stops[cid], kf, self.last.get(cid), os.getpid()),
                         name=f"streamer:ingest:{cid}", daemon=True)

@@ -1,10 +1,26 @@
-"""The window: the contract between ingest and engines (see DESIGN.md)."""
+"""The window: the contract between ingest and engines (see DESIGN.md), and its geometry (what every
+window of a run holds), shared by the ingest, the rings and the engine."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Geometry:
+    frames: int
+    height: int
+    width: int
+    seconds: float
+    hop: float
+    sample_rate: int
+    objects: bool = False  # windows carry the moving objects of their frames (streamer.detect.objects)
+
+    @property
+    def samples(self) -> int:
+        return int(round(self.seconds * self.sample_rate))
 
 
 @dataclass

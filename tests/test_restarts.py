@@ -118,7 +118,7 @@ def test_an_engine_restart_ends_open_events_with_a_reason(redis_server, tmp_path
     jsonschema.validate(stored[fights[1]["id"]], ALERT_SCHEMA)
     assert stored[fights[1]["id"]]["reason"] == "engine_restart"
     start = stored[fights[0]["id"]]
-    keys = start["evidence"]  # fetched from the engine for the start alert
+    keys = start["evidence"]  # read from the camera's evidence ring for the start alert
     assert set(keys) == {"keyframe", "audio"}
     assert redis_server.client().get(keys["keyframe"])[:2] == b"\xff\xd8"
     assert "evidence" not in fights[1] or fights[1]["evidence"] == {}

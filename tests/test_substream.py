@@ -33,7 +33,7 @@ def _windows(url, opts=None):
 
 
 def _keyframes(windows):
-    """Each window's evidence keyframe as the engine keeps it: a main keyframe travels with the first window
+    """Each window's evidence keyframe as its evidence ring keeps it: a main keyframe travels with the first window
     after it changed; the windows after it (None) have the same one."""
     out, last = [], None
     for w in windows:

@@ -1,5 +1,6 @@
 """The engine process seen from the main process: `EngineClient` starts it, waits for its ready
-handshake, attaches and detaches cameras' rings, asks for evidence, reads its results and stops it.
+handshake, attaches and detaches cameras' rings, reads its results and stops it. (Evidence is not asked
+of the engine: streamer/evidence_ring.py.)
 
 A missing handshake raises EngineStartError naming `engine.ready_timeout`, a dead engine raises EngineDied
 from `get()`. Restarting is the parent's job: a process killed while reading a ring's queue can leave that
@@ -13,8 +14,6 @@ import logging
 import queue
 import time
 from typing import Any
-
-import numpy as np
 
 from streamer import procs
 from streamer.engine.process import (
@@ -48,8 +47,6 @@ class EngineClient:
         self.ctx, self.opts, self.rings, self.ready_timeout = ctx, opts, rings, ready_timeout
         self.should_stop = should_stop
         self.results: Any = ctx.Queue(maxsize=results_queue or max(64, 8 * len(rings)))
-        self.requests: Any = ctx.Queue()
-        self.replies: Any = ctx.Queue(maxsize=64)
         self.control: Any = ctx.Queue()  # cameras attached and detached while running
         self.stop = ctx.Event()
         self.backend = self.precision = self.device = "?"
@@ -64,7 +61,7 @@ class EngineClient:
     def _start(self) -> None:
         import os
 
-        channels = Channels(self.results, self.stop, self.requests, self.replies, self.control)
+        channels = Channels(self.results, self.stop, self.control)
         self.proc = self.ctx.Process(target=engine_main, name="streamer:engine", daemon=True,
                                      args=(self.opts, self.rings, channels, os.getpid()))
         self._t_start = time.monotonic()
@@ -112,28 +109,6 @@ class EngineClient:
         if not self.proc.is_alive():
             raise EngineStartError(f"the engine process exited with code {self.proc.exitcode} before it "
                                    "was ready") from None
-
-    def evidence(self, camera: str, start: float, timeout: float = 0.25) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The keyframe and audio (None when the window had none) of a camera's recent window, asked of
-        the engine; (None, None) when the engine no longer has it or does not answer within `timeout`."""
-        try:
-            self.requests.put((camera, start))
-        except (OSError, ValueError):
-            return None, None
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                log.warning("camera %s: no evidence from the engine within %.0f ms", camera, timeout * 1000)
-                return None, None
-            try:
-                cam, t, key, audio = self.replies.get(timeout=left)
-            except queue.Empty:
-                continue
-            except (OSError, ValueError, EOFError):
-                return None, None
-            if cam == camera and abs(t - start) < 1e-6:
-                return key, audio
 
     def attach(self, camera: str, ring: WindowRing) -> None:
         """Start reading a camera's ring (a camera added while running)."""

@@ -3,17 +3,16 @@
 The engine process opens the runtime (with a GPU: the one CUDA context and TensorRT engine of this
 machine), reads windows straight from the cameras' shared-memory rings (streamer/ring.py), batches them
 across cameras (streamer/engine/batcher.py: `max_batch`, `max_wait_ms`) and sends one small result per
-window to the main process: scores and timing (the video, the audio and the keyframe stay in the
-engine). The results queue is bounded: a main process that falls behind holds the engine back, and the
-cameras' rings then drop their oldest windows. Evidence (keyframe and audio) is kept for each camera's
-last `EVIDENCE_KEEP` windows and sent only when the main process asks for it, for a start alert
-(`EngineClient.evidence`). A camera's "end" message follows its last result.
+window to the main process: scores and timing (the video and the audio stay in the engine). The results
+queue is bounded: a main process that falls behind holds the engine back, and the cameras' rings then
+drop their oldest windows. Evidence (keyframe and audio) never passes through the engine: the ingest
+process writes it to the camera's evidence ring, which the main process reads (streamer/evidence_ring.py).
+A camera's "end" message follows its last result.
 
 Inside the engine process (`EngineLoop`, one method per thread):
     collect, a thread per camera:  ring.get() -> batcher.submit(window) -> (camera, window, future) on `order`
     run, the main thread:          batcher.run_once() -> infer(batch) -> runtime.infer (the thread that opened it)
     deliver:                       `order` in submission order -> future.result() -> results queue
-    serve_evidence:                requests (camera, window start) -> that window's keyframe + audio
     control:                       Attach(camera, ring) -> a new collector; Detach(camera) -> it ends
 
 Cameras added at run time (the HTTP API, SIGHUP): the main process makes the camera's ring and sends it
@@ -26,7 +25,6 @@ The main-process side, `EngineClient`, is in streamer/engine/client.py.
 
 from __future__ import annotations
 
-import collections
 import logging
 import queue
 import signal
@@ -47,7 +45,6 @@ from streamer.window import Window
 log = logging.getLogger(__name__)
 
 READY_SETTING = "engine.ready_timeout"
-EVIDENCE_KEEP = 16  # windows per camera whose keyframe and audio the engine keeps for evidence requests
 _EMPTY_VIDEO = np.zeros(0, np.uint8)  # what a Result's window carries instead of its video and audio
 _EMPTY_AUDIO = np.zeros(0, np.float32)
 
@@ -68,7 +65,7 @@ class EngineDied(StreamerError, RuntimeError):
 class Result:
     """One window's outcome, as the main process needs it (no video: it stays in the engine)."""
 
-    window: Window  # video and audio replaced by empty arrays, no keyframe (see EngineClient.evidence)
+    window: Window  # video and audio replaced by empty arrays (evidence: streamer/evidence_ring.py)
     scores: np.ndarray  # [K] sigmoid of event_logits
     infer_start: float  # time.monotonic() when its batch started (the same for every window of a batch)
     infer_s: float  # the batch's inference time
@@ -93,8 +90,6 @@ class Channels:
 
     results: Any  # engine -> main: Ready or Failed first, then Result and Ended (bounded)
     stop: Any  # an Event: the main process stops the engine
-    requests: Any = None  # main -> engine: (camera, window start) evidence requests
-    replies: Any = None  # engine -> main: (camera, window start, keyframe, audio)
     control: Any = None  # main -> engine: Attach, Detach
 
 
@@ -192,9 +187,6 @@ class EngineLoop:
         # (camera, window | END, future | ring name), in submission order per camera; bounded: a full one holds
         # the collectors back (the rings then drop their oldest windows), memory stays flat
         self.order: queue.Queue = queue.Queue(maxsize=4 * self.max_batch + 2 * len(rings))
-        # camera -> (window start, keyframe, audio) of its last EVIDENCE_KEEP windows, for evidence requests
-        self.kept: dict[str, collections.deque] = {cam: collections.deque(maxlen=EVIDENCE_KEEP) for cam in rings}
-        self.kept_lock = threading.Lock()
         self.detached = {cam: threading.Event() for cam in rings}  # set: that camera's collector ends
         self.pose_counts = list(runtime.pose_counts)
 
@@ -210,7 +202,6 @@ class EngineLoop:
         for cam, ring in self.rings.items():
             self._start_collector(cam, ring)
         deliverer = self._thread(self.deliver, "deliver")
-        self._thread(self.serve_evidence, "evidence")
         self._thread(self.control, "control")
         rt = self.runtime
         self.ch.results.put(Ready(rt.backend, precision, self.max_batch, os.getpid(), rt.device, rt.chosen_because))
@@ -238,7 +229,7 @@ class EngineLoop:
         deliverer.join(timeout=1)
         # results nobody will read must not hold this process at exit (its queue feeder would wait for the
         # pipe to drain)
-        for q in (self.ch.results, self.ch.replies, self.ch.control):
+        for q in (self.ch.results, self.ch.control):
             if q is not None:
                 q.cancel_join_thread()
 
@@ -311,8 +302,6 @@ class EngineLoop:
 
         self.detach(msg.camera, quiet=True)
         self.detached[msg.camera] = threading.Event()
-        with self.kept_lock:
-            self.kept[msg.camera] = collections.deque(maxlen=EVIDENCE_KEEP)
         self._start_collector(msg.camera, pickle.loads(msg.ring))
         log.info("camera %s: attached", msg.camera)
 
@@ -320,8 +309,6 @@ class EngineLoop:
         gone = self.detached.pop(camera, None)
         if gone is not None:
             gone.set()
-        with self.kept_lock:
-            self.kept.pop(camera, None)
         if not quiet:
             log.info("camera %s: detached", camera)
 
@@ -343,39 +330,6 @@ class EngineLoop:
                     log.error("camera %s: window at %.2f s lost: %s", camera, w.start, e)
                 m.WINDOWS_DROPPED.labels(camera, "engine_error").inc()
                 continue
-            self._keep_evidence(camera, w)
-            w.video, w.audio, w.keyframe = _EMPTY_VIDEO, _EMPTY_AUDIO, None
+            w.video, w.audio = _EMPTY_VIDEO, _EMPTY_AUDIO
             if not self._put(self.ch.results, Result(w, scores, t0, dt)):
                 return
-
-    def _keep_evidence(self, camera: str, w: Window) -> None:
-        with self.kept_lock:
-            kept = self.kept.get(camera)
-            if kept is None:  # a camera detached meanwhile
-                return
-            keyframe = w.keyframe
-            if keyframe is None and w.video_mask and kept:  # a substream camera's main keyframe, sent with
-                keyframe = kept[-1][1]  # the first window after it changed: still the newest
-            kept.append((w.start, keyframe, w.audio if w.audio_mask else None))
-
-    def serve_evidence(self) -> None:
-        """Requests (camera, window start) -> replies (camera, start, keyframe, audio); None for what is
-        no longer kept."""
-        requests, replies = self.ch.requests, self.ch.replies
-        while requests is not None and not self.ch.stop.is_set():
-            try:
-                req = requests.get(timeout=0.5)
-            except (queue.Empty, OSError, EOFError, ValueError):
-                continue
-            if req is None:
-                return
-            camera, start = req
-            found = (None, None)
-            with self.kept_lock:
-                for t, key, audio in self.kept.get(camera, ()):
-                    if abs(t - start) < 1e-6:
-                        found = (key, audio)
-            try:
-                replies.put((camera, start, *found), timeout=1.0)
-            except queue.Full:
-                pass

@@ -23,9 +23,9 @@ from streamer.config import CameraConfig
 from streamer.errors import ConfigError, HwaccelError, SourceError, redact, redact_text
 from streamer.ingest.opening import SourceOptions
 from streamer.ingest.source import MicReader, SourceReader
-from streamer.ingest.windower import Geometry
 from streamer.outputs import metrics as m
 from streamer.ring import RingHandle
+from streamer.window import Geometry
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 30.0
@@ -68,7 +68,8 @@ class DecoderLog(logging.Handler):
 def ingest_main(cam: CameraConfig, geo: Geometry, rings: RingHandle, stop: Any, keyframe_width: int = 0,
                 resume: tuple[float, float] | None = None, parent_pid: int | None = None) -> None:
     """Entry point of one ingest process: decode, window, reconnect with capped exponential backoff.
-    Windows go to `rings.ring()`: the camera's ring, a fresh one after an engine restart.
+    Windows go to `rings.ring()`: the camera's ring, a fresh one after an engine restart; their keyframes
+    and audio to `rings.evidence`, which the main process reads for start alerts.
 
     `resume`: (source time, time.monotonic()) of the last window the previous ingest process of this
     camera delivered; a respawned process continues the timeline from there (plus the time since),
@@ -87,6 +88,8 @@ def ingest_main(cam: CameraConfig, geo: Geometry, rings: RingHandle, stop: Any, 
             ring.let_go()
         else:
             ring.close()
+        if rings.evidence is not None:
+            rings.evidence.close()
 
 
 def _become_ingest_process(cam: CameraConfig, parent_pid: int | None) -> DecoderLog:
@@ -164,7 +167,10 @@ class _Ingest:
         return False
 
     def _put(self, w: Any) -> bool:
-        """One window into the ring; False when told to stop while waiting for room."""
+        """One window's keyframe and audio into the evidence ring, the window into the engine's ring; False
+        when told to stop while waiting for room."""
+        if self.rings.evidence is not None:
+            self.rings.evidence.put(w)
         if self.live:  # never wait, drop the oldest
             written, dropped = self.rings.ring().put(w)
             if dropped:

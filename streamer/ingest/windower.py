@@ -14,32 +14,16 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from streamer.detect import loudness
 from streamer.detect.objects import FEATURES, ObjectFinder
-from streamer.window import Window
+from streamer.window import Geometry, Window
 
 Convert = Callable[[Any], np.ndarray]  # decoded frame -> uint8 [H, W, 3]
 Keyframe = Callable[[Any, float], np.ndarray | None]  # (newest frame, the window's last sample time) -> evidence
-
-
-@dataclass(frozen=True)
-class Geometry:
-    frames: int
-    height: int
-    width: int
-    seconds: float
-    hop: float
-    sample_rate: int
-    objects: bool = False  # windows carry the moving objects of their frames (streamer.detect.objects)
-
-    @property
-    def samples(self) -> int:
-        return int(round(self.seconds * self.sample_rate))
 
 
 NO_OBJECTS = np.zeros((0, 2 + len(FEATURES)))

@@ -41,6 +41,8 @@ POSE_FRAMES = Counter("streamer_pose_frames_total", "Frames the engine's pose mo
 BATCH_SIZE = Histogram("streamer_engine_batch_size", "Windows per engine call.", buckets=(1, 2, 4, 8, 16, 32, 64))
 ALERTS = Counter("streamer_alerts_total", "Alerts published, by event.", ["camera", "event"])
 ALERTS_DROPPED = Counter("streamer_alerts_dropped_total", "Alerts lost, by reason (only a full spool drops).", ["camera", "reason"])
+EVIDENCE_MISSED = Counter("streamer_evidence_missed_total", "Start alerts sent without evidence: their window's keyframe and "
+                          "audio were no longer kept (the main process too far behind).", ["camera"])
 SPOOLED = Gauge("streamer_spool_alerts", "Alerts waiting in the on-disk spool.", multiprocess_mode="livemax")
 ENGINE_RESTARTS = Counter("streamer_engine_restarts_total", "Engine process restarted after dying.")
 NORMALITY_LEARNING = Gauge("streamer_normality_learning_progress", "Learning period of the camera's normality model: 0..1, 1 = learned.",

@@ -1,7 +1,8 @@
 """Delivery of alerts to Redis, on its own thread: nothing accepted is lost, nothing is delivered twice,
 and the caller (the detection thread) never waits on the network.
 
-`submit()` puts the alert on a bounded queue and returns; when the queue is full (Redis answers too
+`submit()` puts the alert on a bounded queue and returns; its evidence may come unencoded (a callable
+that makes the file: the JPEG and the WAV are made on the delivery thread, or when spooled). When the queue is full (Redis answers too
 slowly for the alert rate) the alert goes straight to the on-disk spool instead. The delivery thread
 sends each alert in one MULTI/EXEC: evidence keys SET with a TTL, XADD to the stream (MAXLEN ~),
 PUBLISH on `<prefix>:<camera>`. redis-py's retry policy absorbs short blips; when Redis stays
@@ -24,7 +25,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import redis
 
@@ -90,15 +91,16 @@ class AlertSink:
             self._last_seq = max(self._last_seq + 1, time.time_ns())
             return self._last_seq
 
-    def submit(self, alert: dict[str, Any], evidence: dict[str, bytes] | None = None) -> bool:
-        """Accept an alert for delivery; never waits on the network. False only when it had to be
-        spooled and the spool is full (the alert is dropped, counted)."""
+    def submit(self, alert: dict[str, Any], evidence: Mapping[str, bytes | Callable[[], bytes]] | None = None) -> bool:
+        """Accept an alert for delivery, with its evidence files (key -> bytes, or a callable that makes them);
+        never waits on the network. False only when it had to be spooled and the spool is full (the alert is
+        dropped, counted)."""
         item = {**alert, "_seq": self._seq()}
         if self._journal is not None:
             self._journal.write(json.dumps({"id": alert["id"], "camera": alert["camera"], "event": alert["event"],
                                             "state": alert["state"], "time": alert.get("time")}) + "\n")
         if evidence:
-            item["_evidence"] = {k: base64.b64encode(v).decode() for k, v in evidence.items()}
+            item["_files"] = dict(evidence)  # encoded by _encode, on the delivery thread
         if not self._abandoned.is_set():
             try:
                 self._q.put_nowait(item)
@@ -107,7 +109,23 @@ class AlertSink:
                 log.warning("alert queue full (%d): Redis %s is slow; spooling", self._q.maxsize, self.url)
         return self._spool(item)
 
+    @staticmethod
+    def _encode(item: dict[str, Any]) -> None:
+        """The item's evidence files made (a file that cannot be is left out, logged) and kept as base64 in
+        `_evidence`, as the spool stores them."""
+        files = item.pop("_files", None)
+        if not files:
+            return
+        out = {}
+        for key, file in files.items():
+            try:
+                out[key] = base64.b64encode(file() if callable(file) else file).decode()
+            except Exception as e:  # e.g. an image the JPEG encoder refused (cv2.error): the alert still goes
+                log.error("alert %s: evidence %s not stored: %s", item.get("id"), key, e)
+        item["_evidence"] = out
+
     def _spool(self, item: dict[str, Any]) -> bool:
+        self._encode(item)
         ok = self.spool.append(item)
         m.SPOOLED.set(len(self.spool))
         if not ok:
@@ -116,6 +134,7 @@ class AlertSink:
         return ok
 
     def _send(self, alert: dict[str, Any]) -> None:
+        self._encode(alert)
         evidence = alert.get("_evidence") or {}
         doc = json.dumps({k: v for k, v in alert.items() if not k.startswith("_")}, separators=(",", ":"))
         pipe = self.client.pipeline(transaction=True)

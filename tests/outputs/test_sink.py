@@ -127,6 +127,34 @@ def test_evidence_is_stored_with_a_ttl_and_survives_the_spool(redis_server, tmp_
     assert "_evidence" not in last(client, "streamer:alerts", 1)[0]
 
 
+def test_evidence_is_encoded_on_the_delivery_thread(redis_server, tmp_path):
+    """The detection thread hands the sink the evidence unencoded; the JPEG and WAV are made on the
+    delivery thread. A file that cannot be made is left out; the alert still goes."""
+    import threading
+    from functools import partial
+
+    sink = sink_for(redis_server.url, tmp_path / "spool")
+    a = alert(0)
+    keys = evidence.keys("streamer:evidence", a["id"])
+    threads = []
+
+    def made(encode, *args):
+        threads.append(threading.current_thread().name)
+        return encode(*args)
+
+    files = {keys["keyframe"]: partial(made, evidence.jpeg, np.zeros((90, 160, 3), np.uint8)),
+             keys["audio"]: partial(made, evidence.wav, np.zeros(16000, np.float32), 16000),
+             "streamer:evidence:broken:jpg": partial(evidence.jpeg, np.zeros((0, 0, 3), np.uint8))}
+    assert sink.submit(a, files)
+    assert wait_empty(sink)
+    sink.close()
+    assert threads == ["streamer:delivery"] * 2
+    client = redis.Redis.from_url(redis_server.url)
+    assert client.get(keys["keyframe"])[:2] == b"\xff\xd8" and client.get(keys["audio"])[:4] == b"RIFF"
+    assert client.get("streamer:evidence:broken:jpg") is None
+    assert last(client, "streamer:alerts", 1)[0]["id"] == a["id"]
+
+
 def test_live_subscribers_get_each_alert(redis_server, tmp_path):
     client = redis.Redis.from_url(redis_server.url)
     ps = client.pubsub(ignore_subscribe_messages=True)

@@ -1,0 +1,109 @@
+"""The evidence ring: an ingest process writes each window's keyframe and audio, the main process reads
+a window's by its start time, without the engine; a window no longer kept has none (counted)."""
+
+import multiprocessing as mp
+import time
+
+import numpy as np
+from prometheus_client import REGISTRY
+
+from streamer.evidence_ring import EVIDENCE_KEEP, Evidence, EvidenceRing
+from streamer.window import Window
+
+SAMPLES = 1000
+
+
+def window(i, key=True, video=True, audio=True):
+    return Window(camera="c", start=i * 0.5, end=i * 0.5 + 1, video=np.zeros((0,), np.uint8),
+                  audio=np.full(SAMPLES, i / 1000, np.float32), video_mask=float(video), audio_mask=float(audio),
+                  arrival=time.monotonic(), keyframe=np.full((6, 8, 3), i % 256, np.uint8) if key and video else None)
+
+
+def write(ring, windows):
+    for w in windows:
+        ring.put(w)
+    ring.close()
+
+
+def write_forever(ring, stop):
+    i = 0
+    while not stop.is_set():
+        ring.put(window(i))
+        i += 1
+    ring.close()
+
+
+def test_the_main_process_reads_what_an_ingest_process_wrote():
+    ctx = mp.get_context("spawn")
+    ring = EvidenceRing(SAMPLES, keyframe_width=8, slots=6)
+    windows = [window(0), window(1, key=False), window(2, audio=False), window(3, video=False), window(4), window(5),
+               window(6), window(7)]
+    p = ctx.Process(target=write, args=(ring, windows))  # a real second process, as the ingest
+    p.start()
+    p.join(10)
+    try:
+        assert p.exitcode == 0
+        assert ring.get(0.0) is None and ring.get(0.5) is None  # their slots were reused: not kept
+        key, audio = ring.get(1.0)
+        assert key.shape == (6, 8, 3) and (key == 2).all() and audio is None  # a window without audio has none
+        key, audio = ring.get(1.5)
+        assert key is None and abs(audio - 0.003).max() < 1e-7  # a window without video: no keyframe
+        key, audio = ring.get(3.5)
+        assert (key == 7).all() and audio.shape == (SAMPLES,)
+        assert ring.get(4.0) is None  # never written
+    finally:
+        ring.close(unlink=True)
+
+
+def test_a_window_without_its_own_keyframe_keeps_the_newest():
+    """A substream camera's main keyframe travels with the first window after it changed: the next ones
+    keep it."""
+    ring = EvidenceRing(SAMPLES, keyframe_width=8, slots=4)
+    try:
+        for w in (window(0), window(1, key=False), window(2, key=False)):
+            ring.put(w)
+        assert all((ring.get(t)[0] == 0).all() for t in (0.0, 0.5, 1.0))
+    finally:
+        ring.close(unlink=True)
+
+
+def test_a_reader_never_gets_a_slot_half_written():
+    ctx = mp.get_context("spawn")
+    ring = EvidenceRing(SAMPLES, keyframe_width=8, slots=4)
+    stop = ctx.Event()
+    p = ctx.Process(target=write_forever, args=(ring, stop))
+    p.start()
+    found = 0
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            _cursor, fields = ring._header()
+            newest = int(_cursor[0]) - 1
+            del _cursor, fields
+            got = ring.get(newest * 0.5)
+            if got is not None:  # what comes back is that window's, whole, or nothing
+                found += 1
+                key, audio = got
+                assert (key == newest % 256).all() and np.allclose(audio, newest / 1000)
+        assert found > 10
+    finally:
+        stop.set()
+        p.join(5)
+        ring.close(unlink=True)
+
+
+def test_evidence_no_longer_kept_is_none_and_counted():
+    evidence = Evidence(SAMPLES, window_queue=4)
+    ring = evidence.add("late", keyframe_width=8)
+    try:
+        assert ring.slots == 4 + EVIDENCE_KEEP
+        for i in range(ring.slots + 1):
+            ring.put(window(i))
+        before = REGISTRY.get_sample_value("streamer_evidence_missed_total", {"camera": "late"}) or 0.0
+        assert evidence.read("late", 0.0) == (None, None)  # written over: its alert goes without
+        assert REGISTRY.get_sample_value("streamer_evidence_missed_total", {"camera": "late"}) == before + 1
+        key, audio = evidence.read("late", 0.5)
+        assert (key == 1).all() and audio is not None
+    finally:
+        evidence.close()
+    assert evidence.rings == {}
