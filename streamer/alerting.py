@@ -20,7 +20,7 @@ from streamer.detect.anomaly import EVENT as ANOMALY
 from streamer.detect.anomaly import AnomalyScorer
 from streamer.detect.events import EventTracker, Transition
 from streamer.detect.loudness import EVENT as LOUD
-from streamer.engine.process import Result
+from streamer.inference.process import Result
 from streamer.outputs import alerts as alerts_mod
 from streamer.outputs import evidence
 from streamer.outputs import metrics as m

@@ -187,8 +187,8 @@ def _close(pipe, server) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from streamer import startup
     from streamer.config import load_config
-    from streamer.engine.process import EngineStartError
     from streamer.errors import ConfigError
+    from streamer.inference.process import EngineStartError
 
     try:
         cfg = load_config(args.file)
@@ -207,8 +207,8 @@ DEMO_THRESHOLDS = {"fight": 0.78}
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from streamer.config import parse_config
-    from streamer.engine.process import EngineStartError
     from streamer.errors import ConfigError
+    from streamer.inference.process import EngineStartError
 
     try:
         given = {k: float(v) for k, v in (t.split("=", 1) for t in args.threshold or [])}
@@ -276,8 +276,8 @@ def train(argv: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from streamer.alerts_cli import add_parsers as add_alerts_parsers
-    from streamer.engine.cli import add_parser as add_engine_parser
     from streamer.eval_cli import add_parsers as add_eval_parsers
+    from streamer.inference.cli import add_parser as add_engine_parser
     from streamer.shard_cli import add_parser as add_shard_parser
 
     p = argparse.ArgumentParser(prog="streamer", description="Real-time audio-visual event detection for camera fleets.")

@@ -7,7 +7,7 @@ instead (nothing dropped).
 
 Three parts, driven from the pipeline's thread: the Supervisor (streamer/supervision.py) runs the
 ingest processes, restarts them and applies camera changes (`call`); the engine process reads the rings
-(streamer/engine/); Alerting (streamer/alerting.py) turns each window's result into events and alerts.
+(streamer/inference/); Alerting (streamer/alerting.py) turns each window's result into events and alerts.
 Evidence goes around the engine: each ingest process writes its windows' keyframes and audio to the
 camera's evidence ring (streamer/evidence_ring.py, made here, kept across engine restarts), which
 Alerting reads for a start alert.
@@ -41,10 +41,10 @@ from streamer import shard, startup
 from streamer.alerting import Alerting, CameraStatus
 from streamer.config import CameraConfig, Config
 from streamer.detect.anomaly import AnomalyScorer
-from streamer.engine.client import EngineClient
-from streamer.engine.process import Ended, EngineDied, EngineOptions, Result
 from streamer.errors import Stopped
 from streamer.evidence_ring import Evidence
+from streamer.inference.client import EngineClient
+from streamer.inference.process import Ended, EngineDied, EngineOptions, Result
 from streamer.ingest.source import probe_geometry
 from streamer.ingest.supervisor import keyframe_width
 from streamer.outputs import alerts as alerts_mod

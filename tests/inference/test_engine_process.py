@@ -11,8 +11,8 @@ import time
 import pytest
 
 from engines.spec import DEFAULT_MODEL, load_spec
-from streamer.engine.client import EngineClient
-from streamer.engine.process import Ended, EngineDied, EngineOptions, EngineStartError, Result
+from streamer.inference.client import EngineClient
+from streamer.inference.process import Ended, EngineDied, EngineOptions, EngineStartError, Result
 from streamer.ingest.clip import clip_windows
 from streamer.ingest.source import probe_geometry
 from streamer.outputs import metrics as m

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from streamer.engine.batcher import Batcher, BatcherClosed, BatchError
+from streamer.inference.batcher import Batcher, BatcherClosed, BatchError
 
 
 class Owner:

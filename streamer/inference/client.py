@@ -5,7 +5,7 @@ of the engine: streamer/evidence_ring.py.)
 A missing handshake raises EngineStartError naming `engine.ready_timeout`, a dead engine raises EngineDied
 from `get()`. Restarting is the parent's job: a process killed while reading a ring's queue can leave that
 queue's lock taken, so the pipeline restarts the engine with fresh rings and hands each running ingest
-process its camera's new ring (streamer/ring.py RingHandle). The engine side is streamer/engine/process.py.
+process its camera's new ring (streamer/ring.py RingHandle). The engine side is streamer/inference/process.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from streamer import procs
-from streamer.engine.process import (
+from streamer.inference.process import (
     READY_SETTING,
     Attach,
     Channels,

@@ -2,7 +2,7 @@
 
 The engine process opens the runtime (with a GPU: the one CUDA context and TensorRT engine of this
 machine), reads windows straight from the cameras' shared-memory rings (streamer/ring.py), batches them
-across cameras (streamer/engine/batcher.py: `max_batch`, `max_wait_ms`) and sends one small result per
+across cameras (streamer/inference/batcher.py: `max_batch`, `max_wait_ms`) and sends one small result per
 window to the main process: scores and timing (the video and the audio stay in the engine). The results
 queue is bounded: a main process that falls behind holds the engine back, and the cameras' rings then
 drop their oldest windows. Evidence (keyframe and audio) never passes through the engine: the ingest
@@ -20,7 +20,7 @@ on the control queue (`EngineClient.attach`, streamer/ring.py `share`: its queue
 multiprocessing's resource sharer, its semaphores and shared memory by name); a removed camera's
 collector is told to stop (`detach`) and drops its mapping of the ring, which the main process unlinks.
 
-The main-process side, `EngineClient`, is in streamer/engine/client.py.
+The main-process side, `EngineClient`, is in streamer/inference/client.py.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import numpy as np
 
 from engines.feed import sigmoid, windows_feed
 from engines.spec import OUTPUT_LOGITS
-from streamer.engine.batcher import Batcher, BatcherClosed
 from streamer.errors import StreamerError
+from streamer.inference.batcher import Batcher, BatcherClosed
 from streamer.ring import END, WindowRing
 from streamer.window import Window
 

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from engines.spec import DEFAULT_MODEL
-from streamer.engine.cli import add_parser
+from streamer.inference.cli import add_parser
 
 DEMO = Path(__file__).resolve().parents[2] / "streamer" / "assets" / "demo.mp4"
 
