@@ -188,7 +188,8 @@ class Fleet:
             raise ApiError(422, f"{bad[0]['path']}: unknown class", bad)
 
     def _check_sources(self, payload: dict[str, Any]) -> None:
-        """The API's part of the URL policy (streamer.urls): a file only under http.media_roots."""
+        """The API's part of the URL policy (streamer.urls): a file only under http.media_roots; a
+        normality model only under anomaly.dir or http.media_roots."""
         roots = self.pipe.cfg.http.media_roots
         bad = []
         for key in ("url", "detect_url"):
@@ -197,6 +198,11 @@ class Fleet:
                     urls.check(payload[key], roots)
                 except ValueError as e:
                     bad.append({"path": key, "msg": str(e), "got": redact(payload[key])})
+        if isinstance(payload.get("normality"), str):  # a model file is read: only from where models live
+            try:
+                urls.check_file_under(payload["normality"], [self.pipe.cfg.anomaly.dir, *roots], "normality models")
+            except ValueError as e:
+                bad.append({"path": "normality", "msg": str(e), "got": payload["normality"]})
         if bad:
             raise ApiError(422, f"{bad[0]['path']}: {bad[0]['msg']}", bad)
 

@@ -81,6 +81,18 @@ def check(url: str, media_roots: Sequence[str] | None = None) -> str:
     return str(path)
 
 
+def check_file_under(path: str, roots: Sequence[str], what: str) -> str:
+    """`path` if it is under one of `roots` (symlinks resolved), else ValueError: the API names files it
+    reads (normality models) only there."""
+    try:
+        real = Path(path).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as e:
+        raise ValueError(f"{path!r}: cannot be used as a file ({e})") from None
+    if not any(_under(real, r) for r in roots):
+        raise ValueError(f"{path}: the API reads {what} only under {', '.join(roots)}")
+    return path
+
+
 def _check_stream(url: str) -> None:
     try:
         parts = urlsplit(url)

@@ -172,6 +172,7 @@ def test_bad_payloads_are_422_naming_the_key_and_change_nothing(live):
         ({"id": "evil", "url": str(outside)}, "url"),
         ({"id": "evil", "url": "rtsp://h/x", "detect_url": "/dev/zero"}, "detect_url"),
         ({"id": "evil", "url": "concat:/etc/passwd|/etc/shadow"}, "url"),
+        ({"id": "evil", "url": clip, "normality": "/etc/passwd"}, "normality"),  # a model read from anywhere
         ({"id": "x", "url": clip, "stall_timeout": -1}, "stall_timeout"),
         ({"id": "x", "url": clip, "bogus": 1}, "bogus"),
         ({"id": "x", "url": "/nonexistent/clip.mp4"}, "url"),
