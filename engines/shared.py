@@ -86,9 +86,10 @@ def shared_files(onnx_path: str | Path) -> dict[str, str]:
     return dict(json.loads(value)) if value else {}
 
 
-def check_shared_files(onnx_path: str | Path) -> None:
-    """ModelLoadError unless every file the model shares is there with the bytes it was exported against."""
-    base = Path(onnx_path).parent
+def check_shared_files(onnx_path: str | Path, folder: str | Path | None = None) -> None:
+    """ModelLoadError unless every file the model shares is there with the bytes it was exported against:
+    beside it, or in `folder` for a runtime that reads them from there (torch: the package's)."""
+    base = Path(onnx_path).parent if folder is None else Path(folder)
     for rel, sha in shared_files(onnx_path).items():
         f = base / rel
         if not f.is_file():
@@ -129,7 +130,7 @@ def provide_backbones(folder: str | Path, files: tuple[str, ...] = (YAMNET_WEIGH
         src, dst = BACKBONE_DIR.parent / rel, folder / rel
         if dst.is_file() and file_sha256(dst) == file_sha256(src):
             continue
-        if dst.exists():
+        if dst.exists() and rel != NOTICE:
             log.warning("replacing %s by the package's %s: models exported against the old one will not load", dst, rel)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
@@ -159,9 +160,9 @@ def external_tensors(onnx_path: str | Path, location: str) -> dict[tuple[int, tu
     out: dict[tuple[int, tuple[int, ...], str], tuple[int, int]] = {}
     for t in read_graph(p).graph.initializer:
         if t.external_data and ExternalDataInfo(t).location == location:
-            info = ExternalDataInfo(t)
-            key = (t.data_type, tuple(t.dims), hashlib.sha256(_tensor_bytes(t, p.parent)).hexdigest())
-            out.setdefault(key, (int(info.offset or 0), int(info.length)))
+            data = _tensor_bytes(t, p.parent)
+            key = (t.data_type, tuple(t.dims), hashlib.sha256(data).hexdigest())
+            out.setdefault(key, (int(ExternalDataInfo(t).offset or 0), len(data)))
     return out
 
 
