@@ -118,7 +118,7 @@ def export_onnx(
 
 
 def graph_ops(path: str | Path) -> set[str]:
-    """Every op of the graph, subgraphs (the pose model's Scan body) included."""
+    """Every op of the one graph (engines.pose.one_graph), subgraphs (the pose model's Scan body) included."""
     return set(tensorrt_op_report(path)["ops"])
 
 
