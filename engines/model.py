@@ -18,8 +18,9 @@ Shapes: video uint8 [B, T, H, W, 3], audio float32 [B, S], masks float32 [B]
   is recorded in the ONNX metadata and the sidecar.
 
 The backbone weights come from `engines/weights/backbones/` (YAMNet: engines/backbones.py, loaded into
-torch; the pose model: run by ONNX Runtime, and placed in front of the exported graph by
-`engines.pose.attach_pose`); the torch state dict beside a model holds only what was trained.
+torch; the pose model: run by ONNX Runtime), and the exported graph reads them from there too (its
+YAMNet weights are references into `backbones/yamnet.bin`, its `poses` come from the pose model file:
+engines/shared.py, engines/pose.py); the torch state dict beside a model holds only what was trained.
 """
 
 from __future__ import annotations
@@ -222,8 +223,9 @@ class FusionNet(nn.Module):
 
 
 class WithPoses(nn.Module):
-    """The network after the pose model: (video, audio, masks, poses) -> outputs. What is exported;
-    engines.pose.attach_pose then computes `poses` from `video` inside the graph."""
+    """The network after the pose model: (video, audio, masks, poses) -> outputs. What is exported; the
+    runtimes fill `poses` with the pose model file (engines.pose.PoseRunner), and TensorRT builds
+    engines.pose.one_graph, which computes `poses` from `video` inside the graph."""
 
     def __init__(self, net: FusionNet) -> None:
         super().__init__()
@@ -287,15 +289,14 @@ def count_macs(model: FusionNet, spec: ModelSpec) -> int:
 def set_static_output_dims(onnx_path, spec: ModelSpec) -> None:
     """Write the class and embedding widths into the ONNX outputs' shapes; only the batch axis stays
     dynamic, as TensorRT engines and the runtimes' shape checks expect."""
-    import onnx
-
+    from engines.shared import read_graph, save_graph
     from engines.spec import OUTPUT_EMBEDDING, OUTPUT_LOGITS
 
-    m = onnx.load(str(onnx_path))
+    m = read_graph(onnx_path)
     widths = {OUTPUT_LOGITS: len(spec.classes), OUTPUT_EMBEDDING: spec.embedding_dim}
     for o in m.graph.output:
         if o.name in widths:
             dim = o.type.tensor_type.shape.dim[1]
             dim.Clear()
             dim.dim_value = widths[o.name]
-    onnx.save(m, str(onnx_path))
+    save_graph(m, onnx_path)

@@ -5,17 +5,22 @@ takes one int32 RGB frame [1, H, W, 3] of any size (the window's frames as they 
 [1, 6, 56]: per person 17 x (y, x, score) in fractions of the frame, then (ymin, xmin, ymax, xmax,
 score). Its graph has batch 1 and its own post-processing, so frames go through it one at a time.
 
-- `attach_pose`: the fusion graph is exported with the poses as an input; this puts the pose graph in
-  front of it, as a Scan over the sampled frames of the windows that have video (`video_mask` > 0;
-  the others get no people, and their video classes are masked anyway), so the served model is one
-  graph from the window's pixels and audio to the event scores, and audio-only windows cost no pose.
-  TensorRT builds that one graph.
-- `detach_pose`: the inverse, at load time: the pose graph and the graph after it, from one model file.
-- `PoseRunner`: the pose graph run on frames, each distinct frame once. Consecutive windows overlap
-  (1 s windows, 0.5 s hop) and the pose frames are spaced so that a window's first frames are the last
-  ones of the window before, so every other pose frame of a stream has been seen already; the runner
-  keeps the poses of recent frames keyed by the frames' pixels (a 128-bit BLAKE2b digest), so a reused
-  pose is exactly the one a new run would give, whatever camera, restart or timestamp it comes from.
+The fusion graph is exported after the pose model (`poses` an input); its metadata (`POSE_KEY`) names the
+pose model file beside it (`backbones/movenet_multipose.onnx`, engines/shared.py) and the frames of the
+window it runs on (`pose_front`). The pose model's weights are in that one file, for every runtime:
+
+- `PoseRunner`: the pose graph run on frames, each distinct frame once (ONNX Runtime and torch backends).
+  Consecutive windows overlap (1 s windows, 0.5 s hop) and the pose frames are spaced so that a window's
+  first frames are the last ones of the window before, so every other pose frame of a stream has been
+  seen already; the runner keeps the poses of recent frames keyed by the frames' pixels (a 128-bit
+  BLAKE2b digest), so a reused pose is exactly the one a new run would give, whatever camera, restart or
+  timestamp it comes from.
+- `one_graph` / `one_graph_file`: the pose graph put in front of the fusion graph (`attach_pose`), as a
+  Scan over the sampled frames of the windows that have video (`video_mask` > 0; the others get no
+  people, and their video classes are masked anyway), so the model is one graph from the window's pixels
+  and audio to the event scores, and audio-only windows cost no pose. TensorRT builds that one graph
+  (engines/build.py), made when the engine is built.
+- `detach_pose`: older exports carry the one graph in their file: the inverse of attach_pose, at load time.
 
 Imports onnxruntime and numpy only (onnx for the graph surgery), never torch: the CPU serving path uses it.
 """
@@ -23,19 +28,26 @@ Imports onnxruntime and numpy only (onnx for the graph surgery), never torch: th
 from __future__ import annotations
 
 import hashlib
+import json
+import tempfile
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engines.errors import ModelLoadError
+from engines.shared import POSE_MODEL, SHARED_KEY, check_shared_files, read_graph, set_metadata
 from engines.spec import POSE_ONNX
 
 PEOPLE = 6  # MultiPose's people per frame
 KEYPOINTS = 17
 POSE_WIDTH = KEYPOINTS * 3 + 5  # [y, x, score] x 17, then [ymin, xmin, ymax, xmax, score]
-POSES_INPUT = "poses"  # the exported heads' extra input, filled by attach_pose
+POSES_INPUT = "poses"  # the exported graph's input after the pose model: [B, K, 6, 56]
+POSE_KEY = "streamer.pose"  # ONNX metadata (JSON): {"model": the pose model file beside it, "frames": its frames}
 FRONT = "pose_"  # the prefix of every node and constant attach_pose adds in front of the graph
 CACHE_FRAMES = 4096  # poses kept (~1.4 kB each): 4 per camera cover the overlap, so ~1000 cameras
 
@@ -181,16 +193,17 @@ def _front(body: Any, spec: Any, frame_index: tuple[int, ...]) -> tuple[list[Any
     return nodes, [numpy_helper.from_array(v, n) for n, v in consts.items()]
 
 
-def attach_pose(onnx_path: str | Path, spec: Any, frame_index: tuple[int, ...], pose_path: Path = POSE_ONNX) -> None:
-    """Replace the graph input `poses` [B, K, 6, 56] of `onnx_path` by the pose model run on frames
-    `frame_index` of the windows of its `video` input [B, T, H, W, 3] whose `video_mask` is > 0 (zeros for
-    the others), in place. `spec` (engines.spec.ModelSpec) gives T, H, W."""
+def attach_pose(model: Any, pose: Any, spec: Any, frame_index: tuple[int, ...]) -> Any:
+    """The one graph: `model` (onnx.ModelProto, weights loaded) with its input `poses` [B, K, 6, 56]
+    replaced by the `pose` model run on frames `frame_index` of the windows of its `video` input
+    [B, T, H, W, 3] whose `video_mask` is > 0 (zeros for the others). In place; returns `model`.
+    `spec` (engines.spec.ModelSpec) gives T, H, W. The metadata that points at files beside the model
+    (the pose model, the shared weights) goes: the one graph carries them inside."""
     import onnx
     from onnx import TensorProto, helper
 
     from engines.spec import INPUT_NAMES, INPUT_VIDEO
 
-    model, pose = onnx.load(str(onnx_path)), onnx.load(str(pose_path))
     g = model.graph
     if not any(i.name == INPUT_VIDEO for i in g.input):  # the exporter drops an input no torch op reads
         g.input.insert(0, helper.make_tensor_value_info(INPUT_VIDEO, TensorProto.UINT8,
@@ -207,8 +220,77 @@ def attach_pose(onnx_path: str | Path, spec: Any, frame_index: tuple[int, ...], 
     opsets[""] = max([opsets.get("", 0)] + [o.version for o in pose.opset_import if o.domain in ("", "ai.onnx")])
     del model.opset_import[:]
     model.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets.items())
-    onnx.checker.check_model(model)
-    onnx.save(model, str(onnx_path))
+    for key in (POSE_KEY, SHARED_KEY):
+        set_metadata(model, key, None)
+    if not any(t.data_location == TensorProto.EXTERNAL for t in g.initializer):  # (references: no folder to check them in)
+        onnx.checker.check_model(model)
+    return model
+
+
+@dataclass(frozen=True)
+class PoseFront:
+    """What a model that takes `poses` as an input needs in front: the pose model file and the frames of
+    the window it runs on."""
+
+    model: Path
+    frame_index: tuple[int, ...]
+
+
+def pose_metadata(frame_index: tuple[int, ...], model: str = POSE_MODEL) -> dict[str, Any]:
+    """The value of `POSE_KEY`: `model` relative to the model's folder."""
+    return {"model": model, "frames": [int(i) for i in frame_index]}
+
+
+def pose_front(onnx_path: str | Path, graph: Any = None) -> PoseFront | None:
+    """The pose model and frames a model's `poses` input comes from (its `POSE_KEY` metadata); None when
+    it has no `poses` input (an older export with the pose graph inside, see detach_pose). `graph`: the
+    model already read (engines.shared.read_graph), to read it once."""
+    p = Path(onnx_path)
+    m = read_graph(p) if graph is None else graph
+    if not any(i.name == POSES_INPUT for i in m.graph.input):
+        return None
+    value = next((x.value for x in m.metadata_props if x.key == POSE_KEY), None)
+    if value is None:
+        raise ModelLoadError(f"{p.name} takes {POSES_INPUT!r} but its metadata names no pose model ({POSE_KEY})")
+    d = json.loads(value)
+    front = PoseFront(p.parent / d["model"], tuple(int(i) for i in d["frames"]))
+    if not front.model.is_file():
+        raise ModelLoadError(f"{p.name} runs the pose model {d['model']} beside it, which is missing ({front.model})")
+    return front
+
+
+def one_graph(onnx_path: str | Path, weights: bool = True) -> Any:
+    """The model as one graph from the window to its scores (onnx.ModelProto, every weight inside):
+    the pose model attached in front of a model that takes `poses` (`pose_front`); an older export,
+    which is one graph already, as it is. `weights=False`: the graph without the external data (to look
+    at its ops)."""
+    import onnx
+
+    from engines.spec import load_spec
+
+    p = Path(onnx_path)
+    if weights:
+        check_shared_files(p)
+    model = onnx.load(str(p), load_external_data=weights)
+    front = pose_front(p, model)
+    if front is None:
+        return model
+    return attach_pose(model, onnx.load(str(front.model)), load_spec(p), front.frame_index)
+
+
+@contextmanager
+def one_graph_file(onnx_path: str | Path, folder: str | Path | None = None) -> Iterator[Path]:
+    """A path to the one graph of `onnx_path` while the context lasts: the file itself when it is one
+    graph already, else a temporary file (in `folder`, default the system's) with every weight inside."""
+    p = Path(onnx_path)
+    if pose_front(p) is None:
+        yield p
+        return
+    model = one_graph(p)
+    with tempfile.TemporaryDirectory(prefix="streamer-one-graph-", dir=folder) as tmp:
+        out = Path(tmp) / p.name
+        out.write_bytes(model.SerializeToString())  # the weights inline: no external file to find
+        yield out
 
 
 @dataclass(frozen=True)
@@ -222,14 +304,15 @@ class Detached:
 
 
 def detach_pose(onnx_path: str | Path) -> Detached | None:
-    """The inverse of attach_pose, for runtimes that run the pose graph themselves (once per frame, see
-    PoseRunner): None when the model has no pose graph in front."""
+    """The inverse of attach_pose, for models exported with the pose graph inside (older exports) and
+    runtimes that run the pose graph themselves (once per frame, see PoseRunner): None when the model has
+    no pose graph in front."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from engines.spec import INPUT_VIDEO
 
-    model = onnx.load(str(onnx_path))  # external weights (<stem>.*.bin) load from beside the file
+    model = onnx.load(str(onnx_path))  # external weights load from beside the file
     g = model.graph
     scan = next((n for n in g.node if n.op_type == "Scan" and n.name == FRONT + "scan"), None)
     if scan is None:

@@ -21,11 +21,15 @@ def trt_supported_ops() -> dict[str, Any]:
 
 def tensorrt_op_report(onnx_path: str | Path) -> dict[str, Any]:
     """The graph's ops (subgraphs included), opset and I/O types against the TensorRT list: `unsupported`
-    lists every problem found (empty: the parser should take the graph). Needs the onnx package."""
+    lists every problem found (empty: the parser should take the graph). The graph is the one TensorRT
+    builds: the pose model in front of a model that takes `poses` (engines.pose.one_graph). Needs the
+    onnx package."""
     import onnx
 
+    from engines.pose import one_graph
+
     doc = trt_supported_ops()
-    model = onnx.load(str(onnx_path))
+    model = one_graph(onnx_path, weights=False)
     supported = set(doc["supported"])
     nodes: list[Any] = []
     constants: set[str] = set()

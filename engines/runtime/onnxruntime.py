@@ -1,9 +1,12 @@
 """ONNX Runtime backend (CPU, or CUDA when the onnxruntime-gpu build and a GPU are present).
 
-A model with a pose graph in front (engines.pose.attach_pose) is cut at its poses when it loads
-(engines.pose.detach_pose): the pose graph runs on each distinct frame once (engines.pose.PoseRunner;
-consecutive windows share half their pose frames), the rest of the graph on the batch. The scores are
-the one graph's (tests/engines/test_pose_reuse.py). `reuse_poses=False` runs the one graph as it is.
+The model takes `poses` as an input (engines/export.py): the pose model file its metadata names
+(engines.pose.pose_front) runs on each distinct frame once (engines.pose.PoseRunner; consecutive windows
+share half their pose frames), the model on the batch. The scores are the one graph's
+(tests/engines/test_pose_reuse.py). `reuse_poses=False` runs the one graph (engines.pose.one_graph: the
+pose model in front, as TensorRT builds it). An older export with the pose graph inside is cut at its
+poses when it loads (engines.pose.detach_pose). The files the model shares with the backbones must be
+the ones it was exported with (engines.shared.check_shared_files).
 
 Imports onnxruntime and onnx only (never torch), so the CPU serving path stays light.
 """
@@ -17,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from engines.errors import BackendUnavailable, InferenceError, ModelLoadError
-from engines.pose import POSES_INPUT, Detached, PoseRunner, detach_pose
+from engines.pose import POSES_INPUT, Detached, PoseRunner, detach_pose, one_graph, pose_front
 from engines.runtime._load import load_model_spec
 from engines.runtime.base import Runtime
+from engines.shared import check_shared_files
 from engines.spec import INPUT_NAMES, INPUT_VIDEO, INPUT_VIDEO_MASK, OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
@@ -74,9 +78,8 @@ class OnnxRuntime(Runtime):
         so.log_severity_level = 3
         # no busy-waiting between ops: ingest processes share these cores, and spinning threads steal from them
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        detached = self._detach() if reuse_poses else None
+        pose, graph = self._graph(reuse_poses)
         try:
-            graph = detached.heads if detached else str(self.model_path)
             self._session = ort.InferenceSession(graph, so, providers=providers)
         except Exception as e:  # onnxruntime raises its own pybind types
             raise ModelLoadError(f"ONNX Runtime cannot load {self.model_path}: {e}") from e
@@ -87,23 +90,36 @@ class OnnxRuntime(Runtime):
                                      "(its CUDA/cuDNN libraries?); set engine.device to cpu")
         self.backend = "onnxruntime-cuda" if device.startswith("cuda") else "onnxruntime"
         names = {i.name for i in self._session.get_inputs()}
-        want = set(INPUT_NAMES) if detached is None else (set(INPUT_NAMES) - {INPUT_VIDEO}) | {POSES_INPUT}
+        want = set(INPUT_NAMES) if pose is None else (set(INPUT_NAMES) - {INPUT_VIDEO}) | {POSES_INPUT}
         if names != want:
             raise ModelLoadError(f"{self.model_path} has inputs {sorted(names)}, expected {sorted(want)}")
         self._inputs_used = names
-        if detached is not None:
-            self.pose = PoseRunner(detached.pose, threads=intra_op_threads, providers=tuple(providers))
-            self._frame_index = detached.frame_index
+        if pose is not None:
+            self.pose = PoseRunner(pose[0], threads=intra_op_threads, providers=tuple(providers))
+            self._frame_index = pose[1]
 
     @property
     def pose_counts(self) -> tuple[int, int]:
         return (self.pose.computed, self.pose.reused) if self.pose is not None else (0, 0)
 
-    def _detach(self) -> Detached | None:
+    def _graph(self, reuse_poses: bool) -> tuple[tuple[Path | bytes, tuple[int, ...]] | None, str | bytes]:
+        """((pose model, its frames) when the poses are run here, else None; the graph for the session)."""
+        path = self.model_path
         try:
-            return detach_pose(self.model_path)
+            check_shared_files(path)
+            front = pose_front(path)
+            if front is not None:  # the pose model in its own file
+                if reuse_poses:
+                    return (front.model, front.frame_index), str(path)
+                return None, one_graph(path).SerializeToString()
+            detached: Detached | None = detach_pose(path) if reuse_poses else None  # an older export: one graph
+        except ModelLoadError:
+            raise
         except Exception as e:  # onnx raises its own types for a broken file
-            raise ModelLoadError(f"cannot read the graph of {self.model_path}: {e}") from e
+            raise ModelLoadError(f"cannot read the graph of {path}: {e}") from e
+        if detached is None:
+            return None, str(path)
+        return (detached.pose, detached.frame_index), detached.heads
 
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:

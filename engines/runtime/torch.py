@@ -27,7 +27,8 @@ from engines.errors import BackendUnavailable, InferenceError, ModelLoadError
 from engines.pose import PEOPLE, POSE_WIDTH
 from engines.runtime._load import load_model_spec
 from engines.runtime.base import Runtime
-from engines.spec import INPUT_AUDIO, INPUT_AUDIO_MASK, INPUT_VIDEO, INPUT_VIDEO_MASK, OUTPUT_NAMES
+from engines.shared import check_shared_files
+from engines.spec import INPUT_AUDIO, INPUT_AUDIO_MASK, INPUT_VIDEO, INPUT_VIDEO_MASK, OUTPUT_NAMES, WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class TorchRuntime(Runtime):
         wp = weights_path(model_path)
         if not wp.is_file():
             raise ModelLoadError(f"backend 'torch' needs the state dict {wp} beside {self.model_path.name}")
+        # the backbones load from the package's files (engines/backbones.py, engines.pose.PoseRunner): they
+        # must be the ones the model was exported with (engines/shared.py)
+        check_shared_files(model_path, WEIGHTS_DIR)
         try:
             ckpt = torch.load(wp, map_location="cpu", weights_only=True)
             model = FusionNet(self.spec, Arch.from_dict(ckpt["arch"]))

@@ -53,6 +53,19 @@ def _headline(m: dict, ev: dict | None) -> list[str]:
     return rows
 
 
+def _backbone_files(out: Path, name: str) -> str:
+    """The backbone files the model reads beside it (one copy of each, for every runtime)."""
+    from engines.shared import shared_files
+
+    shared = shared_files(out / f"{name}.onnx")
+    if not shared:
+        return "; backbones in `engines/weights/backbones/` (see its NOTICE.md)."
+    listed = ", ".join(f"`{rel}` ({(out / rel).stat().st_size / 1e6:.2f} MB)" for rel in sorted(shared))
+    return (f"; and, beside it, the backbones' own files, the one copy of their weights that every runtime reads: "
+            f"{listed} (`{name}.onnx` takes the poses as an input and reads YAMNet's weights from `backbones/yamnet.bin`; "
+            "see engines/shared.py and `backbones/NOTICE.md`).")
+
+
 def card(spec, m: dict, ev: dict | None, out: Path) -> str:
     """The card's Markdown: what the model is, its results, classes, training, data and limits."""
     lines = [
@@ -80,7 +93,7 @@ def _model(spec, m: dict, out: Path) -> list[str]:
     return [
         f"# {spec.name} {spec.version}: the fusion model (v5, people-aware video)",
         "",
-        (f"One ONNX graph that takes the window as ingest makes it (uint8 video [B, {spec.frames}, {spec.height}, "
+        (f"One model that takes the window as ingest makes it (uint8 video [B, {spec.frames}, {spec.height}, "
          f"{spec.width}, 3], float32 16 kHz audio [B, {spec.samples}], two masks) and gives `event_logits` and "
          "`embedding` (engines/model.py):"),
         "",
@@ -88,9 +101,9 @@ def _model(spec, m: dict, out: Path) -> list[str]:
          "magnitude, 64 HTK mel bands 125-7500 Hz, log(mel + 0.001), one 0.96 s patch) and YAMNet "
          "(AudioSet-pretrained): a 1024-d embedding and 521 AudioSet logits."),
         (f"- **Video**: MoveNet MultiPose (up to 6 people, 17 keypoints and a box each) on frames "
-         f"{', '.join(map(str, m['arch']['pose_frames']))} of the window ({pose_dt:g} s apart), inside the graph as a "
-         "Scan over the frames (ONNX Runtime runs it once per distinct frame: consecutive windows share half of "
-         "them); from its poses, what the people do (engines/people.py): how many, how close (in body "
+         f"{', '.join(map(str, m['arch']['pose_frames']))} of the window ({pose_dt:g} s apart), run from its own file "
+         "by ONNX Runtime and torch once per distinct frame (consecutive windows share half of them) and built "
+         "in front of the graph, as a Scan over the frames, by TensorRT; from its poses, what the people do (engines/people.py): how many, how close (in body "
          "heights), how fast wrists, ankles, heads and bodies move and how erratic the poses are (body heights "
          "per second, wrists relative to the body). No scene appearance and no position in the frame."),
         ("- **Heads**: one linear layer over the standardised features, each modality's part times its mask, and "
@@ -104,8 +117,7 @@ def _model(spec, m: dict, out: Path) -> list[str]:
          f"{m['macs_per_window'] / 1e6:.0f} M multiply-accumulates per window."),
         "- ONNX vs PyTorch max |diff| of logits: " + ", ".join(
             f"batch {p['batch']}: {p['max_abs_diff_logits']:.1e}" for p in m["parity"]) + ".",
-        "- Files: " + ", ".join(f"`{k}` ({s / 1e6:.2f} MB)" for k, s in files.items())
-        + "; backbones in `engines/weights/backbones/` (see its NOTICE.md).",
+        "- Files: " + ", ".join(f"`{k}` ({s / 1e6:.2f} MB)" for k, s in files.items()) + _backbone_files(out, spec.name),
     ]
 
 

@@ -268,7 +268,7 @@ def export(model, spec: ModelSpec, out: Path, threads: int, bench_seconds: float
     layout = embedding_layout(spec, model.arch)
     set_static_output_dims(path, spec)
     parity = check_parity(model, path, spec, batches=(1, 3, 8))
-    files = split_weights(path)  # no file over ~15 MB: the backbones' weights beside the graph
+    files = split_weights(path)  # YAMNet's weights read from backbones/yamnet.bin, never a copy (engines/shared.py)
     digest = model_sha256(path)[:12]
     spec = replace(spec, version=f"5.0.0+{digest}", embedding_layout=layout)
     model.spec = spec

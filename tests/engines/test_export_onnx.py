@@ -7,8 +7,14 @@ import torch
 
 from engines.errors import ExportError
 from engines.export import check_parity, graph_ops, random_feed
+from engines.pose import one_graph
 from engines.spec import INPUT_NAMES, OUTPUT_NAMES, load_spec
 from engines.trt_support import tensorrt_op_report
+
+
+def one_graph_session(path):
+    """ONNX Runtime on the one graph (the pose model in front, as TensorRT builds it)."""
+    return ort.InferenceSession(one_graph(path).SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def test_exported_graph_matches_torch_at_batches_1_and_3(tiny_model, tiny_onnx, tiny_spec):
@@ -18,7 +24,7 @@ def test_exported_graph_matches_torch_at_batches_1_and_3(tiny_model, tiny_onnx, 
 
 
 def test_graph_names_ops_and_sidecar(tiny_onnx, tiny_spec):
-    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    sess = one_graph_session(tiny_onnx)
     assert [i.name for i in sess.get_inputs()] == list(INPUT_NAMES)
     assert [o.name for o in sess.get_outputs()] == list(OUTPUT_NAMES)
     assert all(isinstance(i.shape[0], str) for i in sess.get_inputs())  # symbolic batch axis
@@ -31,7 +37,7 @@ def test_graph_names_ops_and_sidecar(tiny_onnx, tiny_spec):
 
 
 def test_ort_batch_5_matches_torch_per_row(tiny_model, tiny_onnx, tiny_spec):
-    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    sess = one_graph_session(tiny_onnx)
     feed = random_feed(tiny_spec, 5, seed=7, masks=False)
     logits, emb = sess.run(list(OUTPUT_NAMES), feed)
     assert logits.shape == (5, 3) and emb.shape == (5, tiny_spec.embedding_dim)
@@ -58,7 +64,7 @@ def test_a_graph_that_differs_from_torch_is_reported(tiny_model, tiny_onnx, tiny
 def test_windows_without_video_skip_the_pose_model_and_agree_with_torch(tiny_model, tiny_onnx, tiny_spec):
     """The graph runs the pose model only on windows with video: a batch with none (a Scan over nothing
     would fail) and a mixed one give torch's scores."""
-    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    sess = one_graph_session(tiny_onnx)
     for mask in ([0.0, 0.0, 0.0], [0.0, 1.0, 0.0]):
         feed = random_feed(tiny_spec, 3, seed=11)
         feed["video_mask"] = np.array(mask, np.float32)

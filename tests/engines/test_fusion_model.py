@@ -127,7 +127,7 @@ def test_load_convs_checks_shapes(tmp_path):
 
 def test_backbone_files_match_their_sums():
     sums = dict(reversed(line.split("  ")) for line in (BACKBONE_DIR / "SHA256SUMS").read_text().splitlines())
-    for name in ("yamnet.onnx", "movenet_multipose.onnx", "yamnet_class_map.csv"):
+    for name in ("yamnet.onnx", "yamnet.bin", "movenet_multipose.onnx", "yamnet_class_map.csv"):
         assert hashlib.sha256((BACKBONE_DIR / name).read_bytes()).hexdigest() == sums[f"output {name}"]
 
 

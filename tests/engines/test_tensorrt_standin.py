@@ -152,6 +152,7 @@ def make_cuda(state: CudaState) -> types.ModuleType:
 class TrtState:
     def __init__(self) -> None:
         self.builds = 0
+        self.parsed: list[Path] = []  # the ONNX files the builds parsed
         self.calibration_batches: list[dict[str, np.ndarray]] = []
         self.phases: list[str] = []
 
@@ -297,8 +298,12 @@ def make_trt(state: TrtState, cuda_state: CudaState) -> types.ModuleType:
             assert set(profile.shapes) == {t.name for t in network.inputs}
             if BuilderFlag.INT8 in config.flags:
                 self._calibrate(network, config)
-            return json.dumps({"onnx": str(network.path), "profile": profile.shapes,
-                               "flags": sorted(config.flags)}).encode()
+            # like a real plan, it holds what it needs: the ONNX file it was parsed from is gone by now
+            # (engines.build parses a temporary file with the one graph, engines.pose.one_graph_file)
+            io = {k: [[t.name, list(t.shape), t.dtype.str] for t in ts]
+                  for k, ts in (("inputs", network.inputs), ("outputs", network.outputs))}
+            state.parsed.append(Path(network.path))
+            return json.dumps({"io": io, "profile": profile.shapes, "flags": sorted(config.flags)}).encode()
 
         def _calibrate(self, network, config):  # what TensorRT does with an IInt8Calibrator, in short
             cal, prof = config.int8_calibrator, config.calibration_profile
@@ -322,7 +327,7 @@ def make_trt(state: TrtState, cuda_state: CudaState) -> types.ModuleType:
     class Engine:
         def __init__(self, plan):
             self.plan = plan
-            self.inputs, self.outputs = io_of(plan["onnx"])
+            self.inputs, self.outputs = ([Tensor(n, d, np.dtype(t)) for n, d, t in plan["io"][k]] for k in ("inputs", "outputs"))
             self.io = {t.name: t for t in [*self.inputs, *self.outputs]}
 
         @property
@@ -429,6 +434,11 @@ def test_build_caches_the_engine_and_the_runtime_returns_each_windows_outputs(st
     assert path.parent == standin.cache and path.with_suffix(".json").is_file() and standin.trt.builds == 1
     assert list(standin.cache.glob("timing-trt10.13.0.35-sm89.cache")) and standin.trt.phases == ["Building engine"]
     assert json.loads(path.read_text())["flags"] == ["fp16"]
+    # TensorRT parsed the one graph (the pose model in front: the window's video in, not poses), from a
+    # temporary file in the cache that is gone after the build
+    (parsed,) = standin.trt.parsed
+    assert parsed.parent.parent == standin.cache and not parsed.exists() and not list(standin.cache.glob("streamer-one-graph-*"))
+    assert [t[0] for t in json.loads(path.read_text())["io"]["inputs"]] == list(INPUT_NAMES)
     assert build_engine(DEFAULT_MODEL, batch=(1, 4, 8), cache_dir=standin.cache) == path and standin.trt.builds == 1
     assert standin.cuda.stack == [] and standin.cuda.device == {}  # the build's context was released
 
