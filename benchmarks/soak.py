@@ -35,8 +35,8 @@ the alert stream read back by id: `alerts_lost` (accepted, not in the stream), `
 (stream entries beyond the first of their id). `rss_growth_pct`: summed RSS of streamer's process
 tree (main, engine, ingest, resource tracker; from /proc every 2 s), linear fit after the warm-up,
 growth over the fitted span (also per hour, extrapolated, and the same for PSS). `p99_ms_first` /
-`p99_ms_last`: p99 of the alerts' `latency_ms.end_to_end` in the first and last 2 minutes (by the
-alert's time); `p99_ms_windows_*` the same from the end-to-end histogram of every window (bucket
+`p99_ms_last`: p99 of the alerts' `latency_ms.end_to_end` in the first and last 2 minutes (10 from a
+30-minute run; by the alert's time); `p99_ms_windows_*` the same from the end-to-end histogram of every window (bucket
 interpolation, as Prometheus' histogram_quantile). `timeline`: per minute, window e2e p50/p99, windows
 through detection, CPU % of one core by part (main, engine, ingest, rtsp_server, redis) and the
 machine's, and `outside_cpu_pct` (the machine less those: anything else running). The soak stops by itself and stops every process
@@ -640,7 +640,7 @@ class Soak:
                     lat.append(e2e)
             return round(float(np.percentile(lat, 99)), 1) if lat else None
 
-        win = min(120.0, run_s)
+        win = 600.0 if run_s >= 1800 else min(120.0, run_s)  # an hour's soak: its first and last 10 minutes
         first_a, first_b = self.sample_at(self.t0), self.sample_at(self.t0 + win)
         last_a, last_b = self.sample_at(t_end_run - win), self.sample_at(t_end_run)
         warm = self.args.warmup_s if self.args.warmup_s is not None else min(120.0, 0.25 * run_s)
