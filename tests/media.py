@@ -227,10 +227,11 @@ def _paste(img: np.ndarray, fig: np.ndarray, x: int, y: int) -> None:
         img[y : y + h, x0:x1] = fig[: img.shape[0] - y, x0 - x : x1 - x]
 
 
-def write_video_with_pts(path: str | Path, pts: Sequence[int], fps: int = 25) -> Path:
-    """H.264 (64x48) whose frame i has PTS pts[i] at time base 1/fps: timestamp jumps, resets."""
+def write_video_with_pts(path: str | Path, pts: Sequence[int], fps: int = 25, gop: int | None = None) -> Path:
+    """H.264 (64x48) whose frame i has PTS pts[i] at time base 1/fps: timestamp jumps, resets; `gop`: a
+    keyframe every `gop` frames exactly (else x264's default)."""
     out = av.open(str(path), "w")
-    vs = out.add_stream("libx264", rate=fps)
+    vs = out.add_stream("libx264", rate=fps, options={"g": str(gop), "sc_threshold": "0", "bf": "0"} if gop else None)
     vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
     vs.time_base = Fraction(1, fps)
     for i, p in enumerate(pts):
@@ -240,6 +241,32 @@ def write_video_with_pts(path: str | Path, pts: Sequence[int], fps: int = 25) ->
             out.mux(pkt)
     for pkt in vs.encode(None):
         out.mux(pkt)
+    out.close()
+    return Path(path)
+
+
+def write_av_with_jump(path: str | Path, seconds: float, jump_at: float, jump_s: float, fps: int = 25,
+                       rate: int = 16000) -> Path:
+    """H.264 (64x48, a keyframe a second) and PCM audio (.mkv) whose timestamps both jump by `jump_s` at
+    `jump_at` (a spliced stream, a camera's clock reset); frame i is grey level 4 * i."""
+    out = av.open(str(path), "w")
+    vs = out.add_stream("libx264", rate=fps, options={"g": str(fps), "sc_threshold": "0", "bf": "0"})
+    vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+    aus = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+    n = rate // fps
+    for i in range(int(round(seconds * fps))):
+        t = i / fps + (jump_s if i / fps >= jump_at else 0.0)
+        f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (4 * i) % 250, np.uint8), format="rgb24")
+        f.pts, f.time_base = int(round(t * fps)), Fraction(1, fps)
+        for pkt in vs.encode(f):
+            out.mux(pkt)
+        a = av.AudioFrame.from_ndarray(np.full((1, n), 1000 * (i % 20), np.int16), format="s16", layout="mono")
+        a.sample_rate, a.pts, a.time_base = rate, int(round(t * rate)), Fraction(1, rate)
+        for pkt in aus.encode(a):
+            out.mux(pkt)
+    for st in (vs, aus):
+        for pkt in st.encode(None):
+            out.mux(pkt)
     out.close()
     return Path(path)
 

@@ -3,6 +3,7 @@ pacing. Decoded media through the whole reader is covered in tests/test_ingest.p
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -53,3 +54,13 @@ def test_a_paced_timeline_waits_until_each_time_is_due():
     t1 = time.monotonic()
     free.pace(0.3)  # not paced: no wait however early
     assert time.monotonic() - t1 < 30  # paced, it would wait ~60 s
+
+
+def test_pacing_stops_at_once_when_told_to():
+    stop = threading.Event()
+    tl = Timeline("cam", wall0=time.monotonic(), realtime=True, stop=stop)
+    threading.Timer(0.1, stop.set).start()
+    t0 = time.monotonic()
+    assert tl.pace(60.0) is False  # would wait 60 s
+    assert time.monotonic() - t0 < 5
+    assert tl.pace(0.0) is False

@@ -8,8 +8,10 @@ demuxed and dropped undecoded), each converted once to RGB at the stream's own r
 the detect stream's newest frame. When the detect stream carries no audio, the main stream's audio is
 decoded here (mono at the model's rate) and handed to the windower.
 
-Timelines: each stream is rebased to its own first timestamp, the two being opened together (a
-camera's streams start together; a file pair starts at 0 on both). A file played in real time paces
+Timelines: each stream is placed on its own `Timeline` (rebased to its own first timestamp, jumps and
+resets corrected as on the detect stream), the two being opened together (a camera's streams start
+together; a file pair starts at 0 on both). Every video packet is placed, decoded or not, so a long
+keyframe interval is not taken for a jump. A file played in real time paces
 the main stream on the same clock as the detect stream; a file read as fast as it decodes keeps the
 main stream within `AHEAD_S` of the detect stream, and the detect stream waits for it (so evidence
 and audio are the same whatever the machine's speed).
@@ -20,7 +22,6 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +33,7 @@ from av.video.reformatter import VideoReformatter
 from streamer import urls
 from streamer.errors import SourceError, redact
 from streamer.ingest.opening import MonoResampler
+from streamer.ingest.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +44,13 @@ MIN_KEY_INTERVAL_S = 0.5  # at most one keyframe decoded per this (an intra-only
 
 class MainStream:
     def __init__(self, url: str, opts: Any, sample_rate: int, *, want_audio: bool, offset: float, wall0: float,
-                 max_width: int, paced: bool) -> None:
+                 max_width: int, paced: bool, camera: str = "main") -> None:
         """Opens the stream (on the caller's thread: a stream that cannot be opened fails here) and starts
         reading it. `opts`: the source's SourceOptions; `paced`: a file played in real time; `wall0`:
         time.monotonic() of source time 0 (the detect stream's)."""
         from streamer.ingest.opening import open_container
 
         self.url = url
-        self.offset = offset
-        self.wall0 = wall0
         self.paced = paced
         self.live = urls.is_live(url)
         self.max_width = max_width
@@ -69,11 +69,13 @@ class MainStream:
         self.keyframes_decoded = 0
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self.timeline = Timeline(f"{camera} (main stream)", offset, wall0, realtime=paced, stop=self._stop)
+        self._frame_s = 1 / float(self.vs.average_rate or 25) if self.vs is not None else 0.0  # a video frame's duration
         self._sws = VideoReformatter()
         self._resampler: MonoResampler | None = None  # audio: made on the thread
-        self._t0: float | None = None  # stream time of the first frame: each time is rebased to it
-        self._last_key = -1e18  # stream time of the newest keyframe decoded
-        self._held: collections.deque[float] = collections.deque()  # keyframes sent the decoder has not given back: progress stops at the oldest
+        self._last_key = -1e18  # timeline time of the newest keyframe decoded
+        self._held: collections.deque[tuple[float, float]] = collections.deque()  # keyframes sent the decoder has not
+        # given back, (stream time, timeline time): progress stops at the oldest
         self._thread = threading.Thread(target=self._run, name="streamer:ingest:main", daemon=True)
         self._thread.start()
 
@@ -150,36 +152,37 @@ class MainStream:
     def _to_decode(self, packet: Any) -> bool:
         """True for a keyframe at least MIN_KEY_INTERVAL_S after the last one decoded; a packet not decoded
         still moves progress on, but never past a keyframe the decoder holds."""
+        if not packet.size:  # the demuxer's end-of-stream packet
+            return False
         pt = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base is not None else None
-        if not packet.is_keyframe or (pt is not None and pt - self._last_key < MIN_KEY_INTERVAL_S):
-            if pt is not None and self._t0 is not None:
-                self._advance((min(pt, self._held[0]) if self._held else pt) - self._t0 + self.offset)
+        rt = self.timeline.place("video", pt, self._frame_s)  # every packet: a long keyframe interval is no jump
+        if not packet.is_keyframe or (pt is not None and rt - self._last_key < MIN_KEY_INTERVAL_S):
+            if pt is not None:
+                self._advance(min(rt, self._held[0][1]) if self._held else rt)
             return False
         if pt is not None:
-            self._last_key = pt
-            self._held.append(pt)
+            self._last_key = rt
+            self._held.append((pt, rt))
         return True
 
     def _given_back(self, frames: list) -> None:
         """The decoder gave these frames back: the keyframes sent up to them are no longer held."""
         held = self._held
         for frame in frames:
-            while held and frame.time is not None and held[0] <= frame.time + 1e-6:
+            while held and frame.time is not None and held[0][0] <= frame.time + 1e-6:
                 held.popleft()
 
     def _keep(self, frame: Any, video: bool) -> bool:
         """One decoded frame rebased (and paced, for a file played in real time), kept, progress moved on;
         False when told to stop while pacing."""
-        t = frame.time
-        if t is None:
-            return True
-        if self._t0 is None:
-            self._t0 = t
-        rt = t - self._t0 + self.offset
-        if self.paced:
-            delay = self.wall0 + rt - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):
-                return False
+        if video:  # placed when its packet was read
+            rt = self.timeline.peek(frame.time) if frame.time is not None else None
+            if rt is None:
+                return True
+        else:  # as the detect stream's audio: a frame without a timestamp continues, a jump is corrected
+            rt = self.timeline.place("audio", frame.time, frame.samples / frame.sample_rate)
+        if not self.timeline.pace(rt):
+            return False
         if video:
             w = min(frame.width, self.max_width) if self.max_width else frame.width
             h = max(2, int(round(w * frame.height / max(frame.width, 1) / 2)) * 2)

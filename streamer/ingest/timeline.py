@@ -4,12 +4,13 @@ Times are rebased to the source's first timestamp plus `offset` (a reconnect or 
 the last one stopped). A frame without a timestamp continues from the previous one of its kind. A jump
 of more than MAX_GAP_S forward or MAX_BACKWARD_S back (camera clock reset, PTS wrap, spliced stream) is a
 discontinuity: the timeline continues one step after the last time instead; a shorter gap stays a gap.
-A live-paced file (`realtime`) waits until each time is due on the wall clock.
+A live-paced file (`realtime`) waits until each time is due on the wall clock (`stop` set: it stops waiting).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 log = logging.getLogger(__name__)
@@ -19,9 +20,11 @@ MAX_BACKWARD_S = 1.0  # a backward jump beyond this is a discontinuity (wrap or 
 
 
 class Timeline:
-    def __init__(self, camera: str, offset: float = 0.0, wall0: float | None = None, realtime: bool = False) -> None:
-        """`wall0`: monotonic time of timeline time 0 (for pacing); `offset`: timeline time of the first frame."""
-        self.camera, self.offset, self.realtime = camera, offset, realtime
+    def __init__(self, camera: str, offset: float = 0.0, wall0: float | None = None, realtime: bool = False,
+                 stop: threading.Event | None = None) -> None:
+        """`wall0`: monotonic time of timeline time 0 (for pacing); `offset`: timeline time of the first frame;
+        `stop`: when set, pacing returns at once (a reader told to stop)."""
+        self.camera, self.offset, self.realtime, self.stop = camera, offset, realtime, stop
         self.wall0 = time.monotonic() - offset if wall0 is None else wall0
         self.t0: float | None = None  # the source's first timestamp
         self.shift = 0.0  # accumulated correction for jumps
@@ -53,9 +56,12 @@ class Timeline:
         self._last_rt[kind] = rt
         return rt
 
-    def pace(self, rt: float) -> None:
-        """For a live-paced file: sleep until timeline time `rt` is due."""
+    def pace(self, rt: float) -> bool:
+        """For a live-paced file: sleep until timeline time `rt` is due. False when `stop` was set."""
         if self.realtime:
             delay = self.wall0 + rt - time.monotonic()
             if delay > 0:
+                if self.stop is not None:
+                    return not self.stop.wait(delay)
                 time.sleep(delay)
+        return self.stop is None or not self.stop.is_set()
