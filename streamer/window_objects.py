@@ -11,7 +11,7 @@ the window being scored go; a capped deque covers the windows in flight across a
 from __future__ import annotations
 
 import logging
-import queue
+import threading
 from collections import deque
 from typing import Any
 
@@ -24,58 +24,63 @@ Entry = tuple[float, np.ndarray, float]  # (window start, objects, objects_s)
 
 
 class WindowObjects:
-    """Each camera's objects queue (written by its ingest process) and what has been drained from it."""
+    """Each camera's objects queue (written by its ingest process), read by a thread of its own into a
+    small store: the detection thread never reads a pipe, so a writer killed mid-message can block only
+    that reader thread, never detection."""
 
     def __init__(self, ctx: Any, keep: int = KEEP) -> None:
         self.ctx, self.keep = ctx, keep
         self.queues: dict[str, Any] = {}
         self.kept: dict[str, deque[Entry]] = {}
+        self.lock = threading.Lock()
 
     def fresh(self, cid: str) -> Any:
-        """A new queue for a camera's new ingest process; what the old one delivered in time is kept."""
-        old = self.queues.get(cid)
-        if old is not None:
-            self.drain(cid)
-            old.cancel_join_thread()
+        """A new queue (and reader) for a camera's new ingest process; what the old one delivered is kept."""
+        self._end(self.queues.get(cid))
         q = self.queues[cid] = self.ctx.Queue()
-        self.kept.setdefault(cid, deque(maxlen=self.keep))
+        with self.lock:
+            kept = self.kept.setdefault(cid, deque(maxlen=self.keep))
+        threading.Thread(target=self._read, args=(cid, q, kept), name=f"streamer:objects:{cid}", daemon=True).start()
         return q
 
     def drop(self, cid: str) -> None:
-        q = self.queues.pop(cid, None)
-        if q is not None:
-            q.cancel_join_thread()
-        self.kept.pop(cid, None)
+        self._end(self.queues.pop(cid, None))
+        with self.lock:
+            self.kept.pop(cid, None)
 
-    def drain(self, cid: str) -> None:
-        """What the camera's ingest process has queued so far, into the store (never waits)."""
-        q, kept = self.queues.get(cid), self.kept.get(cid)
-        if q is None or kept is None:
-            return
-        for _ in range(4 * self.keep):  # bounded: a busy producer cannot hold the detection thread
+    @staticmethod
+    def _end(q: Any) -> None:
+        if q is not None:
+            q.put(None)  # ends its reader (after a message cut short by a killed writer: an error that ends it too)
+            q.cancel_join_thread()
+
+    def _read(self, cid: str, q: Any, kept: deque[Entry]) -> None:
+        while True:
             try:
-                kept.append(q.get_nowait())
-            except queue.Empty:
-                return
-            except (EOFError, OSError, ValueError) as e:  # a queue whose writer died mid-message
+                entry = q.get()
+            except Exception as e:  # a message cut short by a writer killed mid-write: this queue is done
                 log.debug("camera %s: objects queue: %s", cid, e)
                 return
+            if entry is None:
+                return
+            with self.lock:
+                kept.append(entry)
 
     def take(self, cid: str, start: float) -> tuple[np.ndarray | None, float] | None:
         """The objects of the camera's window starting at `start` (None: they have not arrived; objects None:
         the window has none, e.g. a microphone's). Entries before it go: their results will not come."""
-        self.drain(cid)
-        kept = self.kept.get(cid)
-        if not kept:
-            return None
-        found = next((i for i, e in enumerate(kept) if e[0] == start), None)
-        if found is None:
-            while kept and kept[0][0] < start:
+        with self.lock:
+            kept = self.kept.get(cid)
+            if not kept:
+                return None
+            found = next((i for i, e in enumerate(kept) if e[0] == start), None)
+            if found is None:
+                while kept and kept[0][0] < start:
+                    kept.popleft()
+                return None
+            for _ in range(found):
                 kept.popleft()
-            return None
-        for _ in range(found):
-            kept.popleft()
-        _s, objects, objects_s = kept.popleft()
+            _s, objects, objects_s = kept.popleft()
         return objects, objects_s
 
 

@@ -1,6 +1,8 @@
 """A window's moving objects go beside it to the main process, never through the engine's ring."""
 
 import multiprocessing as mp
+import os
+import struct
 import time
 
 import numpy as np
@@ -83,3 +85,19 @@ def test_a_fresh_process_gets_a_fresh_queue_and_keeps_what_arrived():
     assert wait_take(store, "c", 0.5) is not None
     store.drop("c")
     assert store.take("c", 0.5) is None
+
+
+def test_a_message_cut_short_by_a_killed_writer_blocks_neither_detection_nor_the_next_process():
+    store = WindowObjects(mp.get_context("spawn"))
+    q = store.fresh("c")
+    q.put((0.0, np.ones((1, 3)), 0.0))
+    assert wait_take(store, "c", 0.0) is not None
+    # what an ingest process SIGKILLed mid-write leaves in the pipe: a length header and part of the message
+    os.write(q._writer.fileno(), struct.pack("!i", 1_000_000) + b"\x80" * 16)
+    t0 = time.monotonic()
+    assert store.take("c", 0.5) is None  # not arrived: never a wait on the pipe
+    assert time.monotonic() - t0 < 0.1
+    q2 = store.fresh("c")  # the respawned process's queue and reader
+    q2.put((0.5, np.full((1, 3), 2.0), 0.0))
+    got = wait_take(store, "c", 0.5)
+    assert got is not None and got[0][0, 0] == 2.0
