@@ -53,14 +53,16 @@ def sound_level(w: Window) -> tuple[float, float] | None:
 
 class Alerting:
     """Windows to events to alerts. `evidence(camera, window start)` gives a start alert's (keyframe,
-    audio) without waiting (streamer/evidence_ring.py Evidence.read); `delivered(camera, end, arrival)` hears of each window judged (the timeline a respawned
+    audio) without waiting (streamer/evidence_ring.py Evidence.read); `objects(camera, window start)` its
+    (moving objects, objects_s), which came beside the engine (streamer/window_objects.py); `delivered(camera, end, arrival)` hears of each window judged (the timeline a respawned
     ingest process continues)."""
 
     def __init__(self, cfg: Config, spec: ModelSpec, anomaly: AnomalyScorer, stats: Stats, sink: AlertSink, model: alerts_mod.ModelInfo,
                  evidence: Callable[[str, float], tuple[Any, Any]], delivered: Callable[[str, float, float], None],
-                 on_alert: Callable[[dict], None] | None = None, on_window: Callable[[Result], None] | None = None) -> None:
+                 on_alert: Callable[[dict], None] | None = None, on_window: Callable[[Result], None] | None = None,
+                 objects: Callable[[str, float], tuple[Any, float] | None] | None = None) -> None:
         self.cfg, self.spec, self.anomaly, self.stats, self.sink, self.model = cfg, spec, anomaly, stats, sink, model
-        self.evidence, self.delivered = evidence, delivered
+        self.evidence, self.delivered, self.objects = evidence, delivered, objects
         self.on_alert = on_alert
         self.on_window = on_window  # every window's result, as detection sees it (tests, tools)
         self.tracker = EventTracker({**spec.thresholds, **cfg.detect.thresholds}, cfg.detect.min_windows, cfg.detect.cooldown)
@@ -94,6 +96,7 @@ class Alerting:
             m.EVIDENCE_MISSED.labels(cid)
         if self.cfg.anomaly.enabled:
             m.ALERTS.labels(cid, ANOMALY)
+            m.OBJECTS_MISSED.labels(cid)
             m.NORMALITY_LEARNING.labels(cid).set(self.anomaly.progress(cid))
 
     def add(self, cam: CameraConfig) -> None:
@@ -137,18 +140,7 @@ class Alerting:
         lat = {"decode": w.decode_s * 1000, "window": w.window_s * 1000, "queue": (r.infer_start - w.arrival) * 1000,
                "infer": r.infer_s * 1000}
         scores = dict(zip(self.spec.classes, r.scores.tolist()))
-        cell = None
-        if w.objects is None:  # no objects (anomaly off, or a microphone alone)
-            pass
-        elif w.camera in self.anomaly.learners:
-            self.anomaly.learn(w.camera, w.objects)
-            m.NORMALITY_LEARNING.labels(w.camera).set(self.anomaly.progress(w.camera))
-        else:
-            scored = self.anomaly.score(w.camera, w.objects)
-            if scored is not None:
-                scores[ANOMALY], cell = scored
-                # the model's threshold, unless the camera's `thresholds` sets one for anomaly
-                self.tracker.default_threshold(w.camera, ANOMALY, self.anomaly.models[w.camera].threshold)
+        cell = self._anomaly(w, scores)
         level = sound_level(w)
         self.delivered(w.camera, w.end, w.arrival)
         self.latest_scores[w.camera] = scores
@@ -165,6 +157,28 @@ class Alerting:
                 self._publish(t, w, lat, cell, top)
         done = time.monotonic()
         self.stats.window(w.camera, done - w.arrival, level, (w.ingest_pid, w.frames), r.infer_start)
+
+    def _anomaly(self, w: Window, scores: dict[str, float]) -> dict[str, int] | None:
+        """A window's moving objects learned from or scored (into `scores`); the cell of its worst object."""
+        if self.objects is not None and self.cfg.anomaly.enabled:
+            got = self.objects(w.camera, w.start)
+            if got is None:  # not arrived (practically never: they are queued before the window enters the ring)
+                m.OBJECTS_MISSED.labels(w.camera).inc()
+                return None
+            w.objects, w.objects_s = got
+        if w.objects is None:  # no objects (anomaly off, or a microphone alone)
+            return None
+        if w.camera in self.anomaly.learners:
+            self.anomaly.learn(w.camera, w.objects)
+            m.NORMALITY_LEARNING.labels(w.camera).set(self.anomaly.progress(w.camera))
+            return None
+        scored = self.anomaly.score(w.camera, w.objects)
+        if scored is None:
+            return None
+        scores[ANOMALY], cell = scored
+        # the model's threshold, unless the camera's `thresholds` sets one for anomaly
+        self.tracker.default_threshold(w.camera, ANOMALY, self.anomaly.models[w.camera].threshold)
+        return cell
 
     def _publish(self, t: Transition, w: Window | None, latency_ms: dict[str, float],
                  cell: dict[str, int] | None = None, top: list[tuple[str, float]] | None = None) -> None:

@@ -55,6 +55,7 @@ from streamer.outputs.spool import Spool
 from streamer.outputs.stats import Stats
 from streamer.ring import WindowRing
 from streamer.supervision import STOP_GRACE_S, RestartBudget, Supervisor
+from streamer.window_objects import WindowObjects
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class Pipeline:
             self._add_evidence(c)
         self.stats = Stats(replica=cfg.shard.index or 0)  # its clock starts before the engine loads
         self._ctx = mp.get_context("spawn")
+        self.objects = WindowObjects(self._ctx)  # each camera's windows' moving objects, beside the engine
         self.sup = Supervisor(self, self._ctx, self.geo, self._stop.is_set)
         r = cfg.redis
         spool = Spool(r.spool_dir, r.spool_max_alerts)  # a bad redis.spool_dir fails here, naming it
@@ -106,7 +108,7 @@ class Pipeline:
         self.sink = AlertSink(client, self.redis_url, stream=r.stream, maxlen=r.maxlen, channel_prefix=r.channel_prefix,
                               spool=spool, evidence_ttl=cfg.evidence.ttl, journal=r.journal)
         a = self.alerting = Alerting(cfg, self.spec, self.anomaly, self.stats, self.sink, self.model, self.evidence.read,
-                                     self.sup.delivered, on_alert, on_window)
+                                     self.sup.delivered, on_alert, on_window, self.objects.take)
         # the same objects, under the names the tests and tools read
         self.tracker, self.history = a.tracker, a.history
         m.SPOOLED.set(len(self.sink.spool))

@@ -2,7 +2,8 @@
 
 It carries what the engine reads (video, audio, the small fields); a window's keyframe does not travel
 here: the ingest process writes it, with the audio, to the camera's evidence ring
-(streamer/evidence_ring.py), which the main process reads.
+(streamer/evidence_ring.py), which the main process reads. Nor do its moving objects: they go to the main
+process on their own queue (streamer/window_objects.py); the engine gets `objects` None.
 
 The ingest process writes a window's arrays straight into a free slot; the queue between the
 processes carries only the slot index and the window's small fields. When no slot is free (the
@@ -60,7 +61,7 @@ class WindowRing:
 
     # ---- producer -----------------------------------------------------------------------------
     def put(self, w: Window, *, block: bool = False, timeout: float = 0.2) -> tuple[bool, bool]:
-        """Write a window (not its keyframe). Returns (written, dropped_oldest). With block=True waits up to timeout for a
+        """Write a window (not its keyframe, nor its objects: they go beside it, streamer/window_objects.py). Returns (written, dropped_oldest). With block=True waits up to timeout for a
         free slot instead of dropping (files read as fast as they decode)."""
         dropped = False
         try:
@@ -83,7 +84,7 @@ class WindowRing:
         video, audio = self._views(i)
         video[...] = w.video
         audio[...] = w.audio
-        self.ready.put((i, {k: v for k, v in asdict(w).items() if k not in ("video", "audio", "keyframe")}))
+        self.ready.put((i, {k: v for k, v in asdict(w).items() if k not in ("video", "audio", "keyframe", "objects")}))
         return True, dropped
 
     def put_end(self) -> None:
@@ -120,10 +121,11 @@ class RingHandle:
     """The rings an ingest process writes to. After an engine restart the main process sends a fresh window
     ring (`share`d) on `updates`: the process keeps decoding and switches to it before its next window (the
     old ring's queues may have a lock the dead engine held). `evidence`: the camera's evidence ring (None:
-    evidence is off); it is the main process's, not the engine's, and outlives engine restarts."""
+    evidence is off); it is the main process's, not the engine's, and outlives engine restarts. `objects`: the
+    queue of the windows' moving objects to the main process (streamer/window_objects.py; None: anomaly off)."""
 
-    def __init__(self, ring: WindowRing, updates: Any, evidence: EvidenceRing | None = None) -> None:
-        self._ring, self.updates, self.evidence = ring, updates, evidence
+    def __init__(self, ring: WindowRing, updates: Any, evidence: EvidenceRing | None = None, objects: Any = None) -> None:
+        self._ring, self.updates, self.evidence, self.objects = ring, updates, evidence, objects
 
     def ring(self) -> WindowRing:
         try:

@@ -106,7 +106,8 @@ class Supervisor:
     def _spawn(self, cid: str) -> None:
         cam, ctx, ev = self.cams[cid], self.ctx, self.pipe.cfg.evidence
         self.stops[cid], self.updates[cid] = ctx.Event(), ctx.Queue()
-        rings = RingHandle(self.pipe.rings[cid], self.updates[cid], self.pipe.evidence.rings.get(cid))
+        objects = self.pipe.objects.fresh(cid) if self.geo.objects else None  # a fresh queue per process
+        rings = RingHandle(self.pipe.rings[cid], self.updates[cid], self.pipe.evidence.rings.get(cid), objects)
         kf = keyframe_width(cam, ev.jpeg_width if ev.enabled else 0)
         p = ctx.Process(target=ingest_main, args=(cam, self.geo, rings, self.stops[cid], kf, self.last.get(cid), os.getpid()),
                         name=f"streamer:ingest:{cid}", daemon=True)
@@ -154,6 +155,7 @@ class Supervisor:
             raise KeyError(f"camera {cid} is not running here")
         self.stops.pop(cid).set()
         self.updates.pop(cid, None)
+        self.pipe.objects.drop(cid)
         ring = self.pipe.detach_camera(cid, replacing)
         p = self.procs.pop(cid)
         self.live.discard(cid)

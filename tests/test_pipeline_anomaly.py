@@ -64,6 +64,8 @@ def test_learned_normal_alerts_on_the_fast_mover_only(redis_server, tmp_path, ca
     assert pipe.tracker.threshold("an-odd", "anomaly") == nm.threshold
     assert REGISTRY.get_sample_value("streamer_alerts_total", {"camera": "an-calm", "event": "anomaly"}) == 0.0
     assert REGISTRY.get_sample_value("streamer_normality_learning_progress", {"camera": "an-calm"}) == 1.0
+    for cid in ("an-odd", "an-calm"):  # every window's objects came beside the engine in time (window_objects)
+        assert REGISTRY.get_sample_value("streamer_objects_missed_total", {"camera": cid}) == 0.0
 
     # normal footage: no anomaly (other classes may alert as they always did)
     assert anomalies(alerts, "an-calm") == []
@@ -89,7 +91,8 @@ def test_learning_period_saves_the_model_then_scores(redis_server, tmp_path):
     pipe, alerts = run(cfg)
 
     nm = NormalityModel.load(path)  # 6 s of footage: 12 windows at hop 0.5, ending by 6.5 s
-    assert nm.windows == 12 and nm.far == 0.02 and nm.camera == "an-learn"
+    assert nm.windows == 12 and nm.far == 0.02 and nm.camera == "an-learn"  # no window's objects lost
+    assert REGISTRY.get_sample_value("streamer_objects_missed_total", {"camera": "an-learn"}) == 0.0
     assert pipe.anomaly.progress("an-learn") == 1.0 and "an-learn" in pipe.anomaly.models
     assert REGISTRY.get_sample_value("streamer_normality_learning_progress", {"camera": "an-learn"}) == 1.0
     found = anomalies(alerts, "an-learn")

@@ -18,7 +18,7 @@ from typing import Any
 
 import av.logging
 
-from streamer import urls
+from streamer import urls, window_objects
 from streamer.config import CameraConfig
 from streamer.errors import ConfigError, HwaccelError, SourceError, redact, redact_text
 from streamer.ingest.opening import SourceOptions
@@ -86,6 +86,8 @@ def ingest_main(cam: CameraConfig, geo: Geometry, rings: RingHandle, stop: Any, 
         ring.put_end()
         if stop.is_set():  # stopping: windows nobody will read must not hold this process at exit
             ring.let_go()
+            if rings.objects is not None:
+                rings.objects.cancel_join_thread()
         else:
             ring.close()
         if rings.evidence is not None:
@@ -168,7 +170,8 @@ class _Ingest:
 
     def _put(self, w: Any) -> bool:
         """One window's keyframe and audio into the evidence ring, the window into the engine's ring; False
-        when told to stop while waiting for room."""
+        when told to stop while waiting for room. Its objects go first, beside it (streamer/window_objects.py)."""
+        window_objects.send(self.rings.objects, w)
         if self.rings.evidence is not None:
             self.rings.evidence.put(w)
         if self.live:  # never wait, drop the oldest

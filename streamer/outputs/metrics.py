@@ -45,6 +45,8 @@ EVIDENCE_MISSED = Counter("streamer_evidence_missed_total", "Start alerts sent w
                           "audio were no longer kept (the main process too far behind).", ["camera"])
 SPOOLED = Gauge("streamer_spool_alerts", "Alerts waiting in the on-disk spool.", multiprocess_mode="livemax")
 ENGINE_RESTARTS = Counter("streamer_engine_restarts_total", "Engine process restarted after dying.")
+OBJECTS_MISSED = Counter("streamer_objects_missed_total", "Windows not scored for anomaly: their moving objects had not "
+                         "arrived from the ingest process when the engine's result did.", ["camera"])
 NORMALITY_LEARNING = Gauge("streamer_normality_learning_progress", "Learning period of the camera's normality model: 0..1, 1 = learned.",
                            ["camera"], multiprocess_mode="livemax")
 LEVEL_BUCKETS = (-90.0, -80.0, -70.0, -60.0, -50.0, -40.0, -30.0, -20.0, -10.0, -6.0, -3.0, 0.0)
