@@ -74,7 +74,7 @@ REPLIES = st.one_of(
 )
 
 
-@settings(FUZZ, max_examples=12)
+@settings(FUZZ, max_examples=6)
 @given(reply=REPLIES, hang=st.booleans())
 def test_a_garbage_rtsp_server_gives_one_source_error_in_bounded_time(reply, hang):
     server = GarbageServer(reply, hang)

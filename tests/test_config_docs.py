@@ -1,20 +1,17 @@
 """scripts/config_docs.py renders docs/configuration.md's reference from streamer/config.py's models: every
 key of every section with its description, and --check fails when the page is stale."""
 
-import importlib.util
 import typing
 from pathlib import Path
 
 from streamer.config import Config
+from tests import scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("config_docs", ROOT / "scripts" / "config_docs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return scripts.load_script("config_docs")
 
 
 def sections(cd, path, model):

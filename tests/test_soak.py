@@ -1,6 +1,6 @@
-"""The fault soak, short (benchmarks/soak.py, 1.5 min of run, about 2 min wall): 2 live RTSP cameras through `streamer
+"""The fault soak, short (benchmarks/soak.py, 1.3 min of run, under 2 min wall): 2 live RTSP cameras through `streamer
 run` while the RTSP server restarts, a camera's ingest process is stalled (SIGSTOP) and killed, Redis
-restarts and freezes for 6 s, and the engine is SIGKILLed, each once. Real processes throughout."""
+restarts and freezes for 4 s, and the engine is SIGKILLed, each once. Real processes throughout."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ RECOVERY_BOUND_S = 10.0  # the issue's target is 5 s; this shared 2-core machine
 @pytest.mark.timeout(300)  # about 2 min wall; the suite's default is 120 s
 def test_a_short_fault_soak_loses_nothing_duplicates_nothing_and_recovers(tmp_path):
     out = tmp_path / "soak.json"
-    r = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--cameras", "2", "--minutes", "1.5", "--faults",
-                        "--rounds", "1", "--lead-s", "10", "--gap-s", "3", "--stall-s", "3", "--freeze-s", "6",
+    r = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--cameras", "2", "--minutes", "1.3", "--faults",
+                        "--rounds", "1", "--lead-s", "10", "--gap-s", "2", "--stall-s", "2", "--freeze-s", "4",
                         "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=280)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
