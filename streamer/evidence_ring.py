@@ -40,12 +40,11 @@ class EvidenceRing:
         self.slot_bytes = self.k_bytes + samples * 4
         self.h_bytes = 8 + slots * _FIELDS * 8  # the cursor, then each slot's fields
         self.shm = shared_memory.SharedMemory(create=True, size=self.h_bytes + slots * self.slot_bytes)
-        self._last_key: np.ndarray | None = None  # the writer's newest keyframe
         _cursor, fields = self._header()
         fields[:, _START] = _NOWHERE
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "shm": self.shm.name, "_last_key": None}
+        return {**self.__dict__, "shm": self.shm.name}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -62,11 +61,8 @@ class EvidenceRing:
 
     # ---- the writer (the camera's ingest process) -----------------------------------------------------
     def put(self, w: Window) -> None:
-        """A window's keyframe and audio into the next slot. A window with video but no keyframe of its
-        own (a substream camera whose main keyframe has not changed) keeps the newest one."""
-        if w.keyframe is not None:
-            self._last_key = w.keyframe
-        key = self._last_key if w.video_mask else None
+        """A window's keyframe and audio into the next slot."""
+        key = w.keyframe if w.video_mask else None
         if key is not None and key.size > self.k_bytes:
             key = None
         cursor, fields = self._header()

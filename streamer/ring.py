@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import pickle
 import queue
-from dataclasses import asdict
+from dataclasses import fields
 from multiprocessing import context, resource_sharer, shared_memory
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
@@ -27,6 +27,7 @@ from streamer.evidence_ring import EvidenceRing
 from streamer.window import Geometry, Window
 
 END = "end"  # sentinel: the source is finished for good
+_META = tuple(f.name for f in fields(Window) if f.name not in ("video", "audio", "keyframe", "objects"))  # what the queue carries
 
 
 class WindowRing:
@@ -84,7 +85,7 @@ class WindowRing:
         video, audio = self._views(i)
         video[...] = w.video
         audio[...] = w.audio
-        self.ready.put((i, {k: v for k, v in asdict(w).items() if k not in ("video", "audio", "keyframe", "objects")}))
+        self.ready.put((i, {k: getattr(w, k) for k in _META}))  # not asdict: it deep-copies the arrays first
         return True, dropped
 
     def put_end(self) -> None:

@@ -32,32 +32,22 @@ def _windows(url, opts=None):
     return list(SourceReader(str(url), "c", probe_geometry(ModelSpec(), 0.5), opts or SourceOptions()).windows())
 
 
-def _keyframes(windows):
-    """Each window's evidence keyframe as its evidence ring keeps it: a main keyframe travels with the first window
-    after it changed; the windows after it (None) have the same one."""
-    out, last = [], None
-    for w in windows:
-        last = w.keyframe if w.keyframe is not None else last
-        out.append(last)
-    return out
-
-
 def test_windows_come_from_the_detect_stream_and_keyframes_from_the_main_one(pair):
     main, sub, _ = pair
     alone = _windows(sub)
     both = _windows(sub, SourceOptions(main_url=str(main), keyframe_width=1920))
     main_alone = _windows(main)
     assert len(both) == len(alone) == len(main_alone) == 7
-    sent = [w.keyframe is not None for w in both]
-    assert sent[0] and 0 < sum(sent) < len(sent)  # each main keyframe crosses once (4 s, a keyframe a second)
-    for a, b, m, kf in zip(alone, both, main_alone, _keyframes(both)):
+    keys = [w.keyframe for w in both]
+    assert 1 < len({id(k) for k in keys}) < len(keys)  # the main stream's keyframes (one a second), shared while unchanged, never copied
+    for a, b, m, kf in zip(alone, both, main_alone, keys):
         assert (a.start, a.end) == (b.start, b.end)
         np.testing.assert_array_equal(a.video, b.video)  # the picture is the detect stream's
         assert a.audio_mask == 0.0 and b.audio_mask == 1.0  # the detect stream has none: the main stream's
         np.testing.assert_array_equal(b.audio, m.audio)  # placed on the same timeline as the main stream alone
         assert kf.shape == (MAIN[1], MAIN[0], 3)  # full resolution, from the main stream
     # the keyframe is the main stream's newest at or before the window (keyframe every second; white at 2 s)
-    flash = [w for w, kf in zip(both, _keyframes(both)) if kf.mean() > 250]
+    flash = [w for w in both if w.keyframe.mean() > 250]
     assert [w.start for w in flash] == [1.5, 2.0]
 
 
@@ -65,7 +55,7 @@ def test_audio_stays_with_the_detect_stream_when_it_has_some(pair):
     main, _, sub_aac = pair
     alone = _windows(sub_aac)
     both = _windows(sub_aac, SourceOptions(main_url=str(main), keyframe_width=320))
-    for a, b, kf in zip(alone, both, _keyframes(both), strict=True):
+    for a, b, kf in zip(alone, both, [w.keyframe for w in both], strict=True):
         np.testing.assert_array_equal(a.video, b.video)
         np.testing.assert_array_equal(a.audio, b.audio)
         assert kf.shape == (180, 320, 3)  # main stream, capped at keyframe_width
@@ -127,6 +117,6 @@ def test_live_rtsp_substream_takes_audio_and_keyframes_from_the_main_stream(pair
     assert reader._main is not None and reader._main.live and reader._main.has_audio
     assert all(w.video_mask == 1.0 for w in windows)
     late = windows[3:]  # past the main stream's first keyframe (one a second)
-    assert all(kf.shape == (MAIN[1], MAIN[0], 3) for kf in _keyframes(windows)[3:])
+    assert all(kf.shape == (MAIN[1], MAIN[0], 3) for kf in [w.keyframe for w in windows][3:])
     assert sum(w.audio_mask for w in late) >= len(late) - 1  # the main stream's audio, live
     assert reader._main._thread.is_alive() is False  # leaving the generator closed the main stream's reader

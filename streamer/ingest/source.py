@@ -55,7 +55,6 @@ class SourceReader:
         self._sws_key = VideoReformatter()
         self._main = None  # MainStream when opts.main_url
         self._main_t = 0.0  # the detect stream's newest frame time (the main keyframe to take)
-        self._main_sent = None  # the main keyframe the last window carried
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
         return self._sws.reformat(frame, width=self.geo.width, height=self.geo.height, format="rgb24",
@@ -67,10 +66,7 @@ class SourceReader:
         if self._main is not None:  # the main stream's newest keyframe in the window; the detect frame's (no larger) until it has one
             main = self._main.keyframe(min(self._main_t, last))
             if main is not None:
-                if main is self._main_sent:  # unchanged (a keyframe every GOP): not copied again; the engine keeps it
-                    return None
-                self._main_sent = main
-                return main
+                return main  # the same array while it is unchanged: nothing is copied here
             w = min(w, frame.width)
         h = max(2, int(round(w * frame.height / max(frame.width, 1) / 2)) * 2)
         return self._sws_key.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
