@@ -221,7 +221,7 @@ class Alerting:
         files: dict[str, Callable[[], bytes]] = {}
         if keyframe is not None:
             files[keys["keyframe"]] = partial(evidence.jpeg, keyframe, self.cfg.evidence.jpeg_quality)
-        if audio is not None and w.audio_mask:
+        if audio is not None:  # the ring gives audio only for a window that had some
             files[keys["audio"]] = partial(evidence.wav, audio, self.spec.sample_rate)
         alert["evidence"] = {name: key for name, key in keys.items() if key in files}
         return files

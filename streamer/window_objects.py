@@ -51,7 +51,7 @@ class WindowObjects:
     @staticmethod
     def _end(q: Any) -> None:
         if q is not None:
-            q.put(None)  # ends its reader (after a message cut short by a killed writer: an error that ends it too)
+            q.put(None)  # ends its reader; one stuck in a message cut short by a killed writer stays blocked, abandoned (a daemon thread)
             q.cancel_join_thread()
 
     def _read(self, cid: str, q: Any, kept: deque[Entry]) -> None:

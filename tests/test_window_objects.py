@@ -66,6 +66,9 @@ def test_a_missing_window_is_none_and_older_entries_go():
     for i in (0, 1, 3):
         window_objects.send(q, window(i))
     assert wait_take(store, "c", 0.0) is not None  # arrived
+    deadline = time.monotonic() + 5  # the reader thread stores the other two
+    while len(store.kept.get("c", ())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert store.take("c", 1.0) is None  # window 2 (start 1.0) never queued: not scored, counted by the caller
     assert [e[0] for e in store.kept["c"]] == [1.5]  # window 1's entry went (its result will not come)
     assert store.take("c", 1.5)[0][0, 0] == 3

@@ -43,10 +43,10 @@ class EngineClient:
     any other."""
 
     def __init__(self, ctx: Any, opts: EngineOptions, rings: dict[str, WindowRing], ready_timeout: float,
-                 should_stop: Any = None, results_queue: int = 0, wait: bool = True) -> None:
-        self.ctx, self.opts, self.rings, self.ready_timeout = ctx, opts, rings, ready_timeout
+                 should_stop: Any = None, wait: bool = True) -> None:
+        self.ctx, self.opts, self.ready_timeout = ctx, opts, ready_timeout
         self.should_stop = should_stop
-        self.results: Any = ctx.Queue(maxsize=results_queue or max(64, 8 * len(rings)))
+        self.results: Any = ctx.Queue(maxsize=max(64, 8 * len(rings)))
         self.control: Any = ctx.Queue()  # cameras attached and detached while running
         self.stop = ctx.Event()
         self.backend = self.precision = self.device = "?"
@@ -54,16 +54,16 @@ class EngineClient:
         self.max_batch = opts.max_batch
         self.proc: Any = None
         self._t_start = 0.0
-        self._start()
+        self._start(rings)
         if wait:
             self.wait_ready()
 
-    def _start(self) -> None:
+    def _start(self, rings: dict[str, WindowRing]) -> None:
         import os
 
         channels = Channels(self.results, self.stop, self.control)
         self.proc = self.ctx.Process(target=engine_main, name="streamer:engine", daemon=True,
-                                     args=(self.opts, self.rings, channels, os.getpid()))
+                                     args=(self.opts, rings, channels, os.getpid()))
         self._t_start = time.monotonic()
         self.proc.start()
 
@@ -114,12 +114,10 @@ class EngineClient:
         """Start reading a camera's ring (a camera added while running)."""
         from streamer.ring import share
 
-        self.rings = {**self.rings, camera: ring}
         self.control.put(Attach(camera, share(ring)))
 
     def detach(self, camera: str) -> None:
         """Stop reading a camera's ring; the engine lets go of it (the caller unlinks it)."""
-        self.rings = {k: v for k, v in self.rings.items() if k != camera}
         self.control.put(Detach(camera))
 
     def alive(self) -> bool:

@@ -126,6 +126,7 @@ class _Ingest:
         self.live = self.opts.realtime or self.stream  # never wait for the engine: drop the oldest
         self.backoff = 0.5
         self.frames = 0  # frames decoded by this process's earlier connections (each window says the total)
+        self.pid = os.getpid()  # each window names its ingest process
 
     def run(self, resume: tuple[float, float] | None) -> None:
         resume_at, lost_at = resume or (0.0, 0.0)  # source time to continue from after a reconnect, and when it was lost
@@ -160,7 +161,7 @@ class _Ingest:
             m.SOURCE_UP.labels(cam_id).set(1)
             m.count_source(cam_id, reader.stats, seen)
             m.WINDOWS.labels(cam_id).inc()
-            w.frames, w.ingest_pid = self.frames + reader.stats.frames_decoded, os.getpid()
+            w.frames, w.ingest_pid = self.frames + reader.stats.frames_decoded, self.pid
             if not self._put(w):
                 return True
             self.backoff = 0.5

@@ -112,8 +112,9 @@ class AlertSink:
     @staticmethod
     def _encode(item: dict[str, Any]) -> None:
         """The item's evidence files made (a file that cannot be is left out, logged) and kept as base64 in
-        `_evidence`, as the spool stores them."""
-        files = item.pop("_files", None)
+        `_evidence`, as the spool stores them. `_files` goes only once `_evidence` is there: abandon() may
+        copy the item from another thread meanwhile."""
+        files = item.get("_files")
         if not files:
             return
         out = {}
@@ -123,6 +124,7 @@ class AlertSink:
             except Exception as e:  # e.g. an image the JPEG encoder refused (cv2.error): the alert still goes
                 log.error("alert %s: evidence %s not stored: %s", item.get("id"), key, e)
         item["_evidence"] = out
+        item.pop("_files", None)
 
     def _spool(self, item: dict[str, Any]) -> bool:
         self._encode(item)
@@ -216,7 +218,7 @@ class AlertSink:
         n = 0
         inflight = self._inflight
         if inflight is not None:
-            self._spool(inflight)
+            self._spool(dict(inflight))  # a copy: the delivery thread may still be encoding it
             n += 1
         while True:
             try:
