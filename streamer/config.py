@@ -49,8 +49,7 @@ class CameraConfig(Strict):
     thresholds: dict[str, float] = Field(default_factory=dict, description="Per-class score thresholds for this camera (override detect.thresholds).")
     loudness: LoudnessConfig | None = Field(None, description="This camera's `loud` event settings (override detect.loudness; changed live like thresholds).")
     hwaccel: Literal["none", "cuda"] = Field("none", description="cuda: decode video with NVDEC (NVIDIA GPU hosts); none: CPU decoding (the default). "
-                                                  "Each ingest process opens its own CUDA context: on an H200 host (16 cores) NVDEC gave 2368 frames/s "
-                                                  "at 16 cameras against 5624 on the CPU, and 840 at 32 (docs/gpu.md); use it for a few cameras only.")
+                                                  "Each ingest process opens its own CUDA context, which stops scaling past a few cameras (docs/gpu.md).")
     normality: str | None = Field(None, description="This camera's normality (anomaly) model file, e.g. from `streamer learn-normal --out-file`; default <anomaly.dir>/<id>.npz.")
 
     @field_validator("audio")
@@ -242,12 +241,19 @@ def _renamed(data: dict, source: str) -> dict:
         return data
     data = dict(data)
     old = data.pop("metrics")
-    if "http" in data:
-        log.warning("%s: `metrics:` is deprecated and ignored (`http:` is set); remove it", source)
-    else:
-        log.warning("%s: `metrics:` is deprecated; rename it to `http:` (read as http this time)", source)
+    both = "http" in data
+    if (source, both) not in _WARNED:  # once per file: the API and SIGHUP parse it again on every change
+        _WARNED.add((source, both))
+        if both:
+            log.warning("%s: `metrics:` is deprecated and ignored (`http:` is set); remove it", source)
+        else:
+            log.warning("%s: `metrics:` is deprecated; rename it to `http:` (read as http this time)", source)
+    if not both:
         data["http"] = old
     return data
+
+
+_WARNED: set[tuple[str, bool]] = set()  # (source, http also set) already warned about
 
 
 def one_line(text: str) -> str:

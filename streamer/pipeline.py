@@ -117,21 +117,16 @@ class Pipeline:
     @property
     def pids(self) -> dict[str, int]:
         """camera -> its ingest process's pid."""
-        return self.sup.pids
+        return {cid: p.pid for cid, p in self.sup.procs.items()}
 
     @property
     def cam_state(self) -> dict[str, str]:
         """camera -> running | ended | failed (absent: not started yet)."""
         return self.sup.state
 
-    @property
-    def latest_level(self) -> dict[str, tuple[float, float] | None]:
-        """camera -> its last window's (RMS, peak) dBFS (None: it had no audio, or none yet)."""
-        return {cid: c.level for cid, c in list(self.stats.cams.items())}
-
     def camera_status(self, cid: str) -> CameraStatus:
         """A camera's process, figures and last results, copied."""
-        return self.alerting.status(cid, self.sup.state.get(cid, "starting"), self.sup.pids.get(cid))
+        return self.alerting.status(cid, self.sup.state.get(cid, "starting"), self.sup.procs[cid].pid if cid in self.sup.procs else None)
 
     # ---- a camera's detection state and ring (for the Supervisor) -----------------------------------
     def attach_camera(self, cam: CameraConfig) -> WindowRing:
@@ -154,7 +149,7 @@ class Pipeline:
     def _add_evidence(self, cam: CameraConfig) -> None:
         """The camera's evidence ring, which its ingest process writes (none while evidence is off)."""
         if self.cfg.evidence.enabled:
-            self.evidence.add(cam.id, keyframe_width(cam, self._keyframe_width()))
+            self.evidence.add(cam.id, self.keyframe_width(cam))
 
     def detect_settings(self, cam: CameraConfig) -> None:
         """A camera's thresholds and loudness, live."""
@@ -180,8 +175,9 @@ class Pipeline:
         except Exception as e:  # best effort: the original error is the one to report
             log.debug("cleanup after a failed start: %s", e)
 
-    def _keyframe_width(self) -> int:
-        return self.cfg.evidence.jpeg_width if self.cfg.evidence.enabled else 0
+    def keyframe_width(self, cam: CameraConfig) -> int:
+        """Width of the keyframes the camera's windows carry (0: evidence off)."""
+        return keyframe_width(cam, self.cfg.evidence.jpeg_width if self.cfg.evidence.enabled else 0)
 
     def _start_engine(self, wait: bool = True) -> None:
         """Fresh rings and a fresh engine process reading them (`wait=False`: started, not yet ready;

@@ -146,12 +146,9 @@ def kill_children(wait: float = 0.5) -> list[int]:
     itself after us and unlinks what shared memory is left), reaping them for up to `wait` s. Returns
     the pids killed."""
     tracker = _resource_tracker_pid()
-    kids = []
-    for pid in children():
-        try:
-            if pid != tracker:
-                kids.append(psutil.Process(pid))
-        except psutil.Error:
-            pass
-    end(kids, grace=0, reap=wait)
+    try:
+        kids = [k for k in psutil.Process().children() if k.pid != tracker]
+    except psutil.Error:
+        kids = []
+    end(kids, grace=0, reap=wait)  # zombies among them are only reaped
     return [k.pid for k in kids]

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from streamer import procs
 from streamer.config import CameraConfig
-from streamer.ingest.supervisor import ingest_main, keyframe_width
+from streamer.ingest.supervisor import ingest_main
 from streamer.outputs import metrics as m
 from streamer.ring import RingHandle, WindowRing, share
 
@@ -72,12 +72,10 @@ class Supervisor:
         self.pipe, self.ctx, self.geo, self.should_stop = pipe, ctx, geo, should_stop
         self.cams: dict[str, CameraConfig] = {c.id: c for c in pipe.cfg.cameras}
         self.procs: dict[str, Any] = {}  # camera -> its ingest process
-        self.pids: dict[str, int] = {}  # camera -> its ingest process's pid
         self.state: dict[str, str] = {}  # camera -> running | ended | failed
         self.stops: dict[str, Any] = {}  # camera -> its ingest process's stop event
         self.updates: dict[str, Any] = {}  # camera -> the queue that hands its ingest process a fresh ring
         self.budgets: dict[str, RestartBudget] = {}
-        self.live: set[str] = set()  # cameras whose source has not ended and that were not given up on
         self.last: dict[str, tuple[float, float]] = {}  # camera -> (end, arrival) of its last window: the timeline to continue
         self.removing: list[_Removal] = []
         # the loop ends when every source has ended, unless the fleet is managed while running (cameras
@@ -90,30 +88,29 @@ class Supervisor:
             s = self.pipe.cfg.shard
             log.warning("shard %d of %d: no cameras hash to this replica", s.index or 0, s.replicas)
             self.hold = True
-        self.live = set(self.cams)
         for cid in self.cams:
             self._spawn(cid)
             self.budgets[cid] = RestartBudget()
 
     def busy(self) -> bool:
         """Whether the pipeline goes on: a source still delivers, or the fleet is held open."""
-        return bool(self.live) or self.hold
+        return self.hold or any(s == "running" for s in self.state.values())
 
     def delivered(self, camera: str, end: float, arrival: float) -> None:
         """A camera's last window (its source end time and arrival): where a respawned process continues."""
         self.last[camera] = (end, arrival)
 
     def _spawn(self, cid: str) -> None:
-        cam, ctx, ev = self.cams[cid], self.ctx, self.pipe.cfg.evidence
+        cam, ctx = self.cams[cid], self.ctx
         self.stops[cid], self.updates[cid] = ctx.Event(), ctx.Queue()
         objects = self.pipe.objects.fresh(cid) if self.geo.objects else None  # a fresh queue per process
         rings = RingHandle(self.pipe.rings[cid], self.updates[cid], self.pipe.evidence.rings.get(cid), objects)
-        kf = keyframe_width(cam, ev.jpeg_width if ev.enabled else 0)
+        kf = self.pipe.keyframe_width(cam)
         p = ctx.Process(target=ingest_main, args=(cam, self.geo, rings, self.stops[cid], kf, self.last.get(cid), os.getpid()),
                         name=f"streamer:ingest:{cid}", daemon=True)
         p.start()
         self.procs[cid] = p
-        self.pids[cid], self.state[cid] = p.pid, "running"
+        self.state[cid] = "running"  # until its source ends or it is given up on
 
     def _set_cameras(self) -> None:
         self.pipe.cfg = self.pipe.cfg.model_copy(update={"cameras": list(self.cams.values())})
@@ -144,10 +141,10 @@ class Supervisor:
             self.last.pop(cam.id, None)
         self._spawn(cam.id)
         self.budgets[cam.id] = RestartBudget()
-        self.live.add(cam.id)
         self.hold = True
-        log.info("camera %s: added (ingest pid %d)", cam.id, self.pids[cam.id])
-        fut.set_result({"id": cam.id, "pid": self.pids[cam.id], "ring": ring.shm.name})
+        pid = self.procs[cam.id].pid
+        log.info("camera %s: added (ingest pid %d)", cam.id, pid)
+        fut.set_result({"id": cam.id, "pid": pid, "ring": ring.shm.name})
 
     def remove(self, fut: Future, cid: str, replacing: bool = False) -> None:
         """Stop a camera; `fut` gets its result once its process has ended and its ring is unlinked (`reap`)."""
@@ -158,12 +155,10 @@ class Supervisor:
         self.pipe.objects.drop(cid)
         ring = self.pipe.detach_camera(cid, replacing)
         p = self.procs.pop(cid)
-        self.live.discard(cid)
         del self.cams[cid], self.budgets[cid]
         self._set_cameras()
         if not replacing:
             self.last.pop(cid, None)
-        self.pids.pop(cid, None)
         self.state.pop(cid, None)
         self.hold = True
         self.removing.append(_Removal(cid, p, ring, time.monotonic() + STOP_GRACE_S, fut))
@@ -205,27 +200,25 @@ class Supervisor:
         for cid, p in list(self.procs.items()):
             if self.should_stop():
                 break
-            if cid not in self.live or p.exitcode in (None, 0):
+            if self.state.get(cid) != "running" or p.exitcode in (None, 0):
                 continue
+            m.process_exited(p.pid)  # its gauges (source up) go, restarted or not
             if not self.budgets[cid].spend(now):
                 log.error("camera %s: ingest died %d times in a minute; giving up on it", cid, len(self.budgets[cid].times))
-                self.live.discard(cid)
                 self.state[cid] = "failed"
                 continue
             log.error("camera %s: ingest process died (exit code %s); restarting it", cid, p.exitcode)
-            m.process_exited(p.pid)
             m.PROCESS_RESTARTS.labels(cid).inc()
             self._spawn(cid)
 
     def ended(self, cid: str) -> None:
         """A camera's source ended (the engine read its ring's end)."""
-        self.live.discard(cid)
         self.state[cid] = "ended"
 
     def reshare(self) -> None:
         """Hand each live ingest process its camera's fresh ring (`pipe.rings`, after an engine restart):
         switched to before the process's next window."""
-        for cid in self.live:
+        for cid in [c for c, s in self.state.items() if s == "running"]:
             self.updates[cid].put(share(self.pipe.rings[cid]))
 
     def ask_stop(self) -> None:
