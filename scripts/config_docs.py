@@ -77,13 +77,18 @@ def default(field: FieldInfo) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
-    return f"`{value}`" if value not in ({}, []) else f"`{value!r}`"
+    return f"`{value}`"
 
 
 def cell(text: str) -> str:
     """Text for a table cell: `|` escaped, and `<`, outside code spans, so `<id>` is not taken for HTML."""
     parts = text.replace("|", "\\|").replace("\n", " ").split("`")
     return "`".join(p if i % 2 else p.replace("<", "&lt;") for i, p in enumerate(parts))
+
+
+def key_path(path: str, name: str, annotation: Any) -> str:
+    """A key's dotted path; `[]` after a list of sections (`cameras[]`)."""
+    return (f"{path}.{name}" if path else name) + ("[]" if typing.get_origin(annotation) is list else "")
 
 
 def section(path: str, model: type[BaseModel]) -> list[str]:
@@ -100,8 +105,7 @@ def section(path: str, model: type[BaseModel]) -> list[str]:
         lines.append(f"| `{name}` | {cell(kind)} | {cell(limits(field))} | {cell(default(field))} | "
                      f"{cell(field.description or '')} |")
         if sub is not None:
-            list_of = typing.get_origin(field.annotation) is list
-            inner.append((f"{path}.{name}" + ("[]" if list_of else ""), sub))
+            inner.append((key_path(path, name, field.annotation), sub))
     lines.append("")
     for sub_path, sub in inner:
         lines += section(sub_path, sub)
@@ -116,7 +120,7 @@ def reference() -> str:
     for name, field in Config.model_fields.items():
         sub = model_of(field.annotation)
         assert sub is not None, f"{name}: every top-level key is a section"
-        lines += section(name + ("[]" if typing.get_origin(field.annotation) is list else ""), sub)
+        lines += section(key_path("", name, field.annotation), sub)
     return "\n".join(lines)
 
 

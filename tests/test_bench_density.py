@@ -17,10 +17,8 @@ def test_density_benchmark_reports_every_key(tmp_path, monkeypatch):
     assert step["cameras"] == 1 and "error" not in step, step
     assert step["windows"] > 0 and step["p99_ms"] > 0 and isinstance(step["dropped"], int)
     # the camera is paced on the clock: the windows detected and dropped in the period are at most the
-    # windows due in it (those already queued at its start aside), and the verdict follows from the figures
+    # windows due in it (those already queued at its start aside)
     assert step["windows"] + step["dropped"] <= step["windows_due"] + 5, step
-    assert step["realtime"] == (step["dropped"] == 0 and step["p99_ms"] <= density.P99_LIMIT_MS
-                                and step["delivered"] >= density.MIN_DELIVERED), step
     assert set(step["cpu_share"]) == {"decode", "windowing", "ingest_other", "engine", "detection_delivery"}
     assert abs(sum(step["cpu_share"].values()) - 1) < 0.01
     assert step["cpu_s"]["engine"] > 0 and step["cpu_s"]["decode"] > 0

@@ -1,7 +1,6 @@
 """scripts/config_docs.py renders docs/configuration.md's reference from streamer/config.py's models: every
 key of every section with its description, and --check fails when the page is stale."""
 
-import typing
 from pathlib import Path
 
 from streamer.config import Config
@@ -19,7 +18,7 @@ def sections(cd, path, model):
     for name, field in model.model_fields.items():
         sub = cd.model_of(field.annotation)
         if sub is not None:
-            yield from sections(cd, f"{path}.{name}" + ("[]" if typing.get_origin(field.annotation) is list else ""), sub)
+            yield from sections(cd, cd.key_path(path, name, field.annotation), sub)
 
 
 def test_every_key_of_every_section_is_in_the_reference_with_its_description():
@@ -27,7 +26,7 @@ def test_every_key_of_every_section_is_in_the_reference_with_its_description():
     ref = cd.reference()
     found = 0
     for name, field in Config.model_fields.items():
-        top = name + ("[]" if typing.get_origin(field.annotation) is list else "")
+        top = cd.key_path("", name, field.annotation)
         for path, model in sections(cd, top, cd.model_of(field.annotation)):
             table = ref.split(f"### `{path}`\n", 1)[1].split("\n### ", 1)[0]
             for key, f in model.model_fields.items():
