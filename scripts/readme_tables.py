@@ -41,6 +41,19 @@ def span(values: list[float], unit: str = " s") -> str:
     return f"{lo:.2f}{unit}" if lo == hi else f"{lo:.2f}-{hi:.2f}{unit}"
 
 
+# targets the tables judge against (the issues'): one place each
+E2E_P99_MS, RECOVERY_S, RSS_PCT, P99_RATIO = 100, 5, 3, 1.2
+
+
+def target(text: str, ok: bool) -> str:
+    """A target cell, marked when the figure misses it."""
+    return text if ok else f"{text}: **not met**"
+
+
+def shipped_version() -> str | None:
+    return json.loads(MODEL_SIDECAR.read_text()).get("version")
+
+
 def source_line(file: str, res: dict, uses_model: bool = True) -> str:
     """Where the numbers come from: file, date, machine and model version (flagged when not the shipped one)."""
     m = res.get("machine", {})
@@ -52,7 +65,7 @@ def source_line(file: str, res: dict, uses_model: bool = True) -> str:
     elif "model_version" not in res:
         model = "model version not recorded"
     else:
-        shipped = json.loads(MODEL_SIDECAR.read_text()).get("version")
+        shipped = shipped_version()
         model = f"model `{res['model_version']}`"
         model += "" if res["model_version"] == shipped else f" (not the shipped model, `{shipped}`)"
     return f"_From `benchmarks/results/{file}`: {date}, {machine}; {model}._"
@@ -74,10 +87,10 @@ def ingest_table(res: dict) -> list[str]:
 
 def e2e_table(res: dict) -> list[str]:
     lines = [source_line("e2e.json", res), "",
-             "| cameras | alerts | p50 ms | p99 ms (target <= 100 at 8) | windows | dropped |",
+             f"| cameras | alerts | p50 ms | p99 ms (target <= {E2E_P99_MS} at 8) | windows | dropped |",
              "|---|---|---|---|---|---|"]
     for run in sorted(res["runs"].values(), key=lambda r: r["cameras"]):
-        p99 = bold(f"{run['p99_ms']:.1f}", run["cameras"] == 8 and run["p99_ms"] <= 100)
+        p99 = bold(f"{run['p99_ms']:.1f}", run["cameras"] == 8 and run["p99_ms"] <= E2E_P99_MS)
         lines.append(f"| {run['cameras']} | {run['alerts']} | {run['p50_ms']:.1f} | {p99} | {run['windows']} | "
                      f"{run['dropped_windows']} |")
     return lines
@@ -161,22 +174,21 @@ def soak_table(res: dict) -> list[str]:
         if not faults:
             continue
         took = sorted(f["recovery_s"] for f in faults if f["recovery_s"] is not None)
-        over = sum(t > 5 for t in took) + len(faults) - len(took)
-        measured = span(took) if not over else bold(span(took), True) + f" ({over} of {len(faults)} over 5 s or never)"
+        over = sum(t > RECOVERY_S for t in took) + len(faults) - len(took)
+        measured = span(took) if not over else bold(span(took), True) + f" ({over} of {len(faults)} over {RECOVERY_S} s or never)"
         spooled = [f["spooled_max"] for f in faults if f.get("spooled_max")]
         if spooled:
             measured += (f" ({min(spooled)}-{max(spooled)} alerts spooled, all delivered within "
                          f"{max(f['delivery_recovery_s'] for f in faults):.2f} s of the end)")
-        target = "<= 5 s" if not over else "<= 5 s: **not met**"
-        lines.append(f"| recovery, {what} (x{len(faults)}) | {measured} | {target} |")
+        lines.append(f"| recovery, {what} (x{len(faults)}) | {measured} | {target(f'<= {RECOVERY_S} s', not over)} |")
     first, last = res["p99_ms_first"], res["p99_ms_last"]
     minutes = res["latency_window_s"] / 60
     lines += [
         f"| RSS growth after warm-up (summed RSS of streamer's processes) | {res['rss_growth_pct']:+.1f}% (PSS "
         f"{res['pss_growth_pct']:+.1f}%; {whole(res['rss_mb_start'])} -> {whole(res['rss_mb_end'])} MB) | "
-        f"<= 3% over 60 min{'' if res['rss_growth_pct'] <= 3 else ': **not met**'} |",
+        f"{target(f'<= {RSS_PCT}% over 60 min', res['rss_growth_pct'] <= RSS_PCT)} |",
         f"| e2e p99 of alerts, first / last {minutes:g} min | {whole(first)} / {whole(last)} ms (ratio "
-        f"{last / first:.2f}) | last <= 1.2x first{': **not met**' if last > 1.2 * first else ''} |",
+        f"{last / first:.2f}) | {target(f'last <= {P99_RATIO}x first', last <= P99_RATIO * first)} |",
         f"| stop on SIGINT at the end | {res['stop_s']:.2f} s, exit {res['streamer_exit_code']}, "
         f"{len(res['leftover_processes']) or 'no'} process left | <= 3 s |",
     ]
@@ -207,7 +219,7 @@ SUMMARY_FILES = ("engine.json", "density.json", "e2e.json", SOAK_FILE)
 def summary_table(res: dict[str, dict]) -> list[str]:
     """The README's few headline figures, one row each, from several results files (`res`: file -> results)."""
     eng, dens, e2e, soak = (res[f] for f in SUMMARY_FILES)
-    shipped = json.loads(MODEL_SIDECAR.read_text()).get("version")
+    shipped = shipped_version()
     machines = sorted({f"{r['machine'].get('cpus', '?')} CPUs {r['machine'].get('processor', '?')}" for r in res.values()})
     models = sorted({r.get("model_version", "not recorded") for r in res.values()})
     model = ", ".join(f"`{v}`" + ("" if v == shipped else " (not the shipped model)") for v in models)
@@ -225,22 +237,21 @@ def summary_table(res: dict[str, dict]) -> list[str]:
              f"{' / '.join(str(r['cameras_realtime']) for r in cases.values())} | | {src('density.json')} |"]
     if run8:
         p99 = run8["p99_ms"]
-        lines.append(f"| end-to-end p99 at 8 cameras (last input -> alert published) | {p99:.0f} ms | <= 100 ms"
-                     f"{'' if p99 <= 100 else ': **not met**'} | {src('e2e.json')} |")
+        lines.append(f"| end-to-end p99 at 8 cameras (last input -> alert published) | {p99:.0f} ms | "
+                     f"{target(f'<= {E2E_P99_MS} ms', p99 <= E2E_P99_MS)} | {src('e2e.json')} |")
     rec, never = soak["recovery_s_max"], soak.get("faults_not_recovered", 0)
-    rec_ok = rec <= 5 and not never
     p99_first, p99_last = soak["p99_ms_first"], soak["p99_ms_last"]
+    soak_src = src(SOAK_FILE)
     lines += [
         f"| fault soak, {soak['cameras']} cameras, {soak['minutes']:g} min, each fault kind x{span_int(counts)}: "
         f"alerts lost / duplicated | {soak['alerts_lost']} / {soak['alerts_duplicated']} of {soak['alerts_accepted']} | "
-        f"0 / 0 | {src(SUMMARY_FILES[3])} |",
+        f"0 / 0 | {soak_src} |",
         f"| slowest recovery from a fault there | {rec:.2f} s{f' ({never} never recovered)' if never else ''} | "
-        f"<= 5 s{'' if rec_ok else ': **not met**'} | "
-        f"{src(SUMMARY_FILES[3])} |",
-        f"| RSS growth after warm-up there | {soak['rss_growth_pct']:+.1f}% | <= 3%"
-        f"{'' if soak['rss_growth_pct'] <= 3 else ': **not met**'} | {src(SUMMARY_FILES[3])} |",
+        f"{target(f'<= {RECOVERY_S} s', rec <= RECOVERY_S and not never)} | {soak_src} |",
+        f"| RSS growth after warm-up there | {soak['rss_growth_pct']:+.1f}% | "
+        f"{target(f'<= {RSS_PCT}%', soak['rss_growth_pct'] <= RSS_PCT)} | {soak_src} |",
         f"| alerts' e2e p99 there, last / first {soak['latency_window_s'] / 60:g} min | {whole(p99_last)} / "
-        f"{whole(p99_first)} ms | <= 1.2x{'' if p99_last <= 1.2 * p99_first else ': **not met**'} | {src(SUMMARY_FILES[3])} |",
+        f"{whole(p99_first)} ms | {target(f'<= {P99_RATIO}x', p99_last <= P99_RATIO * p99_first)} | {soak_src} |",
     ]
     return lines
 
