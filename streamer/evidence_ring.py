@@ -3,10 +3,10 @@ read by the main process for a start alert, without asking the engine.
 
 The ingest process writes every window's keyframe and audio into the next slot before the window goes
 to the engine's ring (streamer/ring.py); the main process reads a window's by its start time once the
-engine has scored it. The ring keeps the last `slots` windows: the window ring's `window.queue` plus
-EVIDENCE_KEEP, so a window still in the engine's batches or the results queue is found. A window whose
-slot has been reused since (the main process more than that far behind) gets no evidence: its alert
-goes without, counted in streamer_evidence_missed_total.
+engine has scored it. The ring keeps the last `slots` windows written (every window, dropped ones too):
+the window ring's `window.queue` plus EVIDENCE_KEEP, 10 s at the default queue and 0.5 s hop. A start
+alert whose window is older than that by the time it is judged (detection that far behind) gets no
+evidence: its alert goes without, counted in streamer_evidence_missed_total.
 
 One writer (a respawned ingest process continues at the cursor kept in the shared header), readers
 that never hold it back: a slot's sequence number is odd while it is written, and a reader that sees
@@ -25,7 +25,7 @@ from streamer.window import Window
 
 log = logging.getLogger(__name__)
 
-EVIDENCE_KEEP = 16  # windows kept beyond what the window ring holds
+EVIDENCE_KEEP = 16  # windows kept beyond what the window ring holds (8 s at the 0.5 s hop)
 _SEQ, _START, _HEIGHT, _WIDTH, _AUDIO = range(5)  # a slot's fields in the header
 _FIELDS = 5
 _NOWHERE = -1e18  # the start of a slot never written
