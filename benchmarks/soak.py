@@ -39,7 +39,8 @@ growth over the fitted span (also per hour, extrapolated, and the same for PSS).
 30-minute run; by the alert's time); `p99_ms_windows_*` the same from the end-to-end histogram of every window (bucket
 interpolation, as Prometheus' histogram_quantile). `timeline`: per minute, window e2e p50/p99, windows
 through detection, CPU % of one core by part (main, engine, ingest, rtsp_server, redis) and the
-machine's, and `outside_cpu_pct` (the machine less those: anything else running). The soak stops by itself and stops every process
+machine's, `outside_cpu_pct` (the machine less those: anything else running), the median time to fetch
+/metrics and the files in the metrics directory at the minute's end. `--kinds` injects only some faults. The soak stops by itself and stops every process
 it started (SIGTERM/SIGINT to it too); its working directory is removed unless `--keep`.
 """
 
@@ -262,12 +263,13 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def scrape(port: int) -> dict[str, Any] | None:
+    t = time.monotonic()
     try:
         with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=2) as r:
             text = r.read().decode()
     except OSError:
         return None
-    out: dict[str, Any] = {"windows": {}, "detected": {}, "buckets": {}, "spool": 0.0}
+    out: dict[str, Any] = {"windows": {}, "detected": {}, "buckets": {}, "spool": 0.0, "scrape_s": time.monotonic() - t}
     for line in text.splitlines():
         mt = _SAMPLE.match(line)
         if not mt:
@@ -414,6 +416,7 @@ class Soak:
             t = time.monotonic()
             s = scrape(self.metrics_port)
             if s is not None:
+                s["files"] = len(os.listdir(self.workdir / "metrics"))
                 with self._lock:
                     self.samples.append((time.monotonic(), s))
             if t >= next_mem and self.streamer is not None and self.streamer.poll() is None:
@@ -456,6 +459,8 @@ class Soak:
                 row["p50_ms"] = histogram_p99(a["buckets"], b["buckets"], q=0.5)
                 row["p99_ms"] = histogram_p99(a["buckets"], b["buckets"])
                 row["windows"] = int(sum(b["detected"].values()) - sum(a["detected"].values()))
+                row["scrape_ms_p50"] = self.scrape_ms(t, t + step_s)
+                row["metrics_files"] = b.get("files")
             cpu: dict[str, float] = {}
             for pid, (g, ticks) in cb[1].items():
                 if pid in ca[1]:
@@ -467,6 +472,12 @@ class Soak:
             out.append(row)
             t += step_s
         return out
+
+    def scrape_ms(self, lo: float, hi: float) -> float | None:
+        """Median time to fetch /metrics between two instants (it grows with the files the collector reads)."""
+        with self._lock:
+            took = [s["scrape_s"] for ts, s in self.samples if lo <= ts < hi]
+        return round(float(np.median(took)) * 1000, 1) if took else None
 
     def last(self) -> dict[str, Any] | None:
         with self._lock:
@@ -569,10 +580,10 @@ class Soak:
         if a.faults:
             time.sleep(max(0.0, self.t0 + lead - time.monotonic()))
             n = 0
-            while time.monotonic() < end - tail and (a.rounds is None or n < a.rounds * len(FAULTS)):
+            while time.monotonic() < end - tail and (a.rounds is None or n < a.rounds * len(a.kinds)):
                 if self.streamer is None or self.streamer.poll() is not None:
                     break
-                faults.append(self.fault(FAULTS[n % len(FAULTS)], n))
+                faults.append(self.fault(a.kinds[n % len(a.kinds)], n))
                 n += 1
                 time.sleep(gap)
         while time.monotonic() < end and self.streamer is not None and self.streamer.poll() is None:
@@ -718,6 +729,14 @@ class Soak:
             log(f"kept {self.workdir}")
 
 
+def fault_kinds(value: str) -> list[str]:
+    kinds = value.split(",")
+    unknown = [k for k in kinds if k not in FAULTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown fault kind {', '.join(unknown)} (kinds: {', '.join(FAULTS)})")
+    return kinds
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cameras", type=int, default=8)
@@ -730,6 +749,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-thresholds", action="store_true", help="keep the model's own thresholds (alerts as the model makes them)")
     p.add_argument("--rounds", type=int, default=None,
                    help="inject each fault this many times, then run on quietly (default: as many as fit)")
+    p.add_argument("--kinds", type=fault_kinds, default=list(FAULTS),
+                   help=f"faults to inject, in turn, comma-separated (default: {','.join(FAULTS)})")
     p.add_argument("--stall-s", type=float, default=5.0, help="camera_stall: seconds the ingest process is stopped")
     p.add_argument("--freeze-s", type=float, default=20.0, help="redis_freeze: seconds Redis is stopped")
     p.add_argument("--stall-timeout", type=float, default=10.0, help="cameras' stall_timeout")
