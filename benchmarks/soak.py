@@ -36,7 +36,9 @@ the alert stream read back by id: `alerts_lost` (accepted, not in the stream), `
 tree (main, engine, ingest, resource tracker; from /proc every 2 s), linear fit after the warm-up,
 growth over the fitted span (also per hour, extrapolated, and the same for PSS). `p99_ms_first` /
 `p99_ms_last`: p99 of the alerts' `latency_ms.end_to_end` in the first and last 2 minutes (10 from a
-30-minute run; by the alert's time); `p99_ms_windows_*` the same from the end-to-end histogram of every window (bucket
+30-minute run; by the alert's time) of the run, or, with `--slot-s` (faults on a clock, in whole rounds),
+of the fault period, so that both windows hold the same faults at the same offsets and a difference is
+drift, not the schedule (`latency_span_s`; `p99_ms_*_run` keep the run's own first and last windows); `p99_ms_windows_*` the same from the end-to-end histogram of every window (bucket
 interpolation, as Prometheus' histogram_quantile). `timeline`: per minute, window e2e p50/p99, windows
 through detection, CPU % of one core by part (main, engine, ingest, rtsp_server, redis) and the
 machine's, `outside_cpu_pct` (the machine less those: anything else running), the median time to fetch
@@ -360,6 +362,7 @@ class Soak:
         self.t0 = 0.0  # monotonic: every camera has had a window
         self.t0_wall = 0.0
         self.thresholds: dict[str, Any] = {}
+        self.fault_span: tuple[float, float] | None = None  # with --slot-s: from the first fault to the end of the last round (s from t0)
 
     # -- set-up
     def config(self) -> dict[str, Any]:
@@ -578,14 +581,25 @@ class Soak:
         faults: list[dict[str, Any]] = []
         load_before = os.getloadavg()
         if a.faults:
+            limit = a.rounds * len(a.kinds) if a.rounds is not None else 1 << 30
+            if a.slot_s:  # whole rounds on a clock: the first and last rounds see the same faults at the same offsets
+                rounds = int((a.minutes * 60 - tail - lead) // (a.slot_s * len(a.kinds)))
+                limit = min(limit, rounds * len(a.kinds))
+                self.fault_span = (lead, lead + limit * a.slot_s)
             time.sleep(max(0.0, self.t0 + lead - time.monotonic()))
             n = 0
-            while time.monotonic() < end - tail and (a.rounds is None or n < a.rounds * len(a.kinds)):
+            while n < limit and time.monotonic() < end - tail:
                 if self.streamer is None or self.streamer.poll() is not None:
                     break
-                faults.append(self.fault(a.kinds[n % len(a.kinds)], n))
+                due = self.t0 + lead + n * a.slot_s if a.slot_s else time.monotonic()
+                time.sleep(max(0.0, due - time.monotonic()))
+                rec = self.fault(a.kinds[n % len(a.kinds)], n)
+                if a.slot_s:
+                    rec["late_s"] = round(rec["at_s"] - (due - self.t0), 2)  # its predecessor took longer than its slot
+                faults.append(rec)
                 n += 1
-                time.sleep(gap)
+                if not a.slot_s:
+                    time.sleep(gap)
         while time.monotonic() < end and self.streamer is not None and self.streamer.poll() is None:
             time.sleep(0.2)
         t_end_run = time.monotonic()
@@ -652,8 +666,11 @@ class Soak:
             return round(float(np.percentile(lat, 99)), 1) if lat else None
 
         win = 600.0 if run_s >= 1800 else min(120.0, run_s)  # an hour's soak: its first and last 10 minutes
-        first_a, first_b = self.sample_at(self.t0), self.sample_at(self.t0 + win)
-        last_a, last_b = self.sample_at(t_end_run - win), self.sample_at(t_end_run)
+        lo, hi = self.fault_span if self.fault_span and self.fault_span[1] - self.fault_span[0] >= 2 * win else (0.0, run_s)
+
+        def p99_windows(a: float, b: float) -> float | None:
+            sa, sb = self.sample_at(self.t0 + a), self.sample_at(self.t0 + b)
+            return histogram_p99(sa["buckets"], sb["buckets"]) if sa and sb else None
         warm = self.args.warmup_s if self.args.warmup_s is not None else min(120.0, 0.25 * run_s)
         mem = [(t - self.t0, r, p) for t, r, p, _ in self.memory if warm <= t - self.t0 <= run_s]
 
@@ -695,11 +712,14 @@ class Soak:
             "rss_mb_start": round(mem[0][1] / 1024, 1) if mem else None,
             "rss_mb_end": round(mem[-1][1] / 1024, 1) if mem else None,
             "warmup_s": round(warm, 1),
-            "p99_ms_first": p99_alerts(0, win),
-            "p99_ms_last": p99_alerts(run_s - win, run_s),
-            "p99_ms_windows_first": histogram_p99(first_a["buckets"], first_b["buckets"]) if first_a and first_b else None,
-            "p99_ms_windows_last": histogram_p99(last_a["buckets"], last_b["buckets"]) if last_a and last_b else None,
+            "p99_ms_first": p99_alerts(lo, lo + win),
+            "p99_ms_last": p99_alerts(hi - win, hi),
+            "p99_ms_windows_first": p99_windows(lo, lo + win),
+            "p99_ms_windows_last": p99_windows(hi - win, hi),
             "latency_window_s": round(win, 1),
+            "latency_span_s": [round(lo, 1), round(hi, 1)],  # the first window starts at lo, the last ends at hi
+            "p99_ms_first_run": p99_alerts(0, win),
+            "p99_ms_last_run": p99_alerts(run_s - win, run_s),
             "timeline": self.timeline(),
             "windows": int(sum((self.last() or {"detected": {}})["detected"].values())),
             "stop_s": stop_s,
@@ -756,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stall-timeout", type=float, default=10.0, help="cameras' stall_timeout")
     p.add_argument("--lead-s", type=float, default=None, help="seconds before the first fault (default 20, 120 from 6 min)")
     p.add_argument("--gap-s", type=float, default=None, help="seconds between a fault's recovery and the next (default 5, 20 from 6 min)")
+    p.add_argument("--slot-s", type=float, default=None,
+                   help="faults on a clock instead: one every SLOT s from the lead, in whole rounds of the kinds (no --gap-s)")
     p.add_argument("--warmup-s", type=float, default=None, help="RSS samples before this are not fitted (default min(120, 25%% of the run))")
     p.add_argument("--ready-timeout", type=float, default=120.0)
     p.add_argument("--workdir", default=None)

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.mmap_dict import MmapedDict
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -62,16 +63,30 @@ SOURCE_COUNTERS = {"frames_decoded": FRAMES_DECODED, "audio_frames_decoded": AUD
                    "discontinuities": DISCONTINUITIES, "mic_overflows": MIC_OVERFLOWS}
 
 READY = threading.Event()  # set once the pipeline has started (model loaded, Redis client made): /readyz can answer 200
+FOLDED = ("counter", "histogram")  # the types the collector sums over processes: a dead one's values can join one file
+_FILES = threading.Lock()  # a collection never reads a dead process's values while they move into the archive
+
+
+def registry() -> Any:
+    """Every process's metrics (the multiprocess registry when the children write theirs), else this one's."""
+    if not os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import REGISTRY
+
+        return REGISTRY
+    reg = CollectorRegistry()
+    multiprocess.MultiProcessCollector(reg)
+    return reg
+
+
+def collect(fn: Any) -> Any:
+    """`fn(registry())`, never while a dead process's files are being folded."""
+    with _FILES:
+        return fn(registry())
 
 
 def collect_samples() -> list:
     """Every sample of every process, as the endpoint would serve them."""
-    registry = CollectorRegistry()
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        from prometheus_client import REGISTRY as registry  # noqa: N811
-    return [s for metric in registry.collect() for s in metric.samples]
+    return collect(lambda reg: [s for metric in reg.collect() for s in metric.samples])
 
 
 def count_source(camera: str, stats: Any, seen: dict[str, int]) -> None:
@@ -84,8 +99,29 @@ def count_source(camera: str, stats: Any, seen: dict[str, int]) -> None:
 
 
 def process_exited(pid: int) -> None:
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)
+    """A child has ended: its live gauges go, and its counters and histograms are added into one archive
+    file per type, so that a scrape reads the live processes' files plus two, however many have died
+    (each restart used to leave its files for every later scrape to parse)."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return
+    with _FILES:
+        multiprocess.mark_process_dead(pid, path)
+        for typ in FOLDED:
+            fold(os.path.join(path, f"{typ}_{pid}.db"), os.path.join(path, f"{typ}_archive.db"))
+
+
+def fold(src: str, dst: str) -> None:
+    """Add every value of the metrics file `src` into `dst` (same keys: metric, sample, labels), then remove `src`."""
+    if not os.path.exists(src):
+        return
+    archive = MmapedDict(dst)
+    try:
+        for key, value, timestamp, _pos in MmapedDict.read_all_values_from_file(src):
+            archive.write_value(key, archive.read_value(key)[0] + value, timestamp)
+    finally:
+        archive.close()
+    os.remove(src)
 
 
 def cleanup() -> None:

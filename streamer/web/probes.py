@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client import multiprocess as prom_mp
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
@@ -34,12 +32,7 @@ async def readyz(request: Request) -> Response:
 
 
 def _metrics() -> bytes:
-    """Every process's metrics (the multiprocess registry when the children write theirs), else this one's."""
-    if not os.environ.get(m.MULTIPROC_ENV):
-        return generate_latest(REGISTRY)
-    reg = CollectorRegistry()
-    prom_mp.MultiProcessCollector(reg)
-    return generate_latest(reg)
+    return m.collect(generate_latest)
 
 
 async def metrics(_request: Request) -> Response:
