@@ -105,7 +105,7 @@ class RedisConfig(Strict):
 class EvidenceConfig(Strict):
     enabled: bool = Field(True, description="Store a JPEG keyframe and the window's audio (WAV) with each start alert.")
     ttl: int = Field(86400, ge=1, description="Seconds evidence keys live in Redis.")
-    jpeg_width: int = Field(320, ge=32, le=1920, description="Keyframe width in pixels (height keeps the aspect ratio).")
+    jpeg_width: int = Field(320, ge=32, le=1920, description="Keyframe size in pixels: its longer side (a landscape frame's width; the aspect ratio is kept).")
     jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of the keyframe.")
 
 

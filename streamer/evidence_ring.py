@@ -32,7 +32,9 @@ _NOWHERE = -1e18  # the start of a slot never written
 
 
 class EvidenceRing:
-    """`slots` windows' keyframes (up to `keyframe_width` square, RGB) and audio (`samples` float32)."""
+    """`slots` windows' keyframes (RGB, within `keyframe_width` square: ingest fits the longer side, see
+    streamer/ingest/opening.keyframe_size) and audio (`samples` float32). Shared memory pages are used only
+    once written, so a landscape camera leaves the square's lower part unused at no cost."""
 
     def __init__(self, samples: int, keyframe_width: int, slots: int) -> None:
         self.samples, self.slots = samples, slots

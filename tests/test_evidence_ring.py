@@ -112,3 +112,25 @@ def test_evidence_no_longer_kept_is_none_and_counted():
     finally:
         evidence.close()
     assert evidence.rings == {}
+
+
+def test_a_portrait_cameras_keyframes_fit_and_are_kept(tmp_path):
+    """A portrait (corridor) camera: its keyframe's longer side is the configured size, so it fits the
+    ring's room (it was made `width` wide, too tall for the room, and dropped: start alerts without evidence)."""
+    from engines.spec import ModelSpec
+    from streamer.ingest.opening import SourceOptions
+    from streamer.ingest.source import SourceReader, probe_geometry
+    from tests.media import make_clip
+
+    clip = make_clip(tmp_path / "corridor.mp4", seconds=2, size=(180, 320), audio_codec=None)
+    reader = SourceReader(str(clip), "corridor", probe_geometry(ModelSpec(), 0.5),
+                          SourceOptions(keyframe_width=128, realtime=False))
+    w = next(iter(reader.windows()))
+    assert w.keyframe.shape == (128, 72, 3)  # height is the longer side
+    ring = EvidenceRing(w.audio.size, keyframe_width=128, slots=2)
+    try:
+        ring.put(w)
+        key, _audio = ring.get(w.start)
+        assert key is not None and (key == w.keyframe).all()
+    finally:
+        ring.close(unlink=True)

@@ -32,7 +32,7 @@ from av.video.reformatter import VideoReformatter
 
 from streamer import urls
 from streamer.errors import SourceError, redact
-from streamer.ingest.opening import MonoResampler
+from streamer.ingest.opening import MonoResampler, keyframe_size
 from streamer.ingest.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -184,8 +184,7 @@ class MainStream:
         if not self.timeline.pace(rt):
             return False
         if video:
-            w = min(frame.width, self.max_width) if self.max_width else frame.width
-            h = max(2, int(round(w * frame.height / max(frame.width, 1) / 2)) * 2)
+            w, h = keyframe_size(frame.width, frame.height, self.max_width or max(frame.width, frame.height), grow=False)
             rgb = self._sws.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
             self.keyframes.append((rt, rgb))
             self.keyframes_decoded += 1

@@ -70,6 +70,16 @@ def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer
         raise SourceError(f"source {redact(url)}: cannot open: {e.__class__.__name__}: {e.strerror if hasattr(e, 'strerror') else e}") from e
 
 
+def keyframe_size(width: int, height: int, box: int, grow: bool = True) -> tuple[int, int]:
+    """(w, h) of a frame's keyframe: its longer side `box` (no more than the frame's own unless `grow`), the
+    aspect kept, sides even. A portrait frame fits the evidence ring's `box` x `box` room as well."""
+    scale = box / max(width, height, 1)
+    if not grow:
+        scale = min(scale, 1.0)
+    cap = max(2, box - box % 2)
+    return tuple(max(2, min(int(round(side * scale / 2)) * 2, cap)) for side in (width, height))  # type: ignore[return-value]
+
+
 class MonoResampler:
     """Decoded audio frames -> mono float32 chunks at `rate` (swresample). rematrix_maxval 1 makes the
     downmix the mean of the channels (its default adds them at -3 dB each, which takes loud stereo past

@@ -16,7 +16,7 @@ from av.video.reformatter import VideoReformatter
 
 from streamer import urls
 from streamer.errors import HwaccelError, SourceError, SourceTimeout, redact
-from streamer.ingest.opening import MonoResampler, SourceOptions, SourceStats, open_container
+from streamer.ingest.opening import MonoResampler, SourceOptions, SourceStats, keyframe_size, open_container
 from streamer.ingest.timeline import Timeline
 from streamer.ingest.windower import Geometry, Windower
 from streamer.window import Window
@@ -62,13 +62,13 @@ class SourceReader:
 
     def _keyframe(self, frame: av.VideoFrame, last: float) -> np.ndarray | None:
         """`frame`: the detect stream's newest; `last`: the time of the window's last picture."""
-        w = self.opts.keyframe_width
+        grow = True
         if self._main is not None:  # the main stream's newest keyframe in the window; the detect frame's (no larger) until it has one
             main = self._main.keyframe(min(self._main_t, last))
             if main is not None:
                 return main  # the same array while it is unchanged: nothing is copied here
-            w = min(w, frame.width)
-        h = max(2, int(round(w * frame.height / max(frame.width, 1) / 2)) * 2)
+            grow = False
+        w, h = keyframe_size(frame.width, frame.height, self.opts.keyframe_width, grow)
         return self._sws_key.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
 
     def windows(self) -> Iterator[Window]:
