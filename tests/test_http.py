@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -203,6 +204,25 @@ def test_bad_payloads_are_422_naming_the_key_and_change_nothing(live):
     assert {c["id"]: c["pid"] for c in get_json(f"{live.base}/api/cameras")} == pids  # nothing started or restarted
 
 
+def test_a_body_over_the_limit_is_413_before_it_is_read_whole(live):
+    """By its length header, and, sent chunked without one, as soon as what was read passes the limit: a
+    client streaming a huge body gets its 413 and the server never holds more than the limit."""
+    from streamer.web.common import MAX_BODY
+
+    status, _h, body = request(f"{live.base}/api/cameras", "POST", b"{" + b" " * MAX_BODY + b"}")
+    assert status == 413 and b"body over" in body
+    host, port = live.base.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:  # chunked, no length header
+        sock.sendall(f"POST /api/cameras HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n".encode())
+        piece = b" " * 16384
+        for _ in range(MAX_BODY // len(piece) + 2):  # past the limit, and the body never ends
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        answer = sock.recv(4096)  # the old code waited for the body's end: this timed out
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+    assert get_json(f"{live.base}/api/cameras")  # still serving
+
+
 def test_credentials_never_in_responses(live, free_port):
     """A camera whose URL carries a password and a token (nothing listens there: it keeps reconnecting)."""
     url = f"rtsp://viewer:hunter2pw@127.0.0.1:{free_port()}/live?token=abc123tok&channel=1"
@@ -371,6 +391,10 @@ def test_the_event_stream_paces_its_events_passes_alerts_redacted_and_ends_when_
             with urllib.request.urlopen(req, timeout=10) as other:
                 assert sse_blocks(other, 0.5)[0] == {"retry": "1000"}
                 assert len(srv.hub._subs) == 2
+            for _ in range(3):  # HEADs (an uptime check): headers, and no subscription left behind
+                head = urllib.request.Request(req.full_url, headers=dict(req.headers), method="HEAD")
+                with urllib.request.urlopen(head, timeout=10) as h:
+                    assert h.status == 200
             wait_until(lambda: len(srv.hub._subs) == 1, 5, "a stream whose client went leaving the alert hub")
             srv.begin_close()
             t_close = time.monotonic()
@@ -492,3 +516,27 @@ def test_random_camera_bodies_are_answered_4xx_never_500(live, body, patch, patc
     doc = _answered(status, got, body)
     if status == 201:
         assert request(f"{live.base}/api/cameras/{doc['id']}", "DELETE")[0] == 200
+
+
+def test_alerts_are_paged_newest_first_each_once_even_when_a_page_boundary_is_trimmed(redis_server):
+    """find_alerts reads the stream 500 entries a page; the next page starts after the last entry read,
+    even when that entry was trimmed meanwhile (the old code dropped the next page's first row)."""
+    from streamer.web.api import find_alerts
+
+    client = redis_server.client()
+    ids = [client.xadd("alerts", {"camera": "cam1", "event": "glass", "json": json.dumps({"n": n})})
+           for n in range(1200)]
+
+    class TrimsBetweenPages(type(client)):  # a real client; the boundary entry goes after the first page
+        pages = 0
+
+        def xrevrange(self, *args, **kwargs):
+            if self.pages == 1:
+                self.xdel("alerts", ids[1200 - 500])
+            self.pages += 1
+            return super().xrevrange(*args, **kwargs)
+
+    trimming = TrimsBetweenPages(connection_pool=client.connection_pool)
+    got = [a["n"] for a in find_alerts(trimming, "alerts", "cam1", "glass", 1000)]
+    assert got == list(range(1199, 1199 - 1000, -1))
+    assert [a["n"] for a in find_alerts(client, "alerts", "cam2", None, 10)] == []

@@ -120,3 +120,23 @@ def test_live_rtsp_substream_takes_audio_and_keyframes_from_the_main_stream(pair
     assert all(kf.shape == (MAIN[1], MAIN[0], 3) for kf in [w.keyframe for w in windows][3:])
     assert sum(w.audio_mask for w in late) >= len(late) - 1  # the main stream's audio, live
     assert reader._main._thread.is_alive() is False  # leaving the generator closed the main stream's reader
+
+
+def test_a_live_main_stream_that_ends_is_reported_and_keyframes_come_from_the_detect_stream(pair, rtsp_server, caplog):
+    """The main stream's RTSP session ends (here: the server plays it once) while the detect stream goes on:
+    one warning, then the detect stream's own pictures as evidence, not the main stream's last keyframe aging."""
+    main, _, sub_aac = pair
+    main_srv, sub_srv = rtsp_server(main, loop=False), rtsp_server(sub_aac)
+    reader = SourceReader(sub_srv.url, "c", probe_geometry(ModelSpec(), 0.5),
+                          SourceOptions(main_url=main_srv.url, keyframe_width=1920, open_timeout=5, stall_timeout=5))
+    windows = []
+    with caplog.at_level("WARNING", logger="streamer.ingest.source"):
+        for w in reader.windows():
+            windows.append(w)
+            if len(windows) == 20:  # 10 s of a 4 s main stream
+                break
+    shapes = [w.keyframe.shape[:2] for w in windows]
+    assert (MAIN[1], MAIN[0]) in shapes[:8], shapes  # the main stream's while it played
+    assert shapes[-4:] == [(SUB[1], SUB[0])] * 4, shapes  # then the detect stream's
+    ended = [r for r in caplog.records if "the stream ended" in r.getMessage()]
+    assert len(ended) == 1, [r.getMessage() for r in caplog.records]

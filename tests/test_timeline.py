@@ -64,3 +64,30 @@ def test_pacing_stops_at_once_when_told_to():
     assert tl.pace(60.0) is False  # would wait 60 s
     assert time.monotonic() - t0 < 5
     assert tl.pace(0.0) is False
+
+
+def test_audio_back_after_a_long_silence_beside_video_is_a_gap_not_a_jump():
+    """A camera that sends no audio for 15 s while its video goes on: the audio resumes where it belongs,
+    and neither stream's timing is moved (a shared correction made each kind undo the other's, frame after frame)."""
+    tl = Timeline("cam")
+    tl.place("audio", 0.0, 0.02)
+    t = 0.0
+    while t < 20.0:
+        tl.place("video", t, 0.04)
+        t += 0.04
+    assert tl.place("audio", 15.0, 0.02) == pytest.approx(15.0)
+    assert tl.place("video", 20.0, 0.04) == pytest.approx(20.0)
+    assert tl.place("audio", 15.02, 0.02) == pytest.approx(15.02)
+    assert tl.discontinuities == 0
+
+
+def test_one_kinds_clock_reset_moves_only_that_kind():
+    tl = Timeline("cam")
+    for i in range(50):
+        tl.place("video", i * 0.04, 0.04)
+        tl.place("audio", i * 0.04, 0.04)
+    assert tl.place("audio", 0.0, 0.04) == pytest.approx(2.0)  # audio's clock went back 2 s: continued one step on
+    assert tl.place("video", 2.0, 0.04) == pytest.approx(2.0)  # video untouched
+    assert tl.place("audio", 0.04, 0.04) == pytest.approx(2.04)
+    assert tl.place("video", 2.04, 0.04) == pytest.approx(2.04)
+    assert tl.discontinuities == 1

@@ -126,6 +126,8 @@ class MainStream:
         except Exception as e:  # told to the detect side, which decides (see SourceReader)
             self.error = SourceError(f"main stream {redact(self.url)}: read failed: {e.__class__.__name__}: {e}")
         finally:
+            if self.error is None and self.live and not self._stop.is_set():  # a live stream's session closed
+                self.error = SourceError(f"main stream {redact(self.url)}: the stream ended")
             with self._cond:
                 self.ended = True
                 self._cond.notify_all()

@@ -34,6 +34,15 @@ def parse_device(url: str) -> str | int | None:
     return int(name) if name.isdigit() else name
 
 
+def input_devices(sd: Any) -> str:
+    """The input devices PortAudio lists, for an error message (which must not fail itself)."""
+    try:
+        names = ", ".join(f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0)
+    except Exception as e:  # e.g. the sound server is down too
+        return f"not listed ({e})"
+    return names or "none"
+
+
 class Microphone:
     """An open input stream; `get()` gives (arrival_start_monotonic, mono float32 pcm). Lost blocks are
     counted in `stats.mic_overflows` (the reader's stats: exported as streamer_mic_overflows_total)."""
@@ -52,13 +61,15 @@ class Microphone:
         self._last_arrival: float | None = None
         self._samples = 0
         device = parse_device(url)
+        self._stream = None
         try:
             self._stream = sd.InputStream(samplerate=sample_rate, channels=1, dtype="float32", device=device,
                                           blocksize=int(sample_rate * BLOCK_S), callback=self._callback)
             self._stream.start()
         except (ValueError, sd.PortAudioError) as e:
-            names = ", ".join(f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0)
-            raise SourceError(f"microphone {url}: cannot open ({e}); input devices: {names or 'none'}") from e
+            if self._stream is not None:  # made, then failed to start
+                self._stream.close()
+            raise SourceError(f"microphone {url}: cannot open ({e}); input devices: {input_devices(sd)}") from e
 
     def _callback(self, data: np.ndarray, frames: int, _time: Any, status: Any) -> None:
         if status.input_overflow:

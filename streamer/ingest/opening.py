@@ -56,15 +56,22 @@ def open_container(url: str, opts: SourceOptions) -> av.container.InputContainer
         from av.codec.hwaccel import HWAccel  # lazily: only hosts that ask for it
 
         kwargs["hwaccel"] = HWAccel(device_type=opts.hwaccel, allow_software_fallback=False)
-    try:
+    def attempt() -> av.container.InputContainer:
         return av.open(target, mode="r", options=options, timeout=(opts.open_timeout, opts.stall_timeout), **kwargs)
+
+    try:
+        return attempt()
     except av.error.FileNotFoundError as e:
         raise SourceError(f"source {redact(url)}: no such file") from e
     except (TimeoutError, av.error.ExitError) as e:
         raise SourceTimeout(f"source {redact(url)}: no answer within {opts.open_timeout:g} s (open_timeout)") from e
     except (av.error.FFmpegError, OSError) as e:
-        if opts.hwaccel:  # is it the hardware? open once without it to tell
+        if opts.hwaccel:  # is it the hardware? it is when the stream opens without it and again not with it
             open_container(url, replace(opts, hwaccel=None)).close()
+            try:
+                return attempt()  # it opens now: the first failure was the source's (a camera rebooting), not the hardware's
+            except (av.error.FFmpegError, OSError):
+                pass
             raise HwaccelError(f"source {redact(url)}: hwaccel {opts.hwaccel!r} is not available on this machine "
                                f"({e.__class__.__name__}: {e}); set the camera's hwaccel to none") from e
         raise SourceError(f"source {redact(url)}: cannot open: {e.__class__.__name__}: {e.strerror if hasattr(e, 'strerror') else e}") from e

@@ -130,9 +130,14 @@ class SourceReader:
         if self.opts.main_url:
             from streamer.ingest.mainstream import MainStream
 
-            self._main = MainStream(self.opts.main_url, self.opts, self.geo.sample_rate, want_audio=aus is None and mic is None,
-                                    offset=offset, wall0=wall0, max_width=self.opts.keyframe_width, paced=self.opts.realtime,
-                                    camera=self.camera)
+            try:
+                self._main = MainStream(self.opts.main_url, self.opts, self.geo.sample_rate, want_audio=aus is None and mic is None,
+                                        offset=offset, wall0=wall0, max_width=self.opts.keyframe_width, paced=self.opts.realtime,
+                                        camera=self.camera)
+            except BaseException:  # the caller never saw the microphone: it is closed here
+                if mic is not None:
+                    mic.close()
+                raise
             if self._main.has_audio:
                 self.stats.codecs["audio"] = f"{self._main.aus.codec_context.name} (main stream)"
         return mic, aus

@@ -157,17 +157,20 @@ class _Ingest:
         """The reader's windows into the ring, counted, until the source ends; True when told to stop."""
         cam_id = self.cam.id
         seen: dict[str, int] = {}  # what m.count_source exported of this reader's stats
-        for w in reader.windows():
-            m.SOURCE_UP.labels(cam_id).set(1)
+        try:
+            for w in reader.windows():
+                m.SOURCE_UP.labels(cam_id).set(1)
+                m.count_source(cam_id, reader.stats, seen)
+                m.WINDOWS.labels(cam_id).inc()
+                w.frames, w.ingest_pid = self.frames + reader.stats.frames_decoded, self.pid
+                if not self._put(w):
+                    return True
+                self.backoff = 0.5
+                if self.stop.is_set():
+                    return True
+            return False
+        finally:  # what was counted after the last window (a source that fails before any: its decode errors)
             m.count_source(cam_id, reader.stats, seen)
-            m.WINDOWS.labels(cam_id).inc()
-            w.frames, w.ingest_pid = self.frames + reader.stats.frames_decoded, self.pid
-            if not self._put(w):
-                return True
-            self.backoff = 0.5
-            if self.stop.is_set():
-                return True
-        return False
 
     def _put(self, w: Any) -> bool:
         """One window's keyframe and audio into the evidence ring, the window into the engine's ring; False

@@ -2,8 +2,11 @@
 
 Times are rebased to the source's first timestamp plus `offset` (a reconnect or a loop continues where
 the last one stopped). A frame without a timestamp continues from the previous one of its kind. A jump
-of more than MAX_GAP_S forward or MAX_BACKWARD_S back (camera clock reset, PTS wrap, spliced stream) is a
-discontinuity: the timeline continues one step after the last time instead; a shorter gap stays a gap.
+of more than MAX_GAP_S forward (past the newest time of either kind: audio that resumes beside video
+after a long silence only had a gap) or MAX_BACKWARD_S back (behind the last of its kind) is a
+discontinuity (camera clock reset, PTS wrap, spliced stream): that kind continues one step after its
+last time instead, with its own correction, so one stream's jump never moves the other; a shorter gap
+stays a gap.
 A live-paced file (`realtime`) waits until each time is due on the wall clock (`stop` set: it stops waiting).
 """
 
@@ -27,15 +30,15 @@ class Timeline:
         self.camera, self.offset, self.realtime, self.stop = camera, offset, realtime, stop
         self.wall0 = time.monotonic() - offset if wall0 is None else wall0
         self.t0: float | None = None  # the source's first timestamp
-        self.shift = 0.0  # accumulated correction for jumps
+        self.shift: dict[str, float] = {"video": 0.0, "audio": 0.0}  # each kind's accumulated correction for jumps
         self.discontinuities = 0
         self._last_t: dict[str, float | None] = {"video": None, "audio": None}  # source times
         self._last_rt: dict[str, float | None] = {"video": None, "audio": None}  # timeline times
 
-    def peek(self, t: float) -> float | None:
+    def peek(self, t: float, kind: str = "video") -> float | None:
         """Where source time `t` would land now (None before the first frame): for decisions taken before
         decoding, e.g. whether a packet's frame is sampled."""
-        return None if self.t0 is None else t - self.t0 + self.offset + self.shift
+        return None if self.t0 is None else t - self.t0 + self.offset + self.shift[kind]
 
     def place(self, kind: str, t: float | None, step: float) -> float:
         """The timeline time of a `kind` ("video" or "audio") frame at source time `t` (None: no timestamp);
@@ -46,10 +49,11 @@ class Timeline:
         if self.t0 is None:
             self.t0 = t
         self._last_t[kind] = t
-        rt = t - self.t0 + self.offset + self.shift
+        rt = t - self.t0 + self.offset + self.shift[kind]
         prev_rt = self._last_rt[kind]
-        if prev_rt is not None and (rt < prev_rt - MAX_BACKWARD_S or rt > prev_rt + MAX_GAP_S):
-            self.shift += prev_rt + step - rt
+        newest = max((x for x in self._last_rt.values() if x is not None), default=None)
+        if prev_rt is not None and newest is not None and (rt < prev_rt - MAX_BACKWARD_S or rt > newest + MAX_GAP_S):
+            self.shift[kind] += prev_rt + step - rt
             log.warning("camera %s: %s timestamp jumped by %+.3f s; timeline continued", self.camera, kind, rt - prev_rt)
             rt = prev_rt + step
             self.discontinuities += 1

@@ -67,9 +67,7 @@ def find_alerts(redis: Any, stream: str, camera: str | None, event: str | None, 
     out: list[dict] = []
     last, scanned = "+", 0
     while len(out) < limit and scanned < ALERT_SCAN:
-        rows = redis.xrevrange(stream, max=last, min="-", count=500)
-        if last != "+":
-            rows = rows[1:]  # the entry `last` itself came back again
+        rows = redis.xrevrange(stream, max=last if last == "+" else f"({last}", min="-", count=500)  # "(": after `last`
         if not rows:
             break
         for _entry_id, fields in rows:

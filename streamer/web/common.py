@@ -115,7 +115,15 @@ def parse_body(raw: bytes) -> Any:
 
 
 async def body_of(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, f"body over {MAX_BODY} bytes")
-    return parse_body(raw)
+    """The request's body, parsed; a 413 as soon as it is past MAX_BODY (its length header, or what was read):
+    never more than that in memory."""
+    too_big = ApiError(413, f"body over {MAX_BODY} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_big
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise too_big
+    return parse_body(bytes(raw))

@@ -139,9 +139,9 @@ async def events(request: Request) -> Response:
     server = server_of(request)
     stream = _Stream(fleet_of(request), server.closing)
     loop = asyncio.get_running_loop()
-    server.hub.add(loop, stream.queue)
 
-    async def body() -> AsyncIterator[Message]:
+    async def body() -> AsyncIterator[Message]:  # subscribed only while a body is sent (never for a HEAD)
+        server.hub.add(loop, stream.queue)
         try:
             async for event in stream.events():
                 yield event
