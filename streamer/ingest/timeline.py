@@ -5,8 +5,8 @@ the last one stopped). A frame without a timestamp continues from the previous o
 of more than MAX_GAP_S forward (past the newest time of either kind: audio that resumes beside video
 after a long silence only had a gap) or MAX_BACKWARD_S back (behind the last of its kind) is a
 discontinuity (camera clock reset, PTS wrap, spliced stream): that kind continues one step after its
-last time instead, with its own correction, so one stream's jump never moves the other; a shorter gap
-stays a gap.
+last time instead, with its own correction, so one stream's jump never moves the other (the same jump
+seen by the other kind takes the correction already made: one discontinuity); a shorter gap stays a gap.
 A live-paced file (`realtime`) waits until each time is due on the wall clock (`stop` set: it stops waiting).
 """
 
@@ -52,11 +52,22 @@ class Timeline:
         rt = t - self.t0 + self.offset + self.shift[kind]
         prev_rt = self._last_rt[kind]
         newest = max((x for x in self._last_rt.values() if x is not None), default=None)
-        if prev_rt is not None and newest is not None and (rt < prev_rt - MAX_BACKWARD_S or rt > newest + MAX_GAP_S):
-            self.shift[kind] += prev_rt + step - rt
-            log.warning("camera %s: %s timestamp jumped by %+.3f s; timeline continued", self.camera, kind, rt - prev_rt)
-            rt = prev_rt + step
-            self.discontinuities += 1
+
+        def jumped(x: float) -> bool:
+            return prev_rt is not None and newest is not None and (x < prev_rt - MAX_BACKWARD_S or x > newest + MAX_GAP_S)
+
+        if jumped(rt):
+            # the jump the other kind already corrected (one clock reset of the source): take its correction
+            other = next((k for k, s in self.shift.items() if k != kind and not jumped(t - self.t0 + self.offset + s)), None)
+            if other is not None:
+                self.shift[kind] = self.shift[other]
+                rt = t - self.t0 + self.offset + self.shift[kind]
+            else:
+                assert prev_rt is not None
+                self.shift[kind] += prev_rt + step - rt
+                log.warning("camera %s: %s timestamp jumped by %+.3f s; timeline continued", self.camera, kind, rt - prev_rt)
+                rt = prev_rt + step
+                self.discontinuities += 1
         self._last_rt[kind] = rt
         return rt
 
