@@ -4,8 +4,10 @@ and the caller (the detection thread) never waits on the network.
 `submit()` puts the alert on a bounded queue and returns; its evidence may come unencoded (a callable
 that makes the file: the JPEG and the WAV are made on the delivery thread, or when spooled). When the queue is full (Redis answers too
 slowly for the alert rate) the alert goes straight to the on-disk spool instead. The delivery thread
-sends each alert in one MULTI/EXEC: evidence keys SET with a TTL, XADD to the stream (MAXLEN ~),
-PUBLISH on `<prefix>:<camera>`. redis-py's retry policy absorbs short blips; when Redis stays
+sends each alert in one Lua script (atomic): XADD to the stream (MAXLEN ~), a marker key
+`<stream>:sent:<id>` (SENT_TTL_S), evidence keys SET with a TTL, PUBLISH on `<prefix>:<camera>`, and
+nothing when the marker is already there. redis-py's retry policy absorbs short blips, and the marker
+makes its retry of a call whose reply was lost after the write a no-op (no alert twice); when Redis stays
 unreachable (or does not answer within the socket timeout) the alert goes to the spool, and so does
 every later alert until the spool has been replayed, so order is kept (the spool replays by the
 order alerts were accepted). The same thread replays the spool when Redis answers again; alerts
@@ -35,6 +37,19 @@ from streamer.outputs.spool import Spool
 
 log = logging.getLogger(__name__)
 
+SENT_TTL_S = 3600  # how long a delivered alert's marker stays (a replay after that relies on the stream's ids)
+
+# KEYS: stream, sent marker, evidence keys; ARGV: maxlen, marker ttl, channel, doc, id, camera, event,
+# evidence ttl, evidence bytes (one per evidence key). Nothing is written when the marker is there.
+DELIVER = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'id', ARGV[5], 'camera', ARGV[6], 'event', ARGV[7], 'json', ARGV[4])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 6], 'EX', ARGV[8]) end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+
 
 class AlertSink:
     def __init__(
@@ -59,6 +74,7 @@ class AlertSink:
         self.spool = spool
         self.evidence_ttl = evidence_ttl
         self.retry_every = retry_every
+        self._deliver = client.register_script(DELIVER)  # EVALSHA; loaded again after a Redis restart
         self._q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
         self._seq_lock = threading.Lock()
         self._last_seq = 0
@@ -135,17 +151,21 @@ class AlertSink:
             log.error("spool full (%d alerts): alert %s dropped", self.spool.max_alerts, item["id"])
         return ok
 
-    def _send(self, alert: dict[str, Any]) -> None:
+    def sent_key(self, alert_id: str) -> str:
+        """The marker that an alert is in the stream (kept SENT_TTL_S): what makes a resend a no-op."""
+        return f"{self.stream}:sent:{alert_id}"
+
+    def _send(self, alert: dict[str, Any]) -> bool:
+        """One alert into Redis, atomically (a Lua script): False when its marker says it is already there.
+        redis-py retries a call whose reply was lost (Redis restarted or timed out after the write): the
+        marker turns that second write into nothing."""
         self._encode(alert)
         evidence = alert.get("_evidence") or {}
         doc = json.dumps({k: v for k, v in alert.items() if not k.startswith("_")}, separators=(",", ":"))
-        pipe = self.client.pipeline(transaction=True)
-        for key, b64 in evidence.items():
-            pipe.set(key, base64.b64decode(b64), ex=self.evidence_ttl)
-        pipe.xadd(self.stream, {"id": alert["id"], "camera": alert["camera"], "event": alert["event"], "json": doc},
-                  maxlen=self.maxlen, approximate=True)
-        pipe.publish(self.channel(alert["camera"]), doc)
-        pipe.execute()
+        keys = [self.stream, self.sent_key(alert["id"]), *evidence]
+        args = [self.maxlen, SENT_TTL_S, self.channel(alert["camera"]), doc, alert["id"], alert["camera"],
+                alert["event"], self.evidence_ttl, *(base64.b64decode(b64) for b64 in evidence.values())]
+        return bool(self._deliver(keys=keys, args=args, client=self.client))
 
     def _replay(self) -> int:
         recent = self.client.xrevrange(self.stream, count=len(self.spool) + 16)

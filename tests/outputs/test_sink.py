@@ -1,6 +1,8 @@
 """Alert delivery against a real Redis server that goes away and comes back."""
 
 import json
+import socket
+import threading
 import time
 
 import jsonschema
@@ -104,6 +106,70 @@ def test_replay_skips_an_alert_already_delivered(redis_server, tmp_path):
     assert wait_empty(again)
     again.close()
     assert stream_ids(redis_server.url) == [a["id"]]
+
+
+class ReplyDropper:
+    """A TCP proxy in front of a real redis-server that loses one reply: the first one to a request carrying
+    `marker` (and not a NOSCRIPT answer), after Redis executed it, by closing the client's connection."""
+
+    def __init__(self, redis_port: int, marker: bytes) -> None:
+        self.redis_port, self.marker, self.dropped = redis_port, marker, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        server = socket.create_connection(("127.0.0.1", self.redis_port))
+        asked = threading.Event()  # a request carrying the marker went to Redis on this connection
+
+        def upstream() -> None:
+            while data := client.recv(65536):
+                asked.set() if self.marker in data else None
+                server.sendall(data)
+
+        threading.Thread(target=upstream, daemon=True).start()
+        with client, server:
+            try:
+                while reply := server.recv(65536):
+                    if asked.is_set() and not self.dropped and not reply.startswith(b"-NOSCRIPT"):
+                        self.dropped += 1
+                        client.shutdown(socket.SHUT_RDWR)  # executed by Redis; the reply never reaches the client
+                        return
+                    asked.clear()
+                    client.sendall(reply)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_reply_lost_after_the_write_does_not_deliver_the_alert_twice(redis_server, tmp_path):
+    """redis-py retries a call whose connection broke before the reply came: the alert was already stored,
+    and the retry must not store it again (the 1.3-minute soak found one such duplicate at a Redis restart)."""
+    a = alert(0)
+    proxy = ReplyDropper(redis_server.port, a["id"].encode())
+    sink = sink_for(proxy.url, tmp_path / "spool")
+    try:
+        assert sink.submit(a)
+        assert wait_empty(sink)
+        b = alert(1)
+        assert sink.submit(b)
+        assert wait_empty(sink)
+    finally:
+        sink.close()
+        proxy.close()
+    assert proxy.dropped == 1  # the case happened
+    assert stream_ids(redis_server.url) == [a["id"], b["id"]]
+    assert len(sink.spool) == 0
 
 
 def test_evidence_is_stored_with_a_ttl_and_survives_the_spool(redis_server, tmp_path):
