@@ -9,6 +9,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# where torch comes from: empty for pip's configured index; elsewhere the CPU wheels' index, e.g.
+# make venv TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: venv demo test bench lint system-deps wheelhouse
 
@@ -16,7 +19,7 @@ $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "need Python >= 3.11 as python3 or python3.11 (Debian: apt-get install python3 python3-venv)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# torch pinned first: the CPU wheel (an unpinned torch pulls a multi-GB CUDA build)
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[dev]'
 	# type stubs only: their declared dependencies would download TensorRT itself from NVIDIA
 	$(BIN)/pip install -q --no-deps tensorrt-stubs

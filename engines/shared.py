@@ -116,7 +116,11 @@ def model_sha256(onnx_path: str | Path) -> str:
     base = Path(onnx_path).parent
     for f in model_files(onnx_path):
         h.update(f.relative_to(base).as_posix().encode())
-        h.update(f.read_bytes())
+        try:
+            h.update(f.read_bytes())
+        except OSError as e:
+            raise ModelLoadError(f"model file {f} (read by {Path(onnx_path).name}) is missing or unreadable: "
+                                 f"{e.strerror or e}") from None
     return h.hexdigest()
 
 

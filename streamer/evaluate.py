@@ -87,6 +87,15 @@ def decode_clip(path: str | Path, spec: ModelSpec, hop: float = DEFAULT_HOP) -> 
     )
 
 
+def _progress(it: Iterable, **kwargs) -> Iterable:
+    """`it` with a tqdm progress bar when tqdm is installed (the `train` extra), else `it` as it is."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return it
+    return tqdm(it, **kwargs)
+
+
 def _decode_job(args: tuple[int, str, ModelSpec, float]) -> tuple[int, ClipWindows]:
     i, path, spec, hop = args
     return i, decode_clip(path, spec, hop)
@@ -103,9 +112,7 @@ def decode_clips(paths: list[str], spec: ModelSpec, hop: float = DEFAULT_HOP, wo
         pool = mp.get_context("spawn").Pool(workers)
         it = pool.imap_unordered(_decode_job, jobs, chunksize=4)
     if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, total=len(jobs), desc="decode+score", unit="clip", mininterval=2.0)
+        it = _progress(it, total=len(jobs), desc="decode+score", unit="clip", mininterval=2.0)
     try:
         yield from it
     finally:
@@ -319,9 +326,7 @@ def evaluate_anomaly(folder: str | Path, model: str | Path = DEFAULT_MODEL, hop:
         with mp.get_context("spawn").Pool(workers) as pool:
             it: Iterable = pool.imap(_objects_job, jobs)
             if progress:
-                from tqdm import tqdm
-
-                it = tqdm(it, total=len(jobs), desc="anomaly", unit="clip")
+                it = _progress(it, total=len(jobs), desc="anomaly", unit="clip")
             found = list(it)
     else:
         found = [_objects_job(j) for j in jobs]

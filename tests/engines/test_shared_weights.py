@@ -120,6 +120,8 @@ def test_a_backbone_file_changed_since_the_export_is_refused_and_changes_the_dig
     (path.parent / POSE_MODEL).unlink()
     with pytest.raises(ModelLoadError, match="missing"):
         OnnxRuntime(path)
+    with pytest.raises(ModelLoadError, match=f"{POSE_MODEL}.*missing"):  # the TensorRT cache key: a backend
+        model_sha256(path)  # that cannot open, so engine.backend auto goes on to the next, not a traceback
 
 
 def test_an_older_export_with_the_pose_graph_inside_still_loads(tiny_onnx, tiny_spec, tmp_path):
