@@ -115,3 +115,15 @@ def test_default_recipe_on_a_small_copy_of_its_layout(tmp_path):
     metrics = json.loads((out / "fusion.metrics.json").read_text())
     assert metrics["validation"]["urbansound8k_clips"] == 10 and metrics["recipe"] == "default"
     assert "fight" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_the_default_recipe_writes_into_the_package_only_in_a_source_checkout(tmp_path):
+    from engines.spec import WEIGHTS_DIR
+    from streamer.train.cli import recipe_out
+
+    assert recipe_out() == WEIGHTS_DIR  # this checkout (editable install)
+    installed = tmp_path / "site-packages" / "engines" / "weights"
+    installed.mkdir(parents=True)
+    assert recipe_out(installed) == Path("models")  # a wheel install: never into site-packages
+    (tmp_path / "site-packages" / "pyproject.toml").write_text("[project]\n")
+    assert recipe_out(installed) == installed

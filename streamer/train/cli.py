@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--card-only", action="store_true",
                    help="only rewrite the model card from OUT/NAME.metrics.json (and NAME.eval.json)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: engines/weights for the "
-                   "default recipe, else ./models)")
+                   "default recipe in a source checkout, else ./models)")
     p.add_argument("--name", default=None, help="model name, the file stem (default: fusion, or the folder name)")
     p.add_argument("--minutes", type=float, default=10.0, help="time budget of the head training (default 10)")
     p.add_argument("--alerts-per-hour", type=float, default=DEFAULT_RATE,
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.card_only:
         from streamer.train.card import write_card
 
-        print(write_card(args.out or WEIGHTS_DIR, args.name or "fusion"))
+        print(write_card(args.out or recipe_out(), args.name or "fusion"))
         return 0
     if args.data is None:
         print("error: --data is required: a classification folder or the dataset folders", file=sys.stderr)
@@ -360,7 +360,13 @@ def _load(args: argparse.Namespace) -> tuple[ModelSpec, list[Part], Path, bool]:
         return spec, parts, args.out or Path("models"), True
     spec = _spec(args.name or "fusion", recipe.TRAINED, recipe.MODALITY, MAPPED)
     parts = recipe_parts(data, spec, args.seed, args.threads)
-    return spec, parts, args.out or WEIGHTS_DIR, False
+    return spec, parts, args.out or recipe_out(), False
+
+
+def recipe_out(weights: Path = WEIGHTS_DIR) -> Path:
+    """The default recipe's output folder: the package's weights in a source checkout (where the shipped
+    model is made), else ./models (an installed package's folder is site-packages: not for writing)."""
+    return weights if (weights.parents[1] / "pyproject.toml").is_file() else Path("models")
 
 
 def _size(model, spec: ModelSpec) -> dict:
