@@ -49,27 +49,31 @@ class Timeline:
         if self.t0 is None:
             self.t0 = t
         self._last_t[kind] = t
-        rt = t - self.t0 + self.offset + self.shift[kind]
+        base = t - self.t0 + self.offset
+        rt = base + self.shift[kind]
         prev_rt = self._last_rt[kind]
-        newest = max((x for x in self._last_rt.values() if x is not None), default=None)
-
-        def jumped(x: float) -> bool:
-            return prev_rt is not None and newest is not None and (x < prev_rt - MAX_BACKWARD_S or x > newest + MAX_GAP_S)
-
-        if jumped(rt):
+        if prev_rt is not None and self._jumped(kind, rt):
             # the jump the other kind already corrected (one clock reset of the source): take its correction
-            other = next((k for k, s in self.shift.items() if k != kind and not jumped(t - self.t0 + self.offset + s)), None)
+            other = next((s for k, s in self.shift.items() if k != kind and not self._jumped(kind, base + s)), None)
             if other is not None:
-                self.shift[kind] = self.shift[other]
-                rt = t - self.t0 + self.offset + self.shift[kind]
+                self.shift[kind] = other
+                rt = base + other
             else:
-                assert prev_rt is not None
                 self.shift[kind] += prev_rt + step - rt
                 log.warning("camera %s: %s timestamp jumped by %+.3f s; timeline continued", self.camera, kind, rt - prev_rt)
                 rt = prev_rt + step
                 self.discontinuities += 1
         self._last_rt[kind] = rt
         return rt
+
+    def _jumped(self, kind: str, rt: float) -> bool:
+        """Whether `rt` is a jump for `kind`: behind its last time by MAX_BACKWARD_S, or past the newest
+        time of either kind by MAX_GAP_S (the common case, within its own gap, decided first)."""
+        prev = self._last_rt[kind]
+        assert prev is not None
+        if rt < prev - MAX_BACKWARD_S:
+            return True
+        return rt > prev + MAX_GAP_S and rt > max(x for x in self._last_rt.values() if x is not None) + MAX_GAP_S
 
     def pace(self, rt: float) -> bool:
         """For a live-paced file: sleep until timeline time `rt` is due. False when `stop` was set."""
