@@ -11,7 +11,7 @@ makes its retry of a call whose reply was lost after the write a no-op (no alert
 unreachable (or does not answer within the socket timeout) the alert goes to the spool, and so does
 every later alert until the spool has been replayed, so order is kept (the spool replays by the
 order alerts were accepted). The same thread replays the spool when Redis answers again; alerts
-already in the stream (a reply lost after the write) are recognised by id and skipped.
+already in the stream (a reply lost after the write) have their marker and are not sent again.
 
 `close(timeout)`: the queue is delivered while Redis answers, for at most `timeout` s; whatever is
 left (the queue, an alert in flight to a Redis that does not answer) is written to the spool, so a
@@ -37,7 +37,8 @@ from streamer.outputs.spool import Spool
 
 log = logging.getLogger(__name__)
 
-SENT_TTL_S = 3600  # how long a delivered alert's marker stays (a replay after that relies on the stream's ids)
+SENT_TTL_S = 86400  # how long a delivered alert's marker stays: a spool replayed within a day never resends it
+# (a marker takes ~155 bytes of Redis memory; the alert's evidence, kept as long by default, ~40 kB)
 
 # KEYS: stream, sent marker, evidence keys; ARGV: maxlen, marker ttl, channel, doc, id, camera, event,
 # evidence ttl, evidence bytes (one per evidence key). Nothing is written when the marker is there.
@@ -155,8 +156,8 @@ class AlertSink:
         """The marker that an alert is in the stream (kept SENT_TTL_S): what makes a resend a no-op."""
         return f"{self.stream}:sent:{alert_id}"
 
-    def _send(self, alert: dict[str, Any]) -> bool:
-        """One alert into Redis, atomically (a Lua script): False when its marker says it is already there.
+    def _send(self, alert: dict[str, Any]) -> None:
+        """One alert into Redis, atomically (a Lua script); nothing when its marker says it is there already.
         redis-py retries a call whose reply was lost (Redis restarted or timed out after the write): the
         marker turns that second write into nothing."""
         self._encode(alert)
@@ -165,18 +166,13 @@ class AlertSink:
         keys = [self.stream, self.sent_key(alert["id"]), *evidence]
         args = [self.maxlen, SENT_TTL_S, self.channel(alert["camera"]), doc, alert["id"], alert["camera"],
                 alert["event"], self.evidence_ttl, *(base64.b64decode(b64) for b64 in evidence.values())]
-        return bool(self._deliver(keys=keys, args=args, client=self.client))
+        self._deliver(keys=keys, args=args, client=self.client)
 
     def _replay(self) -> int:
-        recent = self.client.xrevrange(self.stream, count=len(self.spool) + 16)
-        delivered = {fields.get(b"id", b"").decode() for _id, fields in recent}
-
-        def deliver(alert: dict[str, Any]) -> None:
+        def deliver(alert: dict[str, Any]) -> None:  # one already in the stream has its marker: not sent again
             if self._abandoned.is_set():
                 raise redis.RedisError("stopping: the rest stays in the spool")
-            if alert["id"] not in delivered:
-                self._send(alert)
-                delivered.add(alert["id"])
+            self._send(alert)
 
         try:
             return self.spool.replay(deliver)
