@@ -132,7 +132,8 @@ class ReplyDropper:
 
         def upstream() -> None:
             while data := client.recv(65536):
-                asked.set() if self.marker in data else None
+                if self.marker in data:
+                    asked.set()
                 server.sendall(data)
 
         threading.Thread(target=upstream, daemon=True).start()
